@@ -49,7 +49,7 @@ def parse_duration(text: str | int | float) -> int:
         total += float(match.group(1)) * _UNIT_MS[match.group(2)]
         pos = match.end()
     if pos != len(raw) or pos == 0:
-        raise ValueError(f"invalid duration {text!r}: use forms like '90s', '15m', '1h30m', 'PT15M'")
+        raise ValueError(f"invalid duration {text!r}: use '90s', '15m', '1h30m' or 'PT15M'")
     return round(total)
 
 
