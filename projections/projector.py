@@ -1,0 +1,117 @@
+"""The projector: applies each partition's log to the views, batch by batch.
+
+A batch's view changes and the checkpoint move are one script call that first
+checks the checkpoint is still where the batch started (apply.lua), so two
+projectors on one partition never apply an event twice, and a view is always a
+deterministic function of the log up to its checkpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from importlib import resources
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from projections import schedules, workflows
+from projections.batch import ViewBatch
+from service.store.eventstore import EventStore, StoredEvent, decode_entry
+from service.store.keys import PROJECTION_VIEWS, Keyspace
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[ViewBatch, StoredEvent], Awaitable[None]]
+HANDLERS: tuple[Handler, ...] = (schedules.apply, workflows.apply)
+
+BATCH_SIZE = 500
+BLOCK_MS = 1000
+RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class Projector:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keyspace,
+        *,
+        name: str = PROJECTION_VIEWS,
+        namespace: str = "view",
+        batch_size: int = BATCH_SIZE,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.name = name
+        self.namespace = namespace
+        self.batch_size = batch_size
+        self.store = EventStore(redis, keys)
+        source = resources.files("projections").joinpath("apply.lua").read_text()
+        self._apply = redis.register_script(source)
+
+    async def checkpoint(self, partition: int) -> str:
+        raw = await self.redis.hget(self.keys.checkpoint(partition, self.name), "position")
+        return raw.decode() if isinstance(raw, bytes) else (raw or "")
+
+    async def apply_batch(self, partition: int, start: str, events: list[StoredEvent]) -> bool:
+        """Apply ``events`` (which follow checkpoint ``start``); False if another did first."""
+        batch = ViewBatch(self.redis, self.keys.view_prefix(partition, self.namespace))
+        for event in events:
+            for handler in HANDLERS:
+                await handler(batch, event)
+        view_keys, ops = batch.operations()
+        applied = await self._apply(
+            keys=[self.keys.checkpoint(partition, self.name), *view_keys],
+            args=[start, events[-1].position, *ops],
+        )
+        return bool(applied)
+
+    async def step(self, partition: int, block_ms: int | None = None) -> int:
+        """Apply the next batch after the checkpoint; return how many events it held."""
+        start = await self.checkpoint(partition)
+        if block_ms is None:
+            events = await self.store.read(partition, start, self.batch_size)
+        else:
+            reply = await self.redis.xread(
+                {self.keys.log(partition): start or "0-0"}, count=self.batch_size, block=block_ms
+            )
+            events = [
+                decode_entry(partition, eid, fields)
+                for _stream, entries in reply
+                for eid, fields in entries
+            ]
+        if not events:
+            return 0
+        if not await self.apply_batch(partition, start, events):
+            return 0
+        return len(events)
+
+    async def catch_up(self, partition: int, max_batches: int = 1_000_000) -> int:
+        """Apply everything in the log now; return the number of events applied."""
+        total = 0
+        for _ in range(max_batches):
+            applied = await self.step(partition)
+            if applied == 0 and await self.checkpoint(partition) == (
+                await self.store.last_position(partition) or ""
+            ):
+                break
+            total += applied
+        return total
+
+    async def run(self, partition: int, stop: asyncio.Event) -> None:
+        """Follow the partition's log until ``stop`` is set, riding out Redis outages."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                await self.step(partition, block_ms=BLOCK_MS)
+                failures = 0
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                failures += 1
+                log.warning("projector partition %d: redis unavailable (%s)", partition, exc)
+                try:
+                    await asyncio.wait_for(stop.wait(), timeout=delay)
+                except TimeoutError:
+                    pass

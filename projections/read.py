@@ -1,0 +1,117 @@
+"""Queries over the views, for the API. Reads only; never writes a view."""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from projections import schedules, workflows
+from service.store.keys import Keyspace
+
+Record = dict[str, Any]
+SCAN_BOUND = 10_000
+
+
+@dataclass(frozen=True)
+class ScheduleFilter:
+    workflow_id: str | None = None
+    status: str | None = None
+    tag: str | None = None
+
+    def index(self) -> str:
+        if self.tag:
+            return f"schedules:tag:{self.tag}"
+        if self.workflow_id:
+            return f"schedules:workflow:{self.workflow_id}"
+        if self.status:
+            return f"schedules:status:{self.status}"
+        return "schedules"
+
+    def matches(self, record: Record) -> bool:
+        return (
+            (self.workflow_id is None or record["workflow_id"] == self.workflow_id)
+            and (self.status is None or record["status"] == self.status)
+            and (self.tag is None or self.tag in record.get("tags", []))
+        )
+
+
+class ViewReader:
+    def __init__(self, redis: Redis, keys: Keyspace, namespace: str = "view") -> None:
+        self.redis = redis
+        self.keys = keys
+        self.namespace = namespace
+
+    def _key(self, p: int, name: str) -> str:
+        return self.keys.view(p, name, self.namespace)
+
+    async def _record(self, p: int, name: str) -> Record | None:
+        raw = await self.redis.get(self._key(p, name))
+        if raw is None:
+            return None
+        record: Record = orjson.loads(raw)
+        return None if record.get("deleted") else record
+
+    async def schedule(self, schedule_id: str) -> Record | None:
+        p = self.keys.partition_of(schedule_id)
+        return await self._record(p, schedules.record_name(schedule_id))
+
+    async def workflow(self, workflow_id: str) -> Record | None:
+        p = self.keys.partition_of(workflow_id)
+        return await self._record(p, workflows.record_name(workflow_id))
+
+    async def _ids(self, index: str, after: str | None, limit: int) -> list[str]:
+        """Ids in an index across partitions, in id order, after ``after``."""
+        low = f"({after}" if after else "-"
+        per_partition = []
+        for p in range(self.keys.partitions):
+            raw = await self.redis.zrangebylex(self._key(p, index), low, "+", start=0, num=limit)
+            per_partition.append([m.decode() if isinstance(m, bytes) else m for m in raw])
+        return list(heapq.merge(*per_partition))[:limit]
+
+    async def _records(self, prefix: str, ids: list[str]) -> list[Record]:
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for ident in ids:
+                pipe.get(self._key(self.keys.partition_of(ident), f"{prefix}:{ident}"))
+            raws = await pipe.execute()
+        out = []
+        for raw in raws:
+            if raw is not None:
+                record = orjson.loads(raw)
+                if not record.get("deleted"):
+                    out.append(record)
+        return out
+
+    async def list_schedules(
+        self, where: ScheduleFilter, after: str | None, limit: int
+    ) -> tuple[list[Record], str | None]:
+        """A page of schedules in id order, and the cursor of the next page (or None)."""
+        found: list[Record] = []
+        cursor = after
+        scanned = 0
+        while len(found) < limit and scanned < SCAN_BOUND:
+            ids = await self._ids(where.index(), cursor, limit)
+            if not ids:
+                return found, None
+            scanned += len(ids)
+            for record in await self._records("schedule", ids):
+                if where.matches(record) and len(found) < limit:
+                    found.append(record)
+            cursor = ids[-1] if len(found) < limit else found[-1]["id"]
+        more = await self._ids(where.index(), found[-1]["id"], 1) if found else []
+        return found, (found[-1]["id"] if found and more else None)
+
+    async def list_workflows(
+        self, after: str | None, limit: int
+    ) -> tuple[list[Record], str | None]:
+        ids = await self._ids("workflows", after, limit + 1)
+        records = await self._records("workflow", ids[:limit])
+        return records, (ids[limit - 1] if len(ids) > limit else None)
+
+    async def schedules_of_workflow(self, workflow_id: str, limit: int = 10) -> list[str]:
+        return await self._ids(f"schedules:workflow:{workflow_id}", None, limit)

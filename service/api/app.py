@@ -1,0 +1,65 @@
+"""The aiohttp application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from projections.projector import Projector
+from projections.read import ViewReader
+
+# Importing the endpoint modules registers their routes.
+from service.api import docs, events, health, schedules, workflows  # noqa: F401
+from service.api.context import CLOCK, COMMANDS, KEYS, REDIS, SETTINGS, STORE, VIEWS
+from service.api.problems import problem_middleware
+from service.api.routing import setup_routes
+from service.clock import Clock, SystemClock
+from service.commands import CommandService, ProjectionWaiter
+from service.config import Settings
+from service.store.eventstore import EventStore
+from service.store.keys import Keyspace
+
+
+def create_app(
+    settings: Settings, redis: Redis, *, clock: Clock | None = None, projector: bool = True
+) -> web.Application:
+    """The API over ``redis``; with ``projector`` it also runs the projector loops."""
+    keys = Keyspace(settings.key_prefix, settings.partitions)
+    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    store = EventStore(redis, keys)
+    app[SETTINGS] = settings
+    app[REDIS] = redis
+    app[KEYS] = keys
+    app[STORE] = store
+    app[VIEWS] = ViewReader(redis, keys)
+    app[CLOCK] = clock or SystemClock()
+    app[COMMANDS] = CommandService(
+        store,
+        ProjectionWaiter(redis, keys),
+        wait_timeout_s=settings.read_your_writes_timeout_s,
+        idempotency_ttl_ms=settings.idempotency_ttl_ms,
+    )
+    if projector:
+        app.cleanup_ctx.append(_projectors)
+    setup_routes(app)
+    return app
+
+
+async def _projectors(app: web.Application) -> AsyncIterator[None]:
+    projector = Projector(app[REDIS], app[KEYS])
+    stop = asyncio.Event()
+    tasks = [
+        asyncio.create_task(projector.run(p, stop), name=f"projector-{p}")
+        for p in range(app[KEYS].partitions)
+    ]
+    yield
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,52 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from service.api.context import CLOCK, KEYS, REDIS, SETTINGS, json_response
+from service.api.models import Health
+from service.api.routing import route
+from service.store.eventstore import parse_position
+
+LAG_COUNT_BOUND = 1000
+
+
+@route("GET", "/healthz", summary="The process is up", tag="health", response=Health)
+async def healthz(_request: web.Request) -> web.StreamResponse:
+    return json_response({"status": "ok"})
+
+
+@route(
+    "GET",
+    "/readyz",
+    summary="Redis answers and the views are caught up",
+    tag="health",
+    response=Health,
+)
+async def readyz(request: web.Request) -> web.StreamResponse:
+    redis, keys = request.app[REDIS], request.app[KEYS]
+    bound_s = request.app[SETTINGS].readiness_lag_s
+    try:
+        await redis.ping()
+    except Exception as exc:  # any failure to answer means not ready
+        return json_response(
+            {"status": "unavailable", "checks": {"redis": f"unreachable: {exc}"}}, status=503
+        )
+    checks: dict[str, Any] = {"redis": "ok"}
+    ready = True
+    now = request.app[CLOCK].now_ms()
+    for p in range(keys.partitions):
+        raw = await redis.hget(keys.checkpoint(p), "position")
+        start = f"({raw.decode()}" if raw else "-"
+        pending = await redis.xrange(keys.log(p), min=start, count=LAG_COUNT_BOUND)
+        lag_s = (now - parse_position(pending[0][0].decode())[0]) / 1000 if pending else 0.0
+        behind = len(pending)
+        checks[f"projection.views.{p}"] = {"lag_events": behind, "lag_seconds": max(lag_s, 0.0)}
+        if behind and lag_s > bound_s:
+            ready = False
+    return json_response(
+        {"status": "ok" if ready else "lagging", "checks": checks}, status=200 if ready else 503
+    )

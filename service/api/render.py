@@ -1,0 +1,106 @@
+"""Turn view records and stored events into the API's JSON shapes."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from service.domain.spec import Spec, next_fire_times
+from service.domain.timeutil import format_duration, to_rfc3339
+from service.store.eventstore import StoredEvent
+
+NEXT_RUN_COUNT = 5
+
+
+@lru_cache(maxsize=4096)
+def _spec(canonical: bytes) -> Spec:
+    return Spec.model_validate(orjson.loads(canonical))
+
+
+def spec_of(data: dict[str, Any]) -> Spec:
+    return _spec(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+
+
+def schedule(record: dict[str, Any], now_ms: int) -> dict[str, Any]:
+    spec = spec_of(record["spec"])
+    active = record["status"] == "active"
+    times = next_fire_times(spec, now_ms, NEXT_RUN_COUNT) if active else []
+    rendered = [to_rfc3339(t) for t in times]
+    return {
+        "id": record["id"],
+        "name": record["name"],
+        "description": record["description"],
+        "workflow_id": record["workflow_id"],
+        "spec": {**record["spec"], "description": describe(spec)},
+        "policy": record["policy"],
+        "input": record["input"],
+        "max_actions": record["max_actions"],
+        "tags": record["tags"],
+        "status": record["status"],
+        "paused": record["status"] == "paused",
+        "note": record["note"],
+        "version": record["version"],
+        "created_at": to_rfc3339(record["created_at"]),
+        "updated_at": to_rfc3339(record["updated_at"]),
+        "next_run_at": rendered[0] if rendered else None,
+        "next_run_times": rendered,
+        "last_run_at": None,
+        "last_run_status": None,
+        "info": {
+            "action_count": 0,
+            "missed_catchup_count": 0,
+            "overlap_skipped_count": 0,
+            "buffer_dropped_count": 0,
+            "running_runs": [],
+            "recent_actions": [],
+            "remaining_actions": record["max_actions"],
+        },
+    }
+
+
+def describe(spec: Spec) -> list[str]:
+    out = [f"cron {expr}" for expr in spec.cron]
+    out += [f"Every {format_duration(i.every)}" for i in spec.intervals]
+    return out
+
+
+def workflow(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": record["id"],
+        "name": record["name"],
+        "description": record["description"],
+        "target": record["target"],
+        "input_schema": record["input_schema"],
+        "retry": record["retry"],
+        "timeout": record["timeout"],
+        "version": record["version"],
+        "created_at": to_rfc3339(record["created_at"]),
+        "updated_at": to_rfc3339(record["updated_at"]),
+    }
+
+
+def feed_event(position: str, event: StoredEvent) -> dict[str, Any]:
+    return {
+        "position": position,
+        "partition": event.partition,
+        "type": event.type,
+        "v": event.v,
+        "sid": event.sid,
+        "data": event.data,
+        "meta": event.meta,
+        "at": to_rfc3339(event.at),
+    }
+
+
+def history_item(event: StoredEvent) -> dict[str, Any]:
+    return {
+        "position": event.position,
+        "type": event.type,
+        "v": event.v,
+        "at": to_rfc3339(event.at),
+        "actor": event.meta.get("actor"),
+        "data": event.data,
+        "meta": event.meta,
+    }

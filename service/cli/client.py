@@ -1,0 +1,79 @@
+"""A small HTTP client of the API for the CLI (standard library only)."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+TIMEOUT_S = 30.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status = status
+        self.body = body
+        detail = body.get("detail") or body.get("title") or "request failed"
+        super().__init__(f"{status}: {detail}")
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: Any
+    headers: dict[str, str]
+
+
+class ApiClient:
+    def __init__(self, base_url: str, timeout_s: float = TIMEOUT_S) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
+        self.actor = f"cli:{_user()}@{socket.gethostname()}"
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        headers: dict[str, str] | None = None,
+        query: dict[str, Any] | None = None,
+    ) -> Reply:
+        url = self.base_url + path
+        if query:
+            kept = {k: str(v) for k, v in query.items() if v is not None}
+            if kept:
+                url += "?" + urllib.parse.urlencode(kept)
+        data = orjson.dumps(body) if body is not None else None
+        request = urllib.request.Request(url, data=data, method=method)
+        request.add_header("X-Actor", self.actor)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                raw = response.read()
+                return Reply(
+                    response.status, orjson.loads(raw) if raw else None, dict(response.headers)
+                )
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            try:
+                problem = orjson.loads(raw) if raw else {}
+            except orjson.JSONDecodeError:
+                problem = {"detail": raw.decode(errors="replace")[:500]}
+            raise ApiError(exc.code, problem) from None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,55 @@
+"""Settings: environment first (12-factor), command-line flags override."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+ALL_ROLES = ("api", "projector", "ticker", "worker")
+
+
+@dataclass(frozen=True)
+class Settings:
+    redis_url: str | None = None
+    key_prefix: str = "cs"
+    partitions: int = 1
+    data_dir: Path = Path(".cronstream")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    roles: tuple[str, ...] = ALL_ROLES
+    max_body_bytes: int = 256 * 1024
+    idempotency_ttl_ms: int = 24 * 3600 * 1000
+    read_your_writes_timeout_s: float = 5.0
+    readiness_lag_s: float = 10.0
+    redis_timeout_s: float = 5.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        base = cls()
+        return replace(
+            base,
+            redis_url=env.get("REDIS_URL") or None,
+            key_prefix=env.get("CRONSTREAM_KEY_PREFIX", base.key_prefix),
+            partitions=_positive_int(env, "CRONSTREAM_PARTITIONS", base.partitions),
+            data_dir=Path(env.get("CRONSTREAM_DATA_DIR", str(base.data_dir))),
+        )
+
+    def with_overrides(self, **changes: object) -> Settings:
+        kept = {k: v for k, v in changes.items() if v is not None}
+        return replace(self, **kept)  # type: ignore[arg-type]
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a positive integer, not {raw!r}") from exc
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {raw!r}")
+    return value

@@ -1,0 +1,36 @@
+"""Identifiers: the shape of ids clients choose, and ids cronstream makes."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_ID = re.compile(ID_PATTERN)
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def is_valid_id(value: str) -> bool:
+    return _ID.fullmatch(value) is not None
+
+
+def _encode(number: int, length: int) -> str:
+    out = []
+    for _ in range(length):
+        number, rem = divmod(number, 32)
+        out.append(_ALPHABET[rem])
+    return "".join(reversed(out))
+
+
+def new_id(prefix: str) -> str:
+    """A new sortable id: time in ms then 80 random bits, Crockford base32 (ULID-like)."""
+    millis = time.time_ns() // 1_000_000
+    return f"{prefix}_{_encode(millis, 10)}{_encode(secrets.randbits(80), 16)}"
+
+
+def id_from_key(prefix: str, namespace: str, key: str) -> str:
+    """A deterministic id for a create retried under the same Idempotency-Key."""
+    digest = hashlib.sha256(f"{namespace}\x00{key}".encode()).digest()
+    return f"{prefix}_k{_encode(int.from_bytes(digest[:16], 'big'), 25)}"

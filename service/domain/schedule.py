@@ -1,0 +1,191 @@
+"""The Schedule aggregate: when a workflow runs, with its policies.
+
+``decide(state, command) -> events`` and ``evolve(state, event) -> state`` are
+pure: no Redis, no clock. The store persists what ``evolve`` returns next to the
+events, atomically, so the write model never drifts from the log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.domain.events import Event, register
+from service.domain.ids import ID_PATTERN
+from service.domain.policies import CatchupPolicy, OverlapPolicy, ScheduleStatus
+from service.domain.spec import Spec
+from service.domain.types import Duration
+from service.domain.workflow import changed_fields
+from service.errors import AlreadyExists, ScheduleNotFound
+
+KIND = "schedule"
+TAG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/=-]{0,63}$"
+
+
+class SchedulePolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    overlap: OverlapPolicy = OverlapPolicy.SKIP
+    catchup: CatchupPolicy = CatchupPolicy.LATEST
+    catchup_window: Duration = 365 * 86_400_000
+    catchup_max: int = Field(default=100, ge=1, le=10_000)
+    buffer_max: int = Field(default=100, ge=1, le=10_000)
+    pause_on_failure: bool = False
+
+
+class ScheduleConfig(BaseModel):
+    """What a client sets on a schedule (everything but identity and status)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=2000)
+    workflow_id: str = Field(pattern=ID_PATTERN)
+    spec: Spec
+    policy: SchedulePolicy = Field(default_factory=SchedulePolicy)
+    input: Any = None
+    max_actions: int | None = Field(default=None, ge=1)
+    tags: list[str] = Field(default_factory=list, max_length=32)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: list[str]) -> list[str]:
+        import re
+
+        for tag in value:
+            if not re.fullmatch(TAG_PATTERN, tag):
+                raise ValueError(f"tag {tag!r} must match {TAG_PATTERN}")
+        return sorted(set(value))
+
+
+@register
+class ScheduleCreated(Event):
+    aggregate = KIND
+    schedule: ScheduleConfig
+    paused: bool = False
+    note: str = ""
+
+
+@register
+class ScheduleUpdated(Event):
+    aggregate = KIND
+    schedule: ScheduleConfig
+    changed: list[str]
+
+
+@register
+class SchedulePaused(Event):
+    aggregate = KIND
+    note: str = ""
+
+
+@register
+class ScheduleResumed(Event):
+    aggregate = KIND
+    note: str = ""
+
+
+@register
+class ScheduleDeleted(Event):
+    aggregate = KIND
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    id: str
+    config: ScheduleConfig
+    status: ScheduleStatus = ScheduleStatus.ACTIVE
+    note: str = ""
+    deleted: bool = False
+
+    @property
+    def live(self) -> bool:
+        return not self.deleted
+
+
+@dataclass(frozen=True)
+class CreateSchedule:
+    schedule_id: str
+    config: ScheduleConfig
+    paused: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class UpdateSchedule:
+    schedule_id: str
+    config: ScheduleConfig
+
+
+@dataclass(frozen=True)
+class PauseSchedule:
+    schedule_id: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ResumeSchedule:
+    schedule_id: str
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DeleteSchedule:
+    schedule_id: str
+    note: str = ""
+
+
+ScheduleCommand = CreateSchedule | UpdateSchedule | PauseSchedule | ResumeSchedule | DeleteSchedule
+
+
+def decide(state: ScheduleState | None, command: ScheduleCommand) -> list[Event]:
+    """The events a command produces against the current state (pure).
+
+    Commands that would change nothing (pausing a paused schedule, an update
+    equal to the current config) produce no event.
+    """
+    live = state is not None and state.live
+    if isinstance(command, CreateSchedule):
+        if live:
+            raise AlreadyExists(KIND, command.schedule_id)
+        return [ScheduleCreated(schedule=command.config, paused=command.paused, note=command.note)]
+    if not live or state is None:
+        raise ScheduleNotFound(command.schedule_id)
+    match command:
+        case UpdateSchedule(config=config):
+            changed = changed_fields(state.config, config)
+            return [ScheduleUpdated(schedule=config, changed=changed)] if changed else []
+        case PauseSchedule(note=note):
+            if state.status is ScheduleStatus.PAUSED:
+                return []
+            return [SchedulePaused(note=note)]
+        case ResumeSchedule(note=note):
+            if state.status is not ScheduleStatus.PAUSED:
+                return []
+            return [ScheduleResumed(note=note)]
+        case DeleteSchedule(note=note):
+            return [ScheduleDeleted(note=note)]
+    raise TypeError(f"unknown command {command!r}")
+
+
+def evolve(state: ScheduleState | None, schedule_id: str, event: Event) -> ScheduleState | None:
+    """The state after an event (pure)."""
+    match event:
+        case ScheduleCreated(schedule=config, paused=paused, note=note):
+            status = ScheduleStatus.PAUSED if paused else ScheduleStatus.ACTIVE
+            return ScheduleState(id=schedule_id, config=config, status=status, note=note)
+    if state is None:
+        return None
+    match event:
+        case ScheduleUpdated(schedule=config):
+            return replace(state, config=config)
+        case SchedulePaused(note=note):
+            return replace(state, status=ScheduleStatus.PAUSED, note=note)
+        case ScheduleResumed(note=note):
+            return replace(state, status=ScheduleStatus.ACTIVE, note=note)
+        case ScheduleDeleted(note=note):
+            return replace(state, deleted=True, note=note)
+    return state

@@ -1,0 +1,169 @@
+"""The Workflow aggregate: what a run does (an HTTP call, a Python handler, or nothing)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from service.domain.events import Event, register
+from service.domain.types import Duration
+from service.errors import AlreadyExists, WorkflowNotFound
+
+KIND = "workflow"
+
+_HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class HttpTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["http"]
+    url: str = Field(max_length=2048)
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s/?#]+", value):
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
+
+class PythonTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["python"]
+    handler: str
+
+    @field_validator("handler")
+    @classmethod
+    def _handler(cls, value: str) -> str:
+        if not _HANDLER.fullmatch(value):
+            raise ValueError("must be 'module:function', such as 'jobs.billing:run'")
+        return value
+
+
+class NoTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["none"]
+
+
+Target = Annotated[HttpTarget | PythonTarget | NoTarget, Field(discriminator="type")]
+
+
+class RetryPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_attempts: int = Field(default=3, ge=1, le=100)
+    initial_interval: Duration = 1000
+    max_interval: Duration = 300_000
+    backoff: float = Field(default=2.0, ge=1.0, le=10.0)
+
+
+class WorkflowConfig(BaseModel):
+    """A workflow as a client defines it (the body of PUT /v1/workflows/{id})."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=2000)
+    target: Target
+    input_schema: dict[str, Any] | None = None
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    timeout: Duration = 300_000
+
+    @field_validator("input_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        try:
+            jsonschema.Draft202012Validator.check_schema(value)
+        except jsonschema.SchemaError as exc:
+            where = "/".join(str(part) for part in exc.path)
+            raise ValueError(
+                f"not a valid JSON Schema{' at ' + where if where else ''}: {exc.message}"
+            ) from None
+        return value
+
+
+@register
+class WorkflowCreated(Event):
+    aggregate = KIND
+    workflow: WorkflowConfig
+
+
+@register
+class WorkflowUpdated(Event):
+    aggregate = KIND
+    workflow: WorkflowConfig
+    changed: list[str]
+
+
+@register
+class WorkflowDeleted(Event):
+    aggregate = KIND
+
+
+@dataclass(frozen=True)
+class WorkflowState:
+    id: str
+    config: WorkflowConfig
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class PutWorkflow:
+    workflow_id: str
+    config: WorkflowConfig
+
+
+@dataclass(frozen=True)
+class DeleteWorkflow:
+    workflow_id: str
+
+
+WorkflowCommand = PutWorkflow | DeleteWorkflow
+
+
+def changed_fields(old: BaseModel, new: BaseModel) -> list[str]:
+    before, after = old.model_dump(mode="json"), new.model_dump(mode="json")
+    return sorted(k for k in after.keys() | before.keys() if before.get(k) != after.get(k))
+
+
+def decide(state: WorkflowState | None, command: WorkflowCommand) -> list[Event]:
+    """The events a command produces against the current state (pure)."""
+    live = state is not None and not state.deleted
+    match command:
+        case PutWorkflow(config=config):
+            if not live or state is None:
+                return [WorkflowCreated(workflow=config)]
+            changed = changed_fields(state.config, config)
+            return [WorkflowUpdated(workflow=config, changed=changed)] if changed else []
+        case DeleteWorkflow(workflow_id=wid):
+            if not live:
+                raise WorkflowNotFound(wid)
+            return [WorkflowDeleted()]
+    raise TypeError(f"unknown command {command!r}")
+
+
+def evolve(state: WorkflowState | None, workflow_id: str, event: Event) -> WorkflowState | None:
+    """The state after an event (pure)."""
+    match event:
+        case WorkflowCreated(workflow=config) | WorkflowUpdated(workflow=config):
+            return WorkflowState(id=workflow_id, config=config)
+        case WorkflowDeleted():
+            return None if state is None else WorkflowState(state.id, state.config, deleted=True)
+    return state
+
+
+def ensure_absent(state: WorkflowState | None, workflow_id: str) -> None:
+    if state is not None and not state.deleted:
+        raise AlreadyExists(KIND, workflow_id)

@@ -1,0 +1,106 @@
+"""The errors cronstream raises, and what each one means to a client.
+
+    CronstreamError
+    ├── NotFound (LookupError)            404  an id that does not exist
+    │   ├── ScheduleNotFound
+    │   └── WorkflowNotFound
+    ├── Conflict                          409  the request contradicts the current state
+    │   ├── AlreadyExists
+    │   └── WorkflowInUse
+    ├── IdempotencyKeyReused              422  same Idempotency-Key, different request
+    ├── VersionMismatch                   412  If-Match names an older version
+    ├── InvalidInput (ValueError)         422  a field failed validation (names the field)
+    ├── StoreUnavailable (ConnectionError) 503  Redis cannot be reached or answered late
+    └── KeyspaceVersionError (RuntimeError)    the keyspace is newer than this build knows
+
+Errors carry their message, built from the id they are about; the API maps each
+class to an RFC 9457 problem document and never sends a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CronstreamError(Exception):
+    """Base of every error cronstream raises on purpose."""
+
+
+class NotFound(CronstreamError, LookupError):
+    kind = "resource"
+
+    def __init__(self, ident: str) -> None:
+        self.ident = ident
+        super().__init__(f"{self.kind} {ident!r} does not exist")
+
+
+class ScheduleNotFound(NotFound):
+    kind = "schedule"
+
+
+class WorkflowNotFound(NotFound):
+    kind = "workflow"
+
+
+class Conflict(CronstreamError):
+    """The request cannot be applied to the current state."""
+
+
+class AlreadyExists(Conflict):
+    def __init__(self, kind: str, ident: str) -> None:
+        self.ident = ident
+        super().__init__(f"{kind} {ident!r} already exists")
+
+
+class WorkflowInUse(Conflict):
+    def __init__(self, ident: str, schedules: list[str]) -> None:
+        self.ident = ident
+        self.schedules = schedules
+        shown = ", ".join(schedules[:5])
+        super().__init__(f"workflow {ident!r} is used by schedules: {shown}")
+
+
+class IdempotencyKeyReused(CronstreamError):
+    def __init__(self, key: str) -> None:
+        self.key = key
+        super().__init__(f"Idempotency-Key {key!r} was already used for a different request")
+
+
+class VersionMismatch(CronstreamError):
+    def __init__(self, ident: str, expected: int, actual: int) -> None:
+        self.ident = ident
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"{ident!r} is at version {actual}, not {expected}")
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class InvalidInput(CronstreamError, ValueError):
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        first = errors[0] if errors else FieldError("body", "invalid")
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(f"{first.field}: {first.message}{more}")
+
+    @classmethod
+    def one(cls, field: str, message: str) -> InvalidInput:
+        return cls([FieldError(field, message)])
+
+
+class StoreUnavailable(CronstreamError, ConnectionError):
+    """Redis could not be reached, or did not answer in time (the outcome is unknown)."""
+
+
+class KeyspaceVersionError(CronstreamError, RuntimeError):
+    def __init__(self, found: int, known: int) -> None:
+        self.found = found
+        self.known = known
+        super().__init__(
+            f"the keyspace is at version {found}, this build knows up to {known}: "
+            "upgrade cronstream before starting it on this Redis"
+        )

@@ -1,0 +1,97 @@
+"""``cronstream serve``: connect to Redis (or start the embedded one) and run the roles."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from migrations.keyspace import check_keyspace
+from projections.projector import Projector
+from service.api.app import create_app
+from service.config import Settings
+from service.store.embedded import RedisProcess, embedded_redis, release_embedded
+from service.store.keys import Keyspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RedisConnection:
+    client: Redis
+    url: str
+    embedded: RedisProcess | None
+
+
+def connect(url: str, timeout_s: float) -> Redis:
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=min(timeout_s, 2.0),
+        health_check_interval=30,
+    )
+
+
+@contextlib.asynccontextmanager
+async def redis_for(settings: Settings, *, adopt: bool = False) -> AsyncIterator[RedisConnection]:
+    """Redis at REDIS_URL, else the embedded one under the data dir (started if needed)."""
+    embedded = None
+    url = settings.redis_url
+    if url is None:
+        embedded = await asyncio.to_thread(embedded_redis, settings.data_dir, adopt=adopt)
+        url = embedded.url
+    client = connect(url, settings.redis_timeout_s)
+    try:
+        yield RedisConnection(client, url, embedded)
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            await asyncio.to_thread(release_embedded, settings.data_dir, embedded)
+
+
+async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop``); shut down cleanly."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    async with redis_for(settings, adopt=True) as conn:
+        keys = Keyspace(settings.key_prefix, settings.partitions)
+        await check_keyspace(conn.client, keys)
+        async with contextlib.AsyncExitStack() as stack:
+            if "api" in settings.roles:
+                app = create_app(settings, conn.client, projector="projector" in settings.roles)
+                runner = web.AppRunner(app, access_log=None)
+                await runner.setup()
+                stack.push_async_callback(runner.cleanup)
+                site = web.TCPSite(runner, settings.host, settings.port)
+                await site.start()
+                log.info(
+                    "serving on http://%s:%d (redis %s)", settings.host, settings.port, conn.url
+                )
+            elif "projector" in settings.roles:
+                tasks = _projector_tasks(conn.client, keys, stop)
+                stack.push_async_callback(_cancel_all, tasks)
+            print(f"cronstream: serving on http://{settings.host}:{settings.port}", flush=True)
+            await stop.wait()
+            log.info("shutting down")
+
+
+def _projector_tasks(redis: Redis, keys: Keyspace, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+    projector = Projector(redis, keys)
+    return [asyncio.create_task(projector.run(p, stop)) for p in range(keys.partitions)]
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

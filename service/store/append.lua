@@ -1,0 +1,51 @@
+-- Append events of one aggregate, atomically and at most once.
+--
+-- KEYS[1]  the partition's log stream          cs:{p}:log
+-- KEYS[2]  the aggregate's write-model hash    cs:{p}:state:<kind>:<id>
+-- KEYS[3]  the idempotency record              cs:{p}:idem:<key>
+-- KEYS[4]  the aggregate's event index (list)  cs:{p}:events:<kind>:<id>
+-- ARGV[1]  expected version (-1: any)
+-- ARGV[2]  request fingerprint (same key, other request -> REUSED)
+-- ARGV[3]  idempotency record TTL in ms
+-- ARGV[4]  the write-model snapshot after the events (JSON)
+-- ARGV[5]  aggregate id (the envelope's sid)
+-- ARGV[6]  number of events n; then per event: type, v, data, meta
+--
+-- Returns {'OK', version, ids} | {'DUP', version, ids} | {'CONFLICT', version} | {'REUSED'}.
+--
+-- Guarantees: the version check, the events, the snapshot, the index and the
+-- idempotency record change together or not at all. Every call carries an
+-- idempotency key (the client's, or one made per call), so a call that redis-py
+-- retries after a timeout finds its own record and appends nothing twice.
+
+local record_fp = redis.call('HGET', KEYS[3], 'fp')
+if record_fp then
+  if record_fp ~= ARGV[2] then
+    return {'REUSED'}
+  end
+  return {'DUP', redis.call('HGET', KEYS[3], 'version'), redis.call('HGET', KEYS[3], 'ids')}
+end
+
+local current = tonumber(redis.call('HGET', KEYS[2], 'version') or '0')
+local expected = tonumber(ARGV[1])
+if expected >= 0 and current ~= expected then
+  return {'CONFLICT', tostring(current)}
+end
+
+local n = tonumber(ARGV[6])
+local ids = {}
+for i = 0, n - 1 do
+  local base = 7 + i * 4
+  local id = redis.call('XADD', KEYS[1], '*',
+    'type', ARGV[base], 'v', ARGV[base + 1], 'sid', ARGV[5],
+    'data', ARGV[base + 2], 'meta', ARGV[base + 3])
+  ids[#ids + 1] = id
+  redis.call('RPUSH', KEYS[4], id)
+end
+
+local version = current + n
+local joined = table.concat(ids, ',')
+redis.call('HSET', KEYS[2], 'version', version, 'state', ARGV[4])
+redis.call('HSET', KEYS[3], 'fp', ARGV[2], 'version', version, 'ids', joined)
+redis.call('PEXPIRE', KEYS[3], ARGV[3])
+return {'OK', tostring(version), joined}

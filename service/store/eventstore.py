@@ -1,0 +1,205 @@
+"""The event store on Redis Streams: append (one Lua script) and read.
+
+Each partition has one log stream. An append writes the events of one aggregate,
+its write-model snapshot and an idempotency record in one script call; a read
+decodes entries into ``StoredEvent`` and upcasts old payload versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from migrations.upcasters import upcast
+from service.domain.events import Event
+from service.errors import IdempotencyKeyReused, VersionMismatch
+from service.store.keys import Keyspace
+
+ANY_VERSION = -1
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """One log entry: the envelope of DESIGN.md §4 plus where it sits in the log."""
+
+    position: str
+    partition: int
+    type: str
+    v: int
+    sid: str
+    data: dict[str, Any]
+    meta: dict[str, Any]
+
+    @property
+    def at(self) -> int:
+        """Append time in epoch ms (Redis's clock, from the stream id)."""
+        return int(self.position.split("-", 1)[0])
+
+
+@dataclass(frozen=True)
+class Idempotency:
+    """The key a write is recorded under, and what the request looked like."""
+
+    key: str
+    fingerprint: str
+    ttl_ms: int
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    version: int
+    positions: list[str]
+    duplicate: bool = False
+
+    @property
+    def last_position(self) -> str | None:
+        return self.positions[-1] if self.positions else None
+
+
+def parse_position(position: str) -> tuple[int, int]:
+    ms, _, seq = position.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def decode_entry(partition: int, entry_id: bytes | str, fields: dict[Any, Any]) -> StoredEvent:
+    def text(name: str) -> str:
+        raw = fields.get(name.encode(), fields.get(name))
+        if raw is None:
+            return ""
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+
+    position = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    event_type = text("type")
+    version, data = upcast(event_type, int(text("v") or 1), orjson.loads(text("data") or "{}"))
+    return StoredEvent(
+        position=position,
+        partition=partition,
+        type=event_type,
+        v=version,
+        sid=text("sid"),
+        data=data,
+        meta=orjson.loads(text("meta") or "{}"),
+    )
+
+
+class EventStore:
+    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+        self.redis = redis
+        self.keys = keys
+        source = resources.files("service.store").joinpath("append.lua").read_text()
+        self._append = redis.register_script(source)
+
+    async def load(self, kind: str, aggregate_id: str) -> tuple[dict[str, Any] | None, int]:
+        """The aggregate's write-model snapshot and version (None, 0 if it never existed)."""
+        p = self.keys.partition_of(aggregate_id)
+        state, version = await self.redis.hmget(
+            self.keys.state(p, kind, aggregate_id), ["state", "version"]
+        )
+        if state is None:
+            return None, 0
+        return orjson.loads(state), int(version or 0)
+
+    async def append(
+        self,
+        kind: str,
+        aggregate_id: str,
+        events: list[Event],
+        *,
+        meta: dict[str, Any],
+        expected_version: int,
+        snapshot: dict[str, Any],
+        idempotency: Idempotency,
+    ) -> AppendResult:
+        """Append ``events`` if the aggregate is at ``expected_version`` (or ANY_VERSION).
+
+        Raises VersionMismatch on a concurrent change and IdempotencyKeyReused when
+        the key was used for another request. A repeated call returns the first
+        call's result with ``duplicate=True`` and appends nothing.
+        """
+        p = self.keys.partition_of(aggregate_id)
+        meta_json = orjson.dumps(meta)
+        args: list[Any] = [
+            expected_version,
+            idempotency.fingerprint,
+            idempotency.ttl_ms,
+            orjson.dumps(snapshot),
+            aggregate_id,
+            len(events),
+        ]
+        for event in events:
+            args += [event.type_name(), event.version, orjson.dumps(event.data()), meta_json]
+        keys = [
+            self.keys.log(p),
+            self.keys.state(p, kind, aggregate_id),
+            self.keys.idem(p, idempotency.key),
+            self.keys.aggregate_events(p, kind, aggregate_id),
+        ]
+        reply = await self._append(keys=keys, args=args)
+        status = _text(reply[0])
+        if status == "REUSED":
+            raise IdempotencyKeyReused(idempotency.key)
+        if status == "CONFLICT":
+            raise VersionMismatch(aggregate_id, expected_version, int(_text(reply[1])))
+        ids = [i for i in _text(reply[2]).split(",") if i]
+        return AppendResult(int(_text(reply[1])), ids, duplicate=status == "DUP")
+
+    async def idempotency_record(self, aggregate_id: str, key: str) -> dict[str, str] | None:
+        p = self.keys.partition_of(aggregate_id)
+        raw = await self.redis.hgetall(self.keys.idem(p, key))
+        if not raw:
+            return None
+        return {_text(k): _text(v) for k, v in raw.items()}
+
+    async def save_response(self, aggregate_id: str, key: str, status: int, body: bytes) -> None:
+        """Keep the first response to a keyed request, so a retry gets the same answer."""
+        p = self.keys.partition_of(aggregate_id)
+        idem = self.keys.idem(p, key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(idem, "response_status", status)
+            pipe.hsetnx(idem, "response_body", body)
+            await pipe.execute()
+
+    async def read(self, partition: int, after: str, count: int) -> list[StoredEvent]:
+        """Up to ``count`` events of a partition strictly after position ``after``."""
+        start = "-" if after in ("", "0", "0-0") else f"({after}"
+        entries = await self.redis.xrange(self.keys.log(partition), min=start, count=count)
+        return [decode_entry(partition, eid, fields) for eid, fields in entries]
+
+    async def read_aggregate(
+        self, kind: str, aggregate_id: str, offset: int = 0, limit: int = 100
+    ) -> list[StoredEvent]:
+        """The aggregate's events in order, through its event index."""
+        p = self.keys.partition_of(aggregate_id)
+        ids = await self.redis.lrange(
+            self.keys.aggregate_events(p, kind, aggregate_id), offset, offset + limit - 1
+        )
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for eid in ids:
+                pipe.xrange(self.keys.log(p), min=eid, max=eid, count=1)
+            found = await pipe.execute()
+        out = []
+        for entries in found:
+            for eid, fields in entries:
+                out.append(decode_entry(p, eid, fields))
+        return out
+
+    async def count_aggregate(self, kind: str, aggregate_id: str) -> int:
+        p = self.keys.partition_of(aggregate_id)
+        return int(await self.redis.llen(self.keys.aggregate_events(p, kind, aggregate_id)))
+
+    async def last_position(self, partition: int) -> str | None:
+        entries = await self.redis.xrevrange(self.keys.log(partition), count=1)
+        if not entries:
+            return None
+        eid = entries[0][0]
+        return eid.decode() if isinstance(eid, bytes) else str(eid)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

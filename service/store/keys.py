@@ -1,0 +1,57 @@
+"""Every Redis key, stream and group name cronstream uses, built in one place.
+
+Keys of partition ``p`` carry the hash tag ``{p}`` so a Lua script or MULTI can
+touch them together on a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+PROJECTION_VIEWS = "views"
+
+
+def partition_of(aggregate_id: str, partitions: int) -> int:
+    """A stable partition for an aggregate id (crc32, the same in every process)."""
+    return zlib.crc32(aggregate_id.encode()) % partitions
+
+
+@dataclass(frozen=True)
+class Keyspace:
+    prefix: str = "cs"
+    partitions: int = 1
+
+    def partition_of(self, aggregate_id: str) -> int:
+        return partition_of(aggregate_id, self.partitions)
+
+    def _p(self, p: int) -> str:
+        return f"{self.prefix}:{{{p}}}"
+
+    # keyspace-wide
+    @property
+    def meta(self) -> str:
+        return f"{self.prefix}:meta"
+
+    # write side
+    def log(self, p: int) -> str:
+        return f"{self._p(p)}:log"
+
+    def state(self, p: int, kind: str, aggregate_id: str) -> str:
+        return f"{self._p(p)}:state:{kind}:{aggregate_id}"
+
+    def aggregate_events(self, p: int, kind: str, aggregate_id: str) -> str:
+        return f"{self._p(p)}:events:{kind}:{aggregate_id}"
+
+    def idem(self, p: int, key: str) -> str:
+        return f"{self._p(p)}:idem:{key}"
+
+    # read side
+    def checkpoint(self, p: int, projection: str = PROJECTION_VIEWS) -> str:
+        return f"{self._p(p)}:proj:{projection}"
+
+    def view_prefix(self, p: int, namespace: str = "view") -> str:
+        return f"{self._p(p)}:{namespace}:"
+
+    def view(self, p: int, name: str, namespace: str = "view") -> str:
+        return f"{self._p(p)}:{namespace}:{name}"

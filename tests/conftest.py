@@ -1,0 +1,65 @@
+"""Shared fixtures: one real redis-server per test session, flushed between tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from service.api.app import create_app
+from service.clock import FixedClock
+from service.config import Settings
+from service.store.embedded import RedisProcess, start_redis_server
+from service.store.keys import Keyspace
+
+# 2026-01-15T12:00:00Z: a fixed "now" for tests that render next run times.
+NOW_MS = 1_768_478_400_000
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisProcess]:
+    server = start_redis_server(tmp_path_factory.mktemp("redis"), appendonly=False)
+    os.environ.setdefault("CRONSTREAM_TEST_REDIS_URL", server.url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisProcess) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url, socket_timeout=10)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(redis_url=redis_url, data_dir=tmp_path / "data", partitions=1)
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keyspace:
+    return Keyspace(settings.key_prefix, settings.partitions)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(NOW_MS)
+
+
+@pytest.fixture
+async def api(redis: Redis, settings: Settings, clock: FixedClock) -> AsyncIterator[TestClient]:
+    app = create_app(settings, redis, clock=clock)
+    client = TestClient(TestServer(app, host="127.0.0.1"))
+    await client.start_server()
+    yield client
+    await client.close()
