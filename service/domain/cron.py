@@ -350,5 +350,5 @@ def parse_cron(text: str) -> CronExpr:
     fields, has_seconds = split_fields(text)
     expr = CronExpr(text, fields, has_seconds)
     if expr._day_after(2000, 1, 0) is None:
-        raise CronError(f"{text.strip()!r} can never fire: no date matches its day and month")
+        raise CronError("can never fire: no date matches its day and month fields")
     return expr

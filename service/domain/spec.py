@@ -321,12 +321,12 @@ def preview(spec: Spec, after_ms: int, count: int, schedule_id: str | None = Non
         run += 1
         if len(excluded) < MAX_PREVIEW_EXCLUDED:
             reason = f"exclude_cron[{index}]: {spec.exclude_cron[index]}"
-            excluded.append(ExcludedTime(nominal=fire, reason=reason))
+            excluded.append(ExcludedTime.model_construct(nominal=fire, reason=reason))
     times = []
     for i, nominal in enumerate(nominals):
         actual = nominal
         if schedule_id is not None:
             following = nominals[i + 1] if i + 1 < len(nominals) else compiled.next_after(nominal)
             actual = jittered_time(spec, schedule_id, nominal, following)
-        times.append(PreviewTime(nominal=nominal, actual=actual))
-    return SpecPreview(times=times, excluded=excluded)
+        times.append(PreviewTime.model_construct(nominal=nominal, actual=actual))
+    return SpecPreview.model_construct(times=times, excluded=excluded)
