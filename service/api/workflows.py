@@ -57,7 +57,7 @@ async def put_workflow(request: web.Request) -> web.StreamResponse:
     body = WorkflowPut.model_validate(data)
     if body.id is not None and body.id != wid:
         raise InvalidInput.one("id", f"does not match the path's id {wid!r}")
-    config = WorkflowConfig.model_validate(body.model_dump(exclude={"id"}))
+    config = WorkflowConfig.model_validate(body.model_dump(mode="json", exclude={"id"}))
     outcome = await request.app[COMMANDS].put_workflow(wid, config, ctx)
     record = await request.app[VIEWS].workflow(wid)
     if record is None:
