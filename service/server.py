@@ -11,6 +11,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from migrations.keyspace import check_keyspace
 from projections.projector import Projector
@@ -30,11 +34,18 @@ class RedisConnection:
 
 
 def connect(url: str, timeout_s: float) -> Redis:
+    """A client that retries a command on a dropped connection or a timeout.
+
+    Retrying is safe because every script that appends deduplicates itself; it
+    lets the service ride out stale pooled connections after a Redis restart.
+    """
     return Redis.from_url(
         url,
         socket_timeout=timeout_s,
         socket_connect_timeout=min(timeout_s, 2.0),
         health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=3),
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
 
 

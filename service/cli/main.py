@@ -21,6 +21,7 @@ import orjson
 from service.cli.client import ApiClient, ApiError
 from service.cli.output import emit
 from service.config import ALL_ROLES, Settings
+from service.errors import CronstreamError
 
 SCHEDULE_COLUMNS = ("id", "workflow_id", "status", "spec.cron", "spec.timezone", "next_run_at")
 WORKFLOW_COLUMNS = ("id", "name", "target.type", "version", "updated_at")
@@ -292,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    except (OSError, ValueError) as exc:
+    except (CronstreamError, OSError, ValueError) as exc:
         print(f"cronstream: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -9,7 +9,8 @@ from typing import Any, TextIO
 import orjson
 
 
-def emit_json(data: Any, out: TextIO = sys.stdout) -> None:
+def emit_json(data: Any, out: TextIO | None = None) -> None:
+    out = out or sys.stdout
     out.write(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n")
 
 
@@ -24,8 +25,9 @@ def _cell(value: Any) -> str:
 
 
 def emit_table(
-    rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO = sys.stdout
+    rows: Sequence[dict[str, Any]], columns: Sequence[str], out: TextIO | None = None
 ) -> None:
+    out = out or sys.stdout
     cells = [[_cell(_get(row, c)) for c in columns] for row in rows]
     widths = [max([len(c.upper())] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     out.write(
@@ -42,7 +44,7 @@ def _get(row: dict[str, Any], path: str) -> Any:
     return value
 
 
-def emit(data: Any, fmt: str, columns: Sequence[str], out: TextIO = sys.stdout) -> None:
+def emit(data: Any, fmt: str, columns: Sequence[str], out: TextIO | None = None) -> None:
     """A list page, a single object, or None, in the chosen format."""
     if fmt == "json":
         emit_json(data, out)
