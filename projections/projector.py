@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from importlib import resources
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -74,7 +75,7 @@ class Projector:
         if block_ms is None:
             events = await self.store.read(partition, start, self.batch_size)
         else:
-            reply = await self.redis.xread(
+            reply: Any = await self.redis.xread(
                 {self.keys.log(partition): start or "0-0"}, count=self.batch_size, block=block_ms
             )
             events = [

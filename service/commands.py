@@ -29,7 +29,13 @@ from service.errors import (
     WorkflowInUse,
     WorkflowNotFound,
 )
-from service.store.eventstore import AppendResult, EventStore, Idempotency, parse_position
+from service.store.eventstore import (
+    AppendResult,
+    EventStore,
+    Idempotency,
+    as_text,
+    parse_position,
+)
 from service.store.keys import Keyspace
 
 CONCURRENCY_RETRIES = 8
@@ -142,7 +148,7 @@ class ProjectionWaiter:
         key = self.keys.checkpoint(partition)
         while True:
             raw = await self.redis.hget(key, "position")
-            if raw is not None and parse_position(raw.decode()) >= target:
+            if raw is not None and parse_position(as_text(raw)) >= target:
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -164,7 +170,7 @@ class CommandService:
         self.wait_timeout_s = wait_timeout_s
         self.ttl_ms = idempotency_ttl_ms
 
-    async def load(self, aggregate: Aggregate[S, C], aggregate_id: str) -> tuple[S | None, int]:
+    async def load(self, aggregate: Aggregate[Any, Any], aggregate_id: str) -> tuple[Any, int]:
         snapshot, version = await self.store.load(aggregate.kind, aggregate_id)
         state = aggregate.restore(aggregate_id, snapshot) if snapshot is not None else None
         return state, version

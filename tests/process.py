@@ -26,7 +26,11 @@ def env(**extra: str) -> dict[str, str]:
 def cli(*args: str, timeout_s: float = 60, **extra_env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "service", *args],
-        env=env(**extra_env), capture_output=True, text=True, timeout=timeout_s, cwd=ROOT,
+        env=env(**extra_env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        cwd=ROOT,
     )
 
 
@@ -60,17 +64,30 @@ class Service:
             extra["REDIS_URL"] = redis_url
         self.log = data_dir.parent / f"serve-{self.port}.log"
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._log_handle = open(self.log, "wb")  # noqa: SIM115 (closed in stop)
+        self._log_handle = open(self.log, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "serve", "--port", str(self.port),
-             "--data-dir", str(data_dir)],
-            env=env(**extra), stdout=self._log_handle, stderr=subprocess.STDOUT, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "service",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            env=env(**extra),
+            stdout=self._log_handle,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
         )
 
     def wait_healthy(self, timeout_s: float = 30) -> Service:
         def up() -> bool:
             if self.process.poll() is not None:
-                raise AssertionError(f"serve exited with {self.process.returncode}:\n{self.output()}")
+                raise AssertionError(
+                    f"serve exited with {self.process.returncode}:\n{self.output()}"
+                )
             return http_status(self.url + "/healthz") == 200
 
         wait_until(up, timeout_s, "serve to answer /healthz")

@@ -72,7 +72,9 @@ def if_match(request: web.Request) -> int | None:
     try:
         version = int(value)
     except ValueError:
-        raise InvalidInput.one("If-Match", 'must be an ETag from a previous response, like "3"') from None
+        raise InvalidInput.one(
+            "If-Match", 'must be an ETag from a previous response, like "3"'
+        ) from None
     if version < 0:
         raise InvalidInput.one("If-Match", "must be a non-negative version")
     return version

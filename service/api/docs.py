@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
@@ -21,7 +21,9 @@ def openapi_document() -> dict[str, Any]:
     for r in ROUTES:
         models += [m for m in (r.body, r.response) if m is not None]
     unique = list(dict.fromkeys(models))
-    modes = [(m, "validation") for m in unique if any(r.body is m for r in ROUTES)]
+    modes: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+        (m, "validation") for m in unique if any(r.body is m for r in ROUTES)
+    ]
     modes += [(m, "serialization") for m in unique if (m, "validation") not in modes]
     keyed, defs = models_json_schema(modes, ref_template=REF)
     paths: dict[str, Any] = {}

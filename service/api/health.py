@@ -9,7 +9,7 @@ from aiohttp import web
 from service.api.context import CLOCK, KEYS, REDIS, SETTINGS, json_response
 from service.api.models import Health
 from service.api.routing import route
-from service.store.eventstore import parse_position
+from service.store.eventstore import as_text, parse_position
 
 LAG_COUNT_BOUND = 1000
 
@@ -40,9 +40,9 @@ async def readyz(request: web.Request) -> web.StreamResponse:
     now = request.app[CLOCK].now_ms()
     for p in range(keys.partitions):
         raw = await redis.hget(keys.checkpoint(p), "position")
-        start = f"({raw.decode()}" if raw else "-"
-        pending = await redis.xrange(keys.log(p), min=start, count=LAG_COUNT_BOUND)
-        lag_s = (now - parse_position(pending[0][0].decode())[0]) / 1000 if pending else 0.0
+        start = f"({as_text(raw)}" if raw else "-"
+        pending: Any = await redis.xrange(keys.log(p), min=start, count=LAG_COUNT_BOUND)
+        lag_s = (now - parse_position(as_text(pending[0][0]))[0]) / 1000 if pending else 0.0
         behind = len(pending)
         checks[f"projection.views.{p}"] = {"lag_events": behind, "lag_seconds": max(lag_s, 0.0)}
         if behind and lag_s > bound_s:

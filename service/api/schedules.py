@@ -119,7 +119,9 @@ async def create_schedule(request: web.Request) -> web.StreamResponse:
     replayed = await _replayed(request, sid, ctx)
     if replayed is not None:
         return replayed
-    config = sched.ScheduleConfig.model_validate(body.model_dump(mode="json", exclude={"id", "paused", "note"}))
+    config = sched.ScheduleConfig.model_validate(
+        body.model_dump(mode="json", exclude={"id", "paused", "note"})
+    )
     command = sched.CreateSchedule(sid, config, paused=body.paused, note=body.note)
     outcome = await request.app[COMMANDS].schedule(sid, command, ctx)
     response = await respond(request, sid, outcome, status=201)

@@ -139,20 +139,20 @@ class EventStore:
             self.keys.aggregate_events(p, kind, aggregate_id),
         ]
         reply = await self._append(keys=keys, args=args)
-        status = _text(reply[0])
+        status = as_text(reply[0])
         if status == "REUSED":
             raise IdempotencyKeyReused(idempotency.key)
         if status == "CONFLICT":
-            raise VersionMismatch(aggregate_id, expected_version, int(_text(reply[1])))
-        ids = [i for i in _text(reply[2]).split(",") if i]
-        return AppendResult(int(_text(reply[1])), ids, duplicate=status == "DUP")
+            raise VersionMismatch(aggregate_id, expected_version, int(as_text(reply[1])))
+        ids = [i for i in as_text(reply[2]).split(",") if i]
+        return AppendResult(int(as_text(reply[1])), ids, duplicate=status == "DUP")
 
     async def idempotency_record(self, aggregate_id: str, key: str) -> dict[str, str] | None:
         p = self.keys.partition_of(aggregate_id)
         raw = await self.redis.hgetall(self.keys.idem(p, key))
         if not raw:
             return None
-        return {_text(k): _text(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     async def save_response(self, aggregate_id: str, key: str, status: int, body: bytes) -> None:
         """Keep the first response to a keyed request, so a retry gets the same answer."""
@@ -166,7 +166,7 @@ class EventStore:
     async def read(self, partition: int, after: str, count: int) -> list[StoredEvent]:
         """Up to ``count`` events of a partition strictly after position ``after``."""
         start = "-" if after in ("", "0", "0-0") else f"({after}"
-        entries = await self.redis.xrange(self.keys.log(partition), min=start, count=count)
+        entries: Any = await self.redis.xrange(self.keys.log(partition), min=start, count=count)
         return [decode_entry(partition, eid, fields) for eid, fields in entries]
 
     async def read_aggregate(
@@ -184,7 +184,8 @@ class EventStore:
                 pipe.xrange(self.keys.log(p), min=eid, max=eid, count=1)
             found = await pipe.execute()
         out = []
-        for entries in found:
+        entries_per_id: list[Any] = found
+        for entries in entries_per_id:
             for eid, fields in entries:
                 out.append(decode_entry(p, eid, fields))
         return out
@@ -201,5 +202,6 @@ class EventStore:
         return eid.decode() if isinstance(eid, bytes) else str(eid)
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A Redis reply (bytes or str) as str."""
     return value.decode() if isinstance(value, bytes) else str(value)

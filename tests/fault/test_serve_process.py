@@ -21,8 +21,22 @@ def test_embedded_redis_survives_a_restart_with_everything(tmp_path: Path) -> No
     try:
         url = service.url
         assert cli("workflow", "put", "scan", "--none", "--url", url).returncode == 0
-        made = cli("schedule", "create", "--id", "nightly", "--workflow", "scan", "--cron",
-                   "0 2 * * *", "--tz", "Europe/Berlin", "--url", url, "-o", "json")
+        made = cli(
+            "schedule",
+            "create",
+            "--id",
+            "nightly",
+            "--workflow",
+            "scan",
+            "--cron",
+            "0 2 * * *",
+            "--tz",
+            "Europe/Berlin",
+            "--url",
+            url,
+            "-o",
+            "json",
+        )
         assert made.returncode == 0, made.stderr
         info = json.loads((data / "redis.json").read_text())
         assert (data / "redis" / "appendonly.aof").exists()
@@ -77,8 +91,9 @@ def test_redis_outage_gives_503_and_the_service_recovers(tmp_path: Path) -> None
         down = cli("workflow", "get", "w", "--url", service.url)
         assert down.returncode == 1 and "503" in down.stderr
         server = start_redis_server(redis_dir, port=int(port))
-        wait_until(lambda: http_status(service.url + "/v1/workflows/w") == 200, 20,
-                   "the API to recover")
+        wait_until(
+            lambda: http_status(service.url + "/v1/workflows/w") == 200, 20, "the API to recover"
+        )
         # writes work again and the projector follows
         assert cli("workflow", "put", "w2", "--none", "--url", service.url).returncode == 0
         assert service.process.poll() is None

@@ -17,8 +17,11 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def service(redis_server: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    running = Service(tmp_path_factory.mktemp("cli") / "data", redis_url=redis_server.url,
-                      CRONSTREAM_KEY_PREFIX="clitest").wait_healthy()
+    running = Service(
+        tmp_path_factory.mktemp("cli") / "data",
+        redis_url=redis_server.url,
+        CRONSTREAM_KEY_PREFIX="clitest",
+    ).wait_healthy()
     yield running.url
     assert running.stop() == 0
 
@@ -29,13 +32,25 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-def test_workflow_and_schedule_lifecycle(service: str, capsys: pytest.CaptureFixture[str],
-                                         tmp_path: Path) -> None:
+def test_workflow_and_schedule_lifecycle(
+    service: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     url = ("--url", service)
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps({"type": "object", "required": ["depth"]}))
-    code, out, _ = run(capsys, "workflow", "put", "scan", "--http", "http://127.0.0.1:9/hook",
-                       "--name", "Scan", "--input-schema", str(schema), *url)
+    code, out, _ = run(
+        capsys,
+        "workflow",
+        "put",
+        "scan",
+        "--http",
+        "http://127.0.0.1:9/hook",
+        "--name",
+        "Scan",
+        "--input-schema",
+        str(schema),
+        *url,
+    )
     assert code == 0 and "scan" in out and "http" in out  # table output
     code, out, _ = run(capsys, "workflow", "get", "scan", "-o", "json", *url)
     assert json.loads(out)["target"]["url"] == "http://127.0.0.1:9/hook"
@@ -45,23 +60,67 @@ def test_workflow_and_schedule_lifecycle(service: str, capsys: pytest.CaptureFix
     code, out, _ = run(capsys, "workflow", "list", "-o", "json", *url)
     assert [w["id"] for w in json.loads(out)["items"]] == ["py", "scan"]
 
-    code, out, err = run(capsys, "schedule", "create", "--id", "nightly", "--workflow", "scan",
-                         "--cron", "0 2 * * *", "--tz", "Europe/Berlin", "--tag", "prod",
-                         "--input", '{"depth": 1}', "--idempotency-key", "k1", "-o", "json", *url)
+    code, out, err = run(
+        capsys,
+        "schedule",
+        "create",
+        "--id",
+        "nightly",
+        "--workflow",
+        "scan",
+        "--cron",
+        "0 2 * * *",
+        "--tz",
+        "Europe/Berlin",
+        "--tag",
+        "prod",
+        "--input",
+        '{"depth": 1}',
+        "--idempotency-key",
+        "k1",
+        "-o",
+        "json",
+        *url,
+    )
     assert code == 0, err
     assert json.loads(out)["spec"]["cron"] == ["0 2 * * *"]
-    code, out, _ = run(capsys, "schedule", "create", "--workflow", "scan", "--every", "15m",
-                       "--paused", "--note", "not yet", "--input", '{"depth": 2}', *url)
+    code, out, _ = run(
+        capsys,
+        "schedule",
+        "create",
+        "--workflow",
+        "scan",
+        "--every",
+        "15m",
+        "--paused",
+        "--note",
+        "not yet",
+        "--input",
+        '{"depth": 2}',
+        *url,
+    )
     assert code == 0 and "paused" in out
     code, out, _ = run(capsys, "schedule", "list", "--tag", "prod", "-o", "json", *url)
     assert [s["id"] for s in json.loads(out)["items"]] == ["nightly"]
     code, out, _ = run(capsys, "schedule", "list", "--status", "paused", *url)
     assert "paused" in out and "nightly" not in out
-    code, out, _ = run(capsys, "schedule", "update", "nightly", "--cron", "30 3 * * *",
-                       "--if-match", "1", "-o", "json", *url)
+    code, out, _ = run(
+        capsys,
+        "schedule",
+        "update",
+        "nightly",
+        "--cron",
+        "30 3 * * *",
+        "--if-match",
+        "1",
+        "-o",
+        "json",
+        *url,
+    )
     assert code == 0 and json.loads(out)["version"] == 2
-    code, _, err = run(capsys, "schedule", "update", "nightly", "--name", "x", "--if-match", "1",
-                       *url)
+    code, _, err = run(
+        capsys, "schedule", "update", "nightly", "--name", "x", "--if-match", "1", *url
+    )
     assert code == 1 and "412" in err
     assert run(capsys, "schedule", "pause", "nightly", "--note", "freeze", *url)[0] == 0
     code, out, _ = run(capsys, "schedule", "get", "nightly", "-o", "json", *url)
@@ -77,11 +136,13 @@ def test_workflow_and_schedule_lifecycle(service: str, capsys: pytest.CaptureFix
     assert code == 1 and "404" in err
 
 
-def test_errors_are_printed_with_the_field(service: str, capsys: pytest.CaptureFixture[str]
-                                           ) -> None:
+def test_errors_are_printed_with_the_field(
+    service: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     run(capsys, "workflow", "put", "w", "--none", "--url", service)
-    code, _, err = run(capsys, "schedule", "create", "--workflow", "w", "--cron", "61 * * * *",
-                       "--url", service)
+    code, _, err = run(
+        capsys, "schedule", "create", "--workflow", "w", "--cron", "61 * * * *", "--url", service
+    )
     assert code == 1
     assert "spec.cron.0" in err and "minute" in err
     code, _, err = run(capsys, "schedule", "list", "--url", "http://127.0.0.1:9")
