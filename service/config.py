@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-ALL_ROLES = ("api", "projector", "ticker", "worker")
+ALL_ROLES = ("api", "projector")
 
 
 @dataclass(frozen=True)
