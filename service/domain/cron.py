@@ -271,6 +271,23 @@ class CronExpr:
             and day in self.days(year, month)[1]
         )
 
+    def block_end(self, wall: Wall) -> Wall | None:
+        """If every second from ``wall`` to the end of its minute, hour or day matches, the
+        start of the next such unit (the largest one that holds); otherwise None.
+        """
+        year, month, day, hour, minute, _ = wall
+        whole_minutes = not self.has_seconds or len(self.seconds) == 60
+        if not (whole_minutes and self.matches(wall)):
+            return None
+        start = datetime(year, month, day, hour, minute)
+        if len(self.minutes) < 60:
+            end = start + timedelta(minutes=1)
+        elif len(self.hours) < 24:
+            end = start.replace(minute=0) + timedelta(hours=1)
+        else:
+            end = start.replace(hour=0, minute=0) + timedelta(days=1)
+        return (end.year, end.month, end.day, end.hour, end.minute, end.second)
+
     def next_after(self, wall: Wall) -> Wall | None:
         """The first named wall-clock time strictly after ``wall``, or None."""
         year, month, day, hour, minute, second = wall

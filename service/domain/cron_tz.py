@@ -111,3 +111,21 @@ def fires_at(expr: CronExpr, zone: ZoneInfo, instant: int) -> bool:
     gap_start = _wall(local - (now - before))
     candidate = expr.next_from(gap_start)
     return candidate is not None and candidate < wall
+
+
+def matched_through(expr: CronExpr, zone: ZoneInfo, instant: int) -> int:
+    """The last second of the run of seconds from ``instant`` on that ``expr`` matches on
+    the wall clock, as far as its whole minute, hour or day shows (``instant`` at least).
+
+    Only jumps when the offset is the same at both ends, so that no wall time outside
+    the run lies in between.
+    """
+    local = datetime.fromtimestamp(instant, zone)
+    wall = _wall(local)
+    end = expr.block_end(wall)
+    if end is None:
+        return instant
+    target = instant + int((datetime(*end) - datetime(*wall)).total_seconds())
+    if _offset(target, zone) != local.utcoffset():
+        return instant
+    return target - 1

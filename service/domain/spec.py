@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from service.domain.cron import CronExpr, parse_cron
-from service.domain.cron_tz import fires_at, next_fire
+from service.domain.cron_tz import fires_at, matched_through, next_fire
 from service.domain.spec_describe import describe_cron, describe_interval
 from service.domain.types import Duration, Instant
 
@@ -46,7 +46,7 @@ __all__ = [
     "remaining_times",
 ]
 
-MAX_EXCLUDED_RUN = 100_000
+MAX_EXCLUDED_RUN = 10_000
 """Consecutive excluded candidates after which a spec is taken to have no more times."""
 
 MAX_PREVIEW_EXCLUDED = 1000
@@ -160,8 +160,13 @@ class _Compiled:
                 return index
         return None
 
-    def candidates(self, after_ms: int) -> Iterator[int]:
-        """Cron and interval times after ``after_ms`` within the bounds, exclusions included."""
+    def candidates(self, after_ms: int, listed: int = 0) -> Iterator[tuple[int, int | None]]:
+        """Cron and interval times after ``after_ms`` within the bounds, each with the index
+        of the exclusion that removes it (None if it stays).
+
+        After the first ``listed`` excluded times, the rest of a minute, hour or day that an
+        exclusion covers whole is skipped in one step: only its first time is yielded.
+        """
         current = after_ms
         if self.start_at is not None and current < self.start_at - 1:
             current = self.start_at - 1
@@ -169,15 +174,21 @@ class _Compiled:
             fire = self.candidate_after(current)
             if fire is None or (self.end_at is not None and fire > self.end_at):
                 return
-            yield fire
+            excluded = self.excluded_by(fire)
+            yield fire, excluded
             current = fire
+            if excluded is not None and listed > 0:
+                listed -= 1
+            elif excluded is not None:
+                through = matched_through(self.excludes[excluded], self.zone, fire // 1000)
+                current = max(fire, through * 1000 + 999)
 
     def next_after(self, after_ms: int) -> int | None:
         if after_ms in self._next:
             return self._next[after_ms]
         found: int | None = None
-        for skipped, fire in enumerate(self.candidates(after_ms)):
-            if self.excluded_by(fire) is None:
+        for skipped, (fire, excluded) in enumerate(self.candidates(after_ms)):
+            if excluded is None:
                 found = fire
                 break
             if skipped >= MAX_EXCLUDED_RUN:
@@ -310,10 +321,9 @@ def preview(spec: Spec, after_ms: int, count: int, schedule_id: str | None = Non
     nominals: list[int] = []
     excluded: list[ExcludedTime] = []
     run = 0
-    for fire in compiled.candidates(after_ms):
+    for fire, index in compiled.candidates(after_ms, listed=MAX_PREVIEW_EXCLUDED):
         if len(nominals) >= count or run > MAX_EXCLUDED_RUN:
             break
-        index = compiled.excluded_by(fire)
         if index is None:
             nominals.append(fire)
             run = 0

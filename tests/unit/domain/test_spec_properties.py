@@ -27,7 +27,7 @@ DST_ZONES = [
     "Pacific/Chatham",
 ]
 FIXED_ZONES = ["UTC", "Asia/Kathmandu", "Asia/Tokyo"]
-ZONES = DST_ZONES + ["Asia/Kathmandu", "UTC"]
+ZONES = [*DST_ZONES, "Asia/Kathmandu", "UTC"]
 
 # Instants near the 2024 transitions of the zones above, so that generated runs cross them.
 TRANSITIONS = [
