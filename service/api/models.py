@@ -111,15 +111,6 @@ class HistoryPage(BaseModel):
     next_cursor: str | None
 
 
-class NextRun(BaseModel):
-    nominal: str
-    actual: str
-
-
-class NextRuns(BaseModel):
-    times: list[NextRun]
-
-
 class FeedEvent(BaseModel):
     position: str = Field(description="Feed cursor just after this event; resume with ?after=")
     partition: int

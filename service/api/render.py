@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 
-from service.domain.spec import Spec, next_fire_times
-from service.domain.timeutil import format_duration, to_rfc3339
+from service.domain.spec import Spec, describe, remaining_times
+from service.domain.timeutil import to_rfc3339
 from service.store.eventstore import StoredEvent
 
 NEXT_RUN_COUNT = 5
@@ -26,7 +26,8 @@ def spec_of(data: dict[str, Any]) -> Spec:
 def schedule(record: dict[str, Any], now_ms: int) -> dict[str, Any]:
     spec = spec_of(record["spec"])
     active = record["status"] == "active"
-    times = next_fire_times(spec, now_ms, NEXT_RUN_COUNT) if active else []
+    remaining = record["max_actions"]
+    times = remaining_times(spec, now_ms, NEXT_RUN_COUNT, remaining) if active else []
     rendered = [to_rfc3339(t) for t in times]
     return {
         "id": record["id"],
@@ -55,15 +56,9 @@ def schedule(record: dict[str, Any], now_ms: int) -> dict[str, Any]:
             "buffer_dropped_count": 0,
             "running_runs": [],
             "recent_actions": [],
-            "remaining_actions": record["max_actions"],
+            "remaining_actions": remaining,
         },
     }
-
-
-def describe(spec: Spec) -> list[str]:
-    out = [f"cron {expr}" for expr in spec.cron]
-    out += [f"Every {format_duration(i.every)}" for i in spec.intervals]
-    return out
 
 
 def workflow(record: dict[str, Any]) -> dict[str, Any]:

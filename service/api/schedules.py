@@ -23,7 +23,6 @@ from service.api.context import (
 )
 from service.api.models import (
     HistoryPage,
-    NextRuns,
     NoteBody,
     ScheduleCreate,
     SchedulePage,
@@ -35,8 +34,8 @@ from service.commands import SCHEDULES, Outcome, RequestContext
 from service.domain import schedule as sched
 from service.domain.ids import id_from_key, is_valid_id, new_id
 from service.domain.policies import ScheduleStatus
-from service.domain.spec import next_fire_times
-from service.domain.timeutil import parse_instant, to_rfc3339
+from service.domain.spec import SpecPreview, preview
+from service.domain.timeutil import parse_instant
 from service.errors import IdempotencyKeyReused, InvalidInput, ScheduleNotFound
 
 TAG = "schedules"
@@ -321,7 +320,7 @@ async def schedule_history(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}/next-runs",
     summary="The schedule's next fire times",
     tag=TAG,
-    response=NextRuns,
+    response=SpecPreview,
     params=(
         ID_PARAM,
         Param("count", "How many (1-1000, default 10)", "integer"),
@@ -339,7 +338,5 @@ async def next_runs(request: web.Request) -> web.StreamResponse:
         after = parse_instant(after_raw) if after_raw else request.app[CLOCK].now_ms()
     except ValueError as exc:
         raise InvalidInput.one("after", str(exc)) from None
-    times = next_fire_times(render.spec_of(record["spec"]), after, count)
-    return json_response(
-        {"times": [{"nominal": to_rfc3339(t), "actual": to_rfc3339(t)} for t in times]}
-    )
+    result = preview(render.spec_of(record["spec"]), after, count, schedule_id=sid)
+    return json_response(result.model_dump(mode="json"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import logging
 import os
 import sys
@@ -18,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from service.cli import spec_cmd
 from service.cli.client import ApiClient, ApiError
 from service.cli.output import emit
 from service.config import ALL_ROLES, Settings
@@ -52,10 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _workflow_commands(sub)
     _schedule_commands(sub)
-    if importlib.util.find_spec("service.cli.spec_cmd") is not None:
-        from service.cli import spec_cmd
-
-        spec_cmd.add_parser(sub)
+    spec_cmd.add_parser(sub)
     return parser
 
 
