@@ -46,7 +46,9 @@ def run_spec_next(args: argparse.Namespace) -> int:
         spec = Spec(cron=args.expr, exclude_cron=args.exclude, timezone=args.tz, jitter=args.jitter)
         after = parse_instant(args.after) if args.after else int(time.time() * 1000)
     except ValidationError as exc:
-        return _fail("; ".join(_message(error["loc"], error["msg"], args) for error in exc.errors()))
+        return _fail(
+            "; ".join(_message(error["loc"], error["msg"], args) for error in exc.errors())
+        )
     except ValueError as exc:
         return _fail(f"--after: {exc}")
     result = preview(spec, after, args.count, args.schedule_id)

@@ -271,22 +271,20 @@ class CronExpr:
             and day in self.days(year, month)[1]
         )
 
-    def block_end(self, wall: Wall) -> Wall | None:
-        """If every second from ``wall`` to the end of its minute, hour or day matches, the
-        start of the next such unit (the largest one that holds); otherwise None.
+    def block_ends(self, wall: Wall) -> list[Wall]:
+        """If every second from ``wall`` to the end of its day, hour or minute matches, the
+        starts of the next such units, largest first (none if ``wall``'s minute is not whole).
         """
+        if (self.has_seconds and len(self.seconds) < 60) or not self.matches(wall):
+            return []
         year, month, day, hour, minute, _ = wall
-        whole_minutes = not self.has_seconds or len(self.seconds) == 60
-        if not (whole_minutes and self.matches(wall)):
-            return None
         start = datetime(year, month, day, hour, minute)
-        if len(self.minutes) < 60:
-            end = start + timedelta(minutes=1)
-        elif len(self.hours) < 24:
-            end = start.replace(minute=0) + timedelta(hours=1)
-        else:
-            end = start.replace(hour=0, minute=0) + timedelta(days=1)
-        return (end.year, end.month, end.day, end.hour, end.minute, end.second)
+        ends = [start + timedelta(minutes=1)]
+        if len(self.minutes) == 60:
+            ends.insert(0, start.replace(minute=0) + timedelta(hours=1))
+            if len(self.hours) == 24:
+                ends.insert(0, start.replace(hour=0, minute=0) + timedelta(days=1))
+        return [(e.year, e.month, e.day, e.hour, e.minute, e.second) for e in ends]
 
     def next_after(self, wall: Wall) -> Wall | None:
         """The first named wall-clock time strictly after ``wall``, or None."""

@@ -115,17 +115,15 @@ def fires_at(expr: CronExpr, zone: ZoneInfo, instant: int) -> bool:
 
 def matched_through(expr: CronExpr, zone: ZoneInfo, instant: int) -> int:
     """The last second of the run of seconds from ``instant`` on that ``expr`` matches on
-    the wall clock, as far as its whole minute, hour or day shows (``instant`` at least).
+    the wall clock, as far as its whole day, hour or minute shows (``instant`` at least).
 
-    Only jumps when the offset is the same at both ends, so that no wall time outside
-    the run lies in between.
+    A unit is only skipped when the offset is the same at both its ends, so that no wall
+    time outside it lies in between.
     """
     local = datetime.fromtimestamp(instant, zone)
     wall = _wall(local)
-    end = expr.block_end(wall)
-    if end is None:
-        return instant
-    target = instant + int((datetime(*end) - datetime(*wall)).total_seconds())
-    if _offset(target, zone) != local.utcoffset():
-        return instant
-    return target - 1
+    for end in expr.block_ends(wall):
+        target = instant + int((datetime(*end) - datetime(*wall)).total_seconds())
+        if _offset(target, zone) == local.utcoffset():
+            return target - 1
+    return instant

@@ -349,3 +349,31 @@ def test_preview_request() -> None:
 )
 def test_describe(body: dict[str, Any], expected: list[str]) -> None:
     assert describe(Spec.model_validate(body)) == expected
+
+
+def test_an_excluded_weekend_is_skipped_whole() -> None:
+    # Every 10 seconds, not at weekends: 17 280 excluded times in a row, skipped day by day.
+    spec = Spec(cron=["*/10 * * * * *"], exclude_cron=["* * * * SAT,SUN"], timezone="Europe/Berlin")
+    after = parse_instant("2024-03-29T22:59:50Z")  # Friday 23:59:50 CET
+    assert rendered(next_fire_times(spec, after, 2)) == [
+        "2024-03-31T22:00:00Z",
+        "2024-03-31T22:00:10Z",
+    ]
+
+
+def test_a_preview_lists_excluded_times_up_to_a_bound() -> None:
+    spec = Spec(cron=["* * * * *"], exclude_cron=["* * * * SUN"])
+    result = preview(spec, parse_instant("2024-01-06T23:59:00Z"), 1)  # Saturday 23:59
+    assert rendered([t.nominal for t in result.times]) == ["2024-01-08T00:00:00Z"]
+    assert len(result.excluded) == 1000
+    assert rendered([result.excluded[0].nominal]) == ["2024-01-07T00:00:00Z"]
+
+
+def test_an_excluded_day_with_a_dst_change_is_skipped_hour_by_hour() -> None:
+    # Every second, not on Sundays; this Sunday has 23 hours (02:00 CET -> 03:00 CEST).
+    spec = Spec(cron=["* * * * * *"], exclude_cron=["* * * * SUN"], timezone="Europe/Berlin")
+    after = parse_instant("2024-03-30T22:59:59Z")  # Saturday 23:59:59 CET
+    assert rendered(next_fire_times(spec, after, 2)) == [
+        "2024-03-31T22:00:00Z",  # Monday 00:00 CEST
+        "2024-03-31T22:00:01Z",
+    ]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from service.domain.spec import Spec, jittered_time, next_fire_after, next_fire_times
 
-SETTINGS = settings(max_examples=150, deadline=None)
+SETTINGS = settings(max_examples=150, deadline=None, database=None)
 
 DST_ZONES = [
     "America/New_York",
