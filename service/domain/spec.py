@@ -37,6 +37,7 @@ __all__ = [
     "PreviewTime",
     "Spec",
     "SpecPreview",
+    "clear_caches",
     "describe",
     "iter_fire_times",
     "jittered_time",
