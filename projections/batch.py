@@ -27,6 +27,15 @@ class ViewBatch:
     def key(self, name: str) -> str:
         return self.prefix + name
 
+    async def prefetch(self, names: list[str]) -> None:
+        """Read many records in one round trip (a batch usually touches many)."""
+        wanted = [n for n in dict.fromkeys(names) if n not in self._records]
+        if not wanted:
+            return
+        raws = await self.redis.mget([self.key(n) for n in wanted])
+        for name, raw in zip(wanted, raws, strict=True):
+            self._records[name] = orjson.loads(raw) if raw is not None else None
+
     async def get(self, name: str) -> Record | None:
         if name not in self._records:
             raw = await self.redis.get(self.key(name))

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[ViewBatch, StoredEvent], Awaitable[None]]
 HANDLERS: tuple[Handler, ...] = (schedules.apply, workflows.apply)
 
+RECORD_KINDS = ("schedule", "workflow")
 BATCH_SIZE = 500
 BLOCK_MS = 1000
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -59,6 +60,7 @@ class Projector:
     async def apply_batch(self, partition: int, start: str, events: list[StoredEvent]) -> bool:
         """Apply ``events`` (which follow checkpoint ``start``); False if another did first."""
         batch = ViewBatch(self.redis, self.keys.view_prefix(partition, self.namespace))
+        await batch.prefetch([f"{kind}:{e.sid}" for e in events for kind in RECORD_KINDS])
         for event in events:
             for handler in HANDLERS:
                 await handler(batch, event)
