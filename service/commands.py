@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import jsonschema
 from redis.asyncio import Redis
 
+from service.clock import Clock
 from service.domain import schedule as sched
 from service.domain import workflow as wf
 from service.domain.events import Event
@@ -83,6 +84,8 @@ class Aggregate(Generic[S, C]):
     snapshot: Callable[[S], dict[str, Any]]
     decide: Callable[[S | None, C], list[Event]]
     evolve: Callable[[S | None, str, Event], S | None]
+    status: Callable[[S], str] = lambda _state: ""
+    due_change: Callable[[S, list[Event]], str] = lambda _state, _events: ""
 
 
 def _schedule_snapshot(state: sched.ScheduleState) -> dict[str, Any]:
@@ -116,8 +119,26 @@ def _workflow_restore(wid: str, data: dict[str, Any]) -> wf.WorkflowState:
     )
 
 
+def _schedule_status(state: sched.ScheduleState) -> str:
+    return "deleted" if state.deleted else str(state.status)
+
+
+def _schedule_due_change(state: sched.ScheduleState, events: list[Event]) -> str:
+    """How the ticker's due index follows a command: look again now, or forget it."""
+    if state.deleted or state.status is not ScheduleStatus.ACTIVE:
+        return "drop"
+    touching = (sched.ScheduleCreated, sched.ScheduleUpdated, sched.ScheduleResumed)
+    return "reset" if any(isinstance(e, touching) for e in events) else ""
+
+
 SCHEDULES: Aggregate[sched.ScheduleState, sched.ScheduleCommand] = Aggregate(
-    sched.KIND, _schedule_restore, _schedule_snapshot, sched.decide, sched.evolve
+    sched.KIND,
+    _schedule_restore,
+    _schedule_snapshot,
+    sched.decide,
+    sched.evolve,
+    _schedule_status,
+    _schedule_due_change,
 )
 WORKFLOWS: Aggregate[wf.WorkflowState, wf.WorkflowCommand] = Aggregate(
     wf.KIND, _workflow_restore, _workflow_snapshot, wf.decide, wf.evolve
@@ -164,7 +185,9 @@ class CommandService:
         *,
         wait_timeout_s: float = 5.0,
         idempotency_ttl_ms: int = 24 * 3600 * 1000,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock = clock
         self.store = store
         self.waiter = waiter
         self.wait_timeout_s = wait_timeout_s
@@ -207,6 +230,9 @@ class CommandService:
                     meta=ctx.meta(),
                     expected_version=expected,
                     snapshot=aggregate.snapshot(new_state),
+                    status=aggregate.status(new_state),
+                    due=aggregate.due_change(new_state, events),
+                    now_ms=self.clock.now_ms() if self.clock is not None else None,
                     idempotency=Idempotency(
                         key=key,
                         fingerprint=ctx.fingerprint or key,

@@ -42,6 +42,7 @@ def create_app(
         ProjectionWaiter(redis, keys),
         wait_timeout_s=settings.read_your_writes_timeout_s,
         idempotency_ttl_ms=settings.idempotency_ttl_ms,
+        clock=clock,  # None: due times are judged by Redis's clock
     )
     if projector:
         app.cleanup_ctx.append(_projectors)

@@ -4,12 +4,19 @@
 -- KEYS[2]  the aggregate's write-model hash    cs:{p}:state:<kind>:<id>
 -- KEYS[3]  the idempotency record              cs:{p}:idem:<key>
 -- KEYS[4]  the aggregate's event index (list)  cs:{p}:events:<kind>:<id>
+-- KEYS[5]  the partition's due index (zset)     cs:{p}:due
+-- KEYS[6]  the partition's high-water marks     cs:{p}:hwm
 -- ARGV[1]  expected version (-1: any)
 -- ARGV[2]  request fingerprint (same key, other request -> REUSED)
 -- ARGV[3]  idempotency record TTL in ms
 -- ARGV[4]  the write-model snapshot after the events (JSON)
 -- ARGV[5]  aggregate id (the envelope's sid)
--- ARGV[6]  number of events n; then per event: type, v, data, meta
+-- ARGV[6]  due index change: '' (none), 'reset' (the ticker looks again now, and
+--          nothing at or before now fires: high-water mark = max(mark, now)), 'drop'
+-- ARGV[7]  the aggregate's status after the events (kept beside the snapshot so the
+--          fire script can check it without decoding JSON)
+-- ARGV[8]  now in epoch ms, or '' for Redis's clock (TIME)
+-- ARGV[9]  number of events n; then per event: type, v, data, meta
 --
 -- Returns {'OK', version, ids} | {'DUP', version, ids} | {'CONFLICT', version} | {'REUSED'}.
 --
@@ -32,10 +39,10 @@ if expected >= 0 and current ~= expected then
   return {'CONFLICT', tostring(current)}
 end
 
-local n = tonumber(ARGV[6])
+local n = tonumber(ARGV[9])
 local ids = {}
 for i = 0, n - 1 do
-  local base = 7 + i * 4
+  local base = 10 + i * 4
   local id = redis.call('XADD', KEYS[1], '*',
     'type', ARGV[base], 'v', ARGV[base + 1], 'sid', ARGV[5],
     'data', ARGV[base + 2], 'meta', ARGV[base + 3])
@@ -45,7 +52,21 @@ end
 
 local version = current + n
 local joined = table.concat(ids, ',')
-redis.call('HSET', KEYS[2], 'version', version, 'state', ARGV[4])
+redis.call('HSET', KEYS[2], 'version', version, 'state', ARGV[4], 'status', ARGV[7])
+if ARGV[6] == 'reset' then
+  local now = tonumber(ARGV[8])
+  if ARGV[8] == '' then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  local mark = tonumber(redis.call('HGET', KEYS[6], ARGV[5]) or '0')
+  if now > mark then
+    redis.call('HSET', KEYS[6], ARGV[5], now)
+  end
+  redis.call('ZADD', KEYS[5], now, ARGV[5])
+elseif ARGV[6] == 'drop' then
+  redis.call('ZREM', KEYS[5], ARGV[5])
+end
 redis.call('HSET', KEYS[3], 'fp', ARGV[2], 'version', version, 'ids', joined)
 redis.call('PEXPIRE', KEYS[3], ARGV[3])
 return {'OK', tostring(version), joined}

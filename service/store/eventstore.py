@@ -96,12 +96,16 @@ class EventStore:
     async def load(self, kind: str, aggregate_id: str) -> tuple[dict[str, Any] | None, int]:
         """The aggregate's write-model snapshot and version (None, 0 if it never existed)."""
         p = self.keys.partition_of(aggregate_id)
-        state, version = await self.redis.hmget(
-            self.keys.state(p, kind, aggregate_id), ["state", "version"]
+        state, version, status = await self.redis.hmget(
+            self.keys.state(p, kind, aggregate_id), ["state", "version", "status"]
         )
         if state is None:
             return None, 0
-        return orjson.loads(state), int(version or 0)
+        snapshot: dict[str, Any] = orjson.loads(state)
+        if status and as_text(status) in ("active", "paused", "completed"):
+            # the fire script completes a schedule by setting this field alone
+            snapshot["status"] = as_text(status)
+        return snapshot, int(version or 0)
 
     async def append(
         self,
@@ -113,6 +117,9 @@ class EventStore:
         expected_version: int,
         snapshot: dict[str, Any],
         idempotency: Idempotency,
+        status: str = "",
+        due: str = "",
+        now_ms: int | None = None,
     ) -> AppendResult:
         """Append ``events`` if the aggregate is at ``expected_version`` (or ANY_VERSION).
 
@@ -128,6 +135,9 @@ class EventStore:
             idempotency.ttl_ms,
             orjson.dumps(snapshot),
             aggregate_id,
+            due,
+            status,
+            "" if now_ms is None else now_ms,
             len(events),
         ]
         for event in events:
@@ -137,15 +147,17 @@ class EventStore:
             self.keys.state(p, kind, aggregate_id),
             self.keys.idem(p, idempotency.key),
             self.keys.aggregate_events(p, kind, aggregate_id),
+            self.keys.due(p),
+            self.keys.hwm(p),
         ]
         reply = await self._append(keys=keys, args=args)
-        status = as_text(reply[0])
-        if status == "REUSED":
+        outcome = as_text(reply[0])
+        if outcome == "REUSED":
             raise IdempotencyKeyReused(idempotency.key)
-        if status == "CONFLICT":
+        if outcome == "CONFLICT":
             raise VersionMismatch(aggregate_id, expected_version, int(as_text(reply[1])))
         ids = [i for i in as_text(reply[2]).split(",") if i]
-        return AppendResult(int(as_text(reply[1])), ids, duplicate=status == "DUP")
+        return AppendResult(int(as_text(reply[1])), ids, duplicate=outcome == "DUP")
 
     async def idempotency_record(self, aggregate_id: str, key: str) -> dict[str, str] | None:
         p = self.keys.partition_of(aggregate_id)

@@ -43,6 +43,30 @@ class Keyspace:
     def aggregate_events(self, p: int, kind: str, aggregate_id: str) -> str:
         return f"{self._p(p)}:events:{kind}:{aggregate_id}"
 
+    def due(self, p: int) -> str:
+        return f"{self._p(p)}:due"
+
+    def hwm(self, p: int) -> str:
+        return f"{self._p(p)}:hwm"
+
+    def lease(self, p: int) -> str:
+        return f"{self._p(p)}:lease"
+
+    def epoch(self, p: int) -> str:
+        return f"{self._p(p)}:epoch"
+
+    def queue(self, p: int) -> str:
+        return f"{self._p(p)}:queue"
+
+    def running(self, p: int, schedule_id: str) -> str:
+        return f"{self._p(p)}:running:{schedule_id}"
+
+    def buffer(self, p: int, schedule_id: str) -> str:
+        return f"{self._p(p)}:buffer:{schedule_id}"
+
+    def backfilled(self, p: int, schedule_id: str) -> str:
+        return f"{self._p(p)}:backfilled:{schedule_id}"
+
     def idem(self, p: int, key: str) -> str:
         return f"{self._p(p)}:idem:{key}"
 
