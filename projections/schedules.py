@@ -15,8 +15,22 @@ from service.domain.policies import ScheduleStatus
 from service.store.eventstore import StoredEvent, parse_position
 
 COMMAND_EVENTS = frozenset(
-    {"ScheduleCreated", "ScheduleUpdated", "SchedulePaused", "ScheduleResumed", "ScheduleDeleted"}
+    {
+        "ScheduleCreated",
+        "ScheduleUpdated",
+        "SchedulePaused",
+        "ScheduleResumed",
+        "ScheduleDeleted",
+        "ScheduleCompleted",
+    }
 )
+FIRE_EVENTS = frozenset({"ScheduleFired", "FireSkipped", "FireDropped", "FiresMissed"})
+RUN_CLOSED = frozenset(
+    {"RunSucceeded", "RunFailed", "RunCancelled", "RunTimedOut", "RunDeadLettered"}
+)
+RUN_EVENTS = frozenset({"RunQueued"}) | RUN_CLOSED
+INFO_EVENTS = FIRE_EVENTS | RUN_EVENTS
+RECENT_ACTIONS = 10
 
 
 def record_name(schedule_id: str) -> str:
@@ -51,6 +65,9 @@ def _config_fields(schedule: dict[str, Any]) -> dict[str, Any]:
 
 
 async def apply(batch: ViewBatch, event: StoredEvent) -> None:
+    if event.type in INFO_EVENTS:
+        await _apply_info(batch, event)
+        return
     if event.type not in COMMAND_EVENTS:
         return
     name = record_name(event.sid)
@@ -83,6 +100,7 @@ def _next_record(old: Record | None, event: StoredEvent) -> Record | None:
             "updated_at": event.at,
             "deleted": False,
             "position": event.position,
+            "info": (old or {}).get("info") or new_info(),
         }
     if old is None:
         return None
@@ -95,4 +113,59 @@ def _next_record(old: Record | None, event: StoredEvent) -> Record | None:
         new.update(status=str(ScheduleStatus.ACTIVE), note=data.get("note", ""))
     elif event.type == "ScheduleDeleted":
         new.update(deleted=True, note=data.get("note", ""))
+    elif event.type == "ScheduleCompleted":
+        new.update(status=str(ScheduleStatus.COMPLETED))
     return new
+
+
+def new_info() -> dict[str, Any]:
+    return {
+        "action_count": 0,
+        "missed_catchup_count": 0,
+        "overlap_skipped_count": 0,
+        "buffer_dropped_count": 0,
+        "running_runs": [],
+        "recent_actions": [],
+        "last_run_at": None,
+        "last_run_status": None,
+    }
+
+
+async def _apply_info(batch: ViewBatch, event: StoredEvent) -> None:
+    """Fires and runs change a schedule's counters, not its version."""
+    name = record_name(event.sid)
+    record = await batch.get(name)
+    if record is None or parse_position(record["position"]) >= parse_position(event.position):
+        return
+    info = record.get("info") or new_info()
+    data = event.data
+    recent: list[dict[str, Any]] = info["recent_actions"]
+    if event.type == "ScheduleFired":
+        if data.get("trigger") == "schedule":
+            info["action_count"] += 1
+        recent.append(
+            {
+                "nominal_time": data["nominal_time"],
+                "fire_time": data["fire_time"],
+                "run_id": data["run_id"],
+                "trigger": data["trigger"],
+                "outcome": "buffered" if data.get("held") else "fired",
+            }
+        )
+    elif event.type == "FireSkipped":
+        info["overlap_skipped_count"] += 1
+        recent.append({"nominal_time": data["nominal_time"], "outcome": "skipped"})
+    elif event.type == "FireDropped":
+        info["buffer_dropped_count"] += 1
+        recent.append({"nominal_time": data["nominal_time"], "outcome": "dropped"})
+    elif event.type == "FiresMissed":
+        info["missed_catchup_count"] += data["count"]
+    elif event.type == "RunQueued":
+        info["running_runs"] = [*info["running_runs"], data["run_id"]]
+        info["last_run_at"] = event.at
+        info["last_run_status"] = "queued"
+    elif event.type in RUN_CLOSED:
+        info["running_runs"] = [r for r in info["running_runs"] if r != data["run_id"]]
+        info["last_run_status"] = event.type.removeprefix("Run").lower()
+    info["recent_actions"] = recent[-RECENT_ACTIONS:]
+    batch.put(name, {**record, "info": info, "position": event.position})

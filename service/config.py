@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-ALL_ROLES = ("api", "projector")
+ALL_ROLES = ("api", "projector", "ticker")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Settings:
     read_your_writes_timeout_s: float = 5.0
     readiness_lag_s: float = 10.0
     redis_timeout_s: float = 5.0
+    lease_ttl_ms: int = 5000
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -35,6 +36,7 @@ class Settings:
             key_prefix=env.get("CRONSTREAM_KEY_PREFIX", base.key_prefix),
             partitions=_positive_int(env, "CRONSTREAM_PARTITIONS", base.partitions),
             data_dir=Path(env.get("CRONSTREAM_DATA_DIR", str(base.data_dir))),
+            lease_ttl_ms=_positive_int(env, "CRONSTREAM_LEASE_TTL_MS", base.lease_ttl_ms),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

@@ -22,6 +22,7 @@ from service.api.app import create_app
 from service.config import Settings
 from service.store.embedded import RedisProcess, embedded_redis, release_embedded
 from service.store.keys import Keyspace
+from service.ticker.ticker import Ticker
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +88,15 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 log.info(
                     "serving on http://%s:%d (redis %s)", settings.host, settings.port, conn.url
                 )
+                print(f"cronstream: serving on http://{settings.host}:{settings.port}", flush=True)
             elif "projector" in settings.roles:
                 tasks = _projector_tasks(conn.client, keys, stop)
                 stack.push_async_callback(_cancel_all, tasks)
-            print(f"cronstream: serving on http://{settings.host}:{settings.port}", flush=True)
+            if "ticker" in settings.roles:
+                ticker = Ticker(conn.client, keys, lease_ttl_ms=settings.lease_ttl_ms)
+                task = asyncio.create_task(ticker.run(stop), name="ticker")
+                stack.push_async_callback(_cancel_all, [task])
+                log.info("ticker %s competing for %d partition(s)", ticker.owner, keys.partitions)
             await stop.wait()
             log.info("shutting down")
 

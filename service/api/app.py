@@ -13,7 +13,15 @@ from projections.projector import Projector
 from projections.read import ViewReader
 
 # Importing the endpoint modules registers their routes.
-from service.api import docs, events, health, schedules, specs, workflows  # noqa: F401
+from service.api import (  # noqa: F401
+    docs,
+    events,
+    fires,
+    health,
+    schedules,
+    specs,
+    workflows,
+)
 from service.api.context import CLOCK, COMMANDS, KEYS, REDIS, SETTINGS, STORE, VIEWS
 from service.api.problems import problem_middleware
 from service.api.routing import setup_routes

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from projections.schedules import new_info
 from service.domain.spec import Spec, describe, remaining_times
 from service.domain.timeutil import to_rfc3339
 from service.store.eventstore import StoredEvent
@@ -26,7 +27,10 @@ def spec_of(data: dict[str, Any]) -> Spec:
 def schedule(record: dict[str, Any], now_ms: int) -> dict[str, Any]:
     spec = spec_of(record["spec"])
     active = record["status"] == "active"
+    info = record.get("info") or new_info()
     remaining = record["max_actions"]
+    if remaining is not None:
+        remaining = max(remaining - info["action_count"], 0)
     times = remaining_times(spec, now_ms, NEXT_RUN_COUNT, remaining) if active else []
     rendered = [to_rfc3339(t) for t in times]
     return {
@@ -47,15 +51,15 @@ def schedule(record: dict[str, Any], now_ms: int) -> dict[str, Any]:
         "updated_at": to_rfc3339(record["updated_at"]),
         "next_run_at": rendered[0] if rendered else None,
         "next_run_times": rendered,
-        "last_run_at": None,
-        "last_run_status": None,
+        "last_run_at": to_rfc3339(info["last_run_at"]) if info["last_run_at"] else None,
+        "last_run_status": info["last_run_status"],
         "info": {
-            "action_count": 0,
-            "missed_catchup_count": 0,
-            "overlap_skipped_count": 0,
-            "buffer_dropped_count": 0,
-            "running_runs": [],
-            "recent_actions": [],
+            "action_count": info["action_count"],
+            "missed_catchup_count": info["missed_catchup_count"],
+            "overlap_skipped_count": info["overlap_skipped_count"],
+            "buffer_dropped_count": info["buffer_dropped_count"],
+            "running_runs": info["running_runs"],
+            "recent_actions": info["recent_actions"],
             "remaining_actions": remaining,
         },
     }

@@ -64,6 +64,7 @@ if ARGV[6] == 'reset' then
     redis.call('HSET', KEYS[6], ARGV[5], now)
   end
   redis.call('ZADD', KEYS[5], now, ARGV[5])
+  redis.call('PUBLISH', KEYS[5] .. ':wake', ARGV[5])  -- a sleeping ticker looks now
 elseif ARGV[6] == 'drop' then
   redis.call('ZREM', KEYS[5], ARGV[5])
 end

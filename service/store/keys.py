@@ -46,6 +46,10 @@ class Keyspace:
     def due(self, p: int) -> str:
         return f"{self._p(p)}:due"
 
+    def wake(self, p: int) -> str:
+        """Pub/sub channel the append script publishes to when a schedule is due now."""
+        return f"{self.due(p)}:wake"
+
     def hwm(self, p: int) -> str:
         return f"{self._p(p)}:hwm"
 

@@ -1,0 +1,89 @@
+"""The ticker's lease on a partition: one holder at a time, fenced by an epoch.
+
+Rules (the fire script enforces the last one whatever a process believes):
+- A lease is taken with ``SET NX PX`` and a random owner token; each acquisition
+  increments the partition's epoch.
+- The holder renews it every third of its TTL.
+- The holder stops firing on its own monotonic deadline (the start of its last
+  successful renewal plus the TTL, less a margin) if renewals fail: fail closed.
+- Every fire checks owner and epoch in the same script that appends.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from importlib import resources
+
+from redis.asyncio import Redis
+
+from service.store.keys import Keyspace
+
+DEFAULT_TTL_MS = 5000
+
+
+@dataclass
+class LeaseState:
+    epoch: int = 0
+    deadline: float = 0.0  # monotonic seconds; firing is allowed before it
+    renewed_at: float = 0.0
+
+
+class Lease:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keyspace,
+        partition: int,
+        ttl_ms: int = DEFAULT_TTL_MS,
+        owner: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.partition = partition
+        self.ttl_ms = ttl_ms
+        self.owner = owner or secrets.token_hex(12)
+        self.state = LeaseState()
+        source = resources.files("service.ticker").joinpath("lease.lua").read_text()
+        self._script = redis.register_script(source)
+
+    @property
+    def margin_s(self) -> float:
+        return self.ttl_ms / 10_000  # a tenth of the TTL, for clock drift and latency
+
+    def held(self) -> bool:
+        """Whether this process may fire now, judged by its own monotonic clock."""
+        return self.state.epoch > 0 and time.monotonic() < self.state.deadline
+
+    def renew_due(self) -> bool:
+        return time.monotonic() - self.state.renewed_at >= self.ttl_ms / 3000
+
+    async def _call(self, action: str) -> int:
+        keys = [self.keys.lease(self.partition), self.keys.epoch(self.partition)]
+        return int(await self._script(keys=keys, args=[action, self.owner, self.ttl_ms]))
+
+    async def acquire(self) -> bool:
+        """Take the lease if it is free (or already ours); True when held."""
+        return await self._refresh("acquire")
+
+    async def renew(self) -> bool:
+        return await self._refresh("renew")
+
+    async def _refresh(self, action: str) -> bool:
+        started = time.monotonic()
+        epoch = await self._call(action)
+        if epoch == 0:
+            self.state = LeaseState()
+            return False
+        self.state = LeaseState(epoch, started + self.ttl_ms / 1000 - self.margin_s, started)
+        return True
+
+    async def release(self) -> None:
+        if self.state.epoch:
+            await self._call("release")
+        self.state = LeaseState()
+
+    def lost(self) -> None:
+        """Step down at once (a fire was fenced)."""
+        self.state = LeaseState()

@@ -1,0 +1,273 @@
+"""The ticker: holds a partition's lease and turns due schedules into fires.
+
+Each partition loop sleeps until the earliest due time (or until the append
+script announces a schedule due now), then fires every due schedule in batches:
+one pipeline reads the schedules, the pure planner decides, one pipeline of fire
+scripts enforces the decisions atomically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service.clock import Clock
+from service.domain import firing
+from service.domain.ids import new_id
+from service.domain.schedule import ScheduleConfig
+from service.domain.timeutil import to_rfc3339
+from service.store.eventstore import as_text
+from service.store.keys import Keyspace
+from service.ticker.fires import FireRequest, FireScript
+from service.ticker.lease import DEFAULT_TTL_MS, Lease
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+MAX_SLEEP_S = 1.0
+RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
+CONFIG_CACHE_SIZE = 100_000
+
+
+@dataclass
+class TickStats:
+    """What a ticker did, for tests, metrics and benchmarks."""
+
+    fired: int = 0
+    skipped: int = 0
+    dropped: int = 0
+    fenced: int = 0
+    stale: int = 0
+    ticks: int = 0
+    lateness_ms: list[float] = field(default_factory=list)
+
+
+class Ticker:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keyspace,
+        *,
+        clock: Clock | None = None,
+        lease_ttl_ms: int = DEFAULT_TTL_MS,
+        batch_size: int = BATCH_SIZE,
+        owner: str | None = None,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.clock = clock
+        self.batch_size = batch_size
+        self.leases = [Lease(redis, keys, p, lease_ttl_ms, owner) for p in range(keys.partitions)]
+        self.script = FireScript(redis, keys)
+        self.stats = TickStats()
+        self._configs: dict[tuple[str, int], ScheduleConfig] = {}
+        self._wake = [asyncio.Event() for _ in range(keys.partitions)]
+
+    @property
+    def owner(self) -> str:
+        return self.leases[0].owner
+
+    async def now_ms(self) -> int:
+        """One clock for due-ness: the injected one, else Redis's."""
+        if self.clock is not None:
+            return self.clock.now_ms()
+        seconds, micros = await self.redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
+    def _config(self, sid: str, version: int, snapshot: bytes) -> ScheduleConfig:
+        found = self._configs.get((sid, version))
+        if found is None:
+            if len(self._configs) >= CONFIG_CACHE_SIZE:
+                self._configs.clear()
+            data = orjson.loads(snapshot)
+            found = ScheduleConfig.model_validate(data["config"])
+            self._configs[(sid, version)] = found
+        return found
+
+    async def tick(self, partition: int) -> int:
+        """Fire what is due now on a partition whose lease we hold; return how many
+        schedules were looked at (a full batch means: tick again at once)."""
+        lease = self.leases[partition]
+        now = await self.now_ms()
+        raw: Any = await self.redis.zrangebyscore(
+            self.keys.due(partition), "-inf", now, start=0, num=self.batch_size, withscores=True
+        )
+        if not raw:
+            return 0
+        self.stats.ticks += 1
+        due = [(as_text(member), int(score)) for member, score in raw]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid, _ in due:
+                pipe.hmget(
+                    self.keys.state(partition, "schedule", sid),
+                    ["version", "status", "actions", "state"],
+                )
+                pipe.hget(self.keys.hwm(partition), sid)
+            loaded: list[Any] = await pipe.execute()
+        configs: dict[str, ScheduleConfig] = {}
+        requests = []
+        for i, (sid, _) in enumerate(due):
+            (version, status, actions, snapshot), mark = loaded[2 * i], loaded[2 * i + 1]
+            request = FireRequest(
+                schedule_id=sid,
+                mode="schedule",
+                token=lease.owner,
+                epoch=lease.state.epoch,
+                version=int(version or 0),
+                hwm=int(mark or 0),
+                fire_time=to_rfc3339(now),
+                meta={"actor": f"ticker:{lease.owner}", "epoch": lease.state.epoch},
+            )
+            if snapshot is not None and as_text(status) == "active":
+                config = self._config(sid, int(version), snapshot)
+                configs[sid] = config
+                request = self._planned(request, config, int(actions or 0), now)
+            requests.append(request)
+        targets = await self._targets({c.workflow_id for c in configs.values()})
+        for request in requests:
+            found = configs.get(request.schedule_id)
+            if found is not None:
+                request.workflow_id = found.workflow_id
+                request.target = targets.get(found.workflow_id, "http")
+        results = await self.script.run_many(requests)
+        for outcome, counts in results:
+            if outcome == "FENCED":
+                self.stats.fenced += 1
+                lease.lost()
+                log.warning("partition %d: lease lost (fenced); stepping down", partition)
+                break
+            if outcome == "STALE":
+                self.stats.stale += 1
+            elif outcome == "OK":
+                self.stats.fired += counts[0]
+                self.stats.skipped += counts[1]
+                self.stats.dropped += counts[2]
+        return len(due)
+
+    def _planned(
+        self, request: FireRequest, config: ScheduleConfig, actions: int, now: int
+    ) -> FireRequest:
+        spec = config.spec
+        sid = request.schedule_id
+        remaining = None if config.max_actions is None else max(config.max_actions - actions, 0)
+        def jittered(nominal: int) -> int:
+            return firing.due_at(spec, sid, nominal) or nominal
+
+        actual = jittered if spec.jitter > 0 else None
+        plan = firing.plan(spec, config.policy, request.hwm, now, remaining, actual=actual)
+        request.new_hwm = plan.new_hwm
+        request.next_due = firing.due_at(spec, sid, plan.next_nominal)
+        request.fires = [(t, new_id("run")) for t in plan.fire]
+        request.missed = plan.missed
+        request.max_actions = config.max_actions
+        request.overlap = str(config.policy.overlap)
+        request.buffer_max = config.policy.buffer_max
+        request.input = config.input
+        for nominal in plan.fire:
+            self.stats.lateness_ms.append(now - (jittered(nominal) if actual else nominal))
+        return request
+
+    async def _targets(self, workflow_ids: set[str]) -> dict[str, str]:
+        """The target type of each workflow ('none' runs complete at once)."""
+        if not workflow_ids:
+            return {}
+        ordered = sorted(workflow_ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for wid in ordered:
+                pipe.hget(self.keys.state(self.keys.partition_of(wid), "workflow", wid), "state")
+            raws: list[Any] = await pipe.execute()
+        out = {}
+        for wid, raw in zip(ordered, raws, strict=True):
+            if raw is not None:
+                out[wid] = orjson.loads(raw)["config"]["target"]["type"]
+        return out
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Compete for every partition's lease and fire while holding it, until ``stop``."""
+        listener = asyncio.create_task(self._listen(stop), name="ticker-wake")
+        loops = [
+            asyncio.create_task(self._partition_loop(p, stop), name=f"ticker-{p}")
+            for p in range(self.keys.partitions)
+        ]
+        try:
+            await stop.wait()
+        finally:
+            for task in (listener, *loops):
+                task.cancel()
+            for task in (listener, *loops):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for lease in self.leases:
+                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                    await lease.release()
+
+    async def _partition_loop(self, partition: int, stop: asyncio.Event) -> None:
+        lease = self.leases[partition]
+        failures = 0
+        while not stop.is_set():
+            try:
+                if not lease.held():
+                    if not await lease.acquire():
+                        await self._sleep(partition, lease.ttl_ms / 5000)
+                        continue
+                    log.info("partition %d: lease acquired, epoch %d", partition, lease.state.epoch)
+                elif lease.renew_due() and not await lease.renew():
+                    log.warning("partition %d: lease renewal refused; stepping down", partition)
+                    continue
+                looked = await self.tick(partition)
+                failures = 0
+                if looked >= self.batch_size:
+                    continue
+                await self._sleep(partition, await self._idle_s(partition, lease))
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                failures += 1
+                log.warning("ticker partition %d: redis unavailable (%s)", partition, exc)
+                await self._sleep(partition, delay)
+
+    async def _idle_s(self, partition: int, lease: Lease) -> float:
+        """How long to sleep: until the earliest due time, a renewal, or MAX_SLEEP_S."""
+        until_renewal = max(lease.ttl_ms / 3000 - (time.monotonic() - lease.state.renewed_at), 0)
+        bound = min(MAX_SLEEP_S, until_renewal)
+        first = await self.redis.zrange(self.keys.due(partition), 0, 0, withscores=True)
+        if not first:
+            return bound
+        now = await self.now_ms()
+        return max(0.0, min(bound, (int(first[0][1]) - now) / 1000))
+
+    async def _sleep(self, partition: int, seconds: float) -> None:
+        wake = self._wake[partition]
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=seconds)
+        wake.clear()
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """Wake a partition loop when the append script announces a schedule due now."""
+        channels = {self.keys.wake(p): p for p in range(self.keys.partitions)}
+        failures = 0
+        while not stop.is_set():
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(*channels)
+                    failures = 0
+                    while not stop.is_set():
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=MAX_SLEEP_S
+                        )
+                        if message is not None:
+                            self._wake[channels[as_text(message["channel"])]].set()
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                failures += 1
+                await asyncio.sleep(RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)])
