@@ -222,12 +222,16 @@ class CommandService:
                 new_state = aggregate.evolve(new_state, aggregate_id, event)
             assert new_state is not None
             expected = ctx.if_match if ctx.if_match is not None else version
+            meta = ctx.meta()
+            if self.clock is not None:
+                # the injected clock, not Redis's, decides when the command took effect
+                meta["effective_at"] = self.clock.now_ms()
             try:
                 result = await self.store.append(
                     aggregate.kind,
                     aggregate_id,
                     events,
-                    meta=ctx.meta(),
+                    meta=meta,
                     expected_version=expected,
                     snapshot=aggregate.snapshot(new_state),
                     status=aggregate.status(new_state),

@@ -44,6 +44,7 @@ def segments(events: list[StoredEvent]) -> list[Segment]:
 
     for event in events:
         data = event.data
+        at = int(event.meta.get("effective_at", event.at))
         if event.type == "ScheduleCreated":
             spec, status = data["schedule"]["spec"], "paused" if data.get("paused") else "active"
         elif event.type == "ScheduleUpdated":
@@ -55,14 +56,14 @@ def segments(events: list[StoredEvent]) -> list[Segment]:
         elif event.type == "ScheduleCompleted":
             status = "completed"
         elif event.type == "ScheduleDeleted":
-            close(event.at)
+            close(at)
             spec = None
             continue
         else:
             continue
-        close(event.at)
+        close(at)
         if spec is not None:
-            out.append(Segment(event.at, None, spec, status))
+            out.append(Segment(at, None, spec, status))
     return out
 
 

@@ -23,6 +23,8 @@ def _duration(value: Any) -> int:
 def _instant(value: Any) -> int:
     if isinstance(value, str):
         return parse_instant(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value  # epoch milliseconds, as cronstream holds instants inside
     raise ValueError("an instant must be an RFC 3339 string such as '2026-01-01T00:00:00Z'")
 
 

@@ -159,6 +159,7 @@ class Ticker:
         spec = config.spec
         sid = request.schedule_id
         remaining = None if config.max_actions is None else max(config.max_actions - actions, 0)
+
         def jittered(nominal: int) -> int:
             return firing.due_at(spec, sid, nominal) or nominal
 
