@@ -56,7 +56,13 @@ def http_status(url: str) -> int | None:
 class Service:
     """``cronstream serve`` as a child process on a free loopback port."""
 
-    def __init__(self, data_dir: Path, redis_url: str | None = None, **extra_env: str) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        redis_url: str | None = None,
+        roles: str | None = None,
+        **extra_env: str,
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         extra = dict(extra_env)
@@ -75,6 +81,7 @@ class Service:
                 str(self.port),
                 "--data-dir",
                 str(data_dir),
+                *(["--roles", roles] if roles else []),
             ],
             env=env(**extra),
             stdout=self._log_handle,

@@ -11,7 +11,9 @@ Rules (the fire script enforces the last one whatever a process believes):
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -43,7 +45,8 @@ class Lease:
         self.keys = keys
         self.partition = partition
         self.ttl_ms = ttl_ms
-        self.owner = owner or secrets.token_hex(12)
+        # the pid in the token lets operators (and fault tests) see who holds a lease
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
         self.state = LeaseState()
         source = resources.files("service.ticker").joinpath("lease.lua").read_text()
         self._script = redis.register_script(source)
