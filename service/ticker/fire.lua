@@ -8,18 +8,14 @@
 -- KEYS[5]  cs:{p}:due               KEYS[11] dedupe key: idempotency hash (manual) or
 -- KEYS[6]  cs:{p}:log                        the set of backfilled nominal times (backfill)
 --
--- ARGV[1]  mode: 'schedule' (the ticker), 'manual', 'api' or 'backfill'
--- ARGV[2]  lease token  ARGV[3] lease epoch              (mode 'schedule' only)
--- ARGV[4]  expected schedule version                     (mode 'schedule' only)
--- ARGV[5]  expected high-water mark  ARGV[6] new mark    (mode 'schedule' only)
--- ARGV[7]  next due time in ms, '' if the spec has no more times
--- ARGV[8]  schedule id  ARGV[9] workflow id  ARGV[10] workflow target type
--- ARGV[11] overlap policy  ARGV[12] buffer bound
--- ARGV[13] run input (JSON)  ARGV[14] event meta (JSON)  ARGV[15] fire time (RFC 3339)
--- ARGV[16] trigger source  ARGV[17] dedupe fingerprint  ARGV[18] dedupe TTL ms
--- ARGV[19] missed count  ARGV[20] first missed  ARGV[21] last missed (RFC 3339)
--- ARGV[22] max actions ('' for none)
--- ARGV[23] number of fires n; then per fire: nominal ms, nominal (RFC 3339), run id
+-- ARGV[1]  a JSON object of strings: mode ('schedule' for the ticker, 'manual', 'api',
+--          'backfill'); token, epoch (the lease, mode 'schedule'); version, hwm, new_hwm
+--          (the expected schedule version and high-water mark, and the new mark);
+--          next_due ('' when the spec has no more times); sid, workflow_id, target
+--          (the workflow's target type); overlap, buffer_max; input, meta (JSON);
+--          fire_time (RFC 3339); source; fingerprint, dedupe_ttl (manual triggers);
+--          missed_count, missed_first, missed_last; max_actions ('' for none)
+-- ARGV[2..] per fire: nominal ms, nominal (RFC 3339), run id
 --
 -- Returns {'OK', fired, skipped, dropped, completed} | {'FENCED'} | {'INACTIVE'}
 --       | {'STALE', version, mark} | {'DUP', run id} | {'GONE'} | {'REUSED'}
@@ -29,12 +25,13 @@
 -- time at or below the high-water mark never fires again, so a retried call
 -- appends nothing twice; the due index moves in the same step.
 
-local mode = ARGV[1]
-local sid = ARGV[8]
-local meta = ARGV[14]
+local h = cjson.decode(ARGV[1])
+local mode = h.mode
+local sid = h.sid
+local meta = h.meta
 
 if mode == 'schedule' then
-  if redis.call('GET', KEYS[1]) ~= ARGV[2] or redis.call('GET', KEYS[2]) ~= ARGV[3] then
+  if redis.call('GET', KEYS[1]) ~= h.token or redis.call('GET', KEYS[2]) ~= h.epoch then
     return {'FENCED'}
   end
 end
@@ -52,13 +49,13 @@ if mode == 'schedule' then
     return {'INACTIVE'}
   end
   local mark = redis.call('HGET', KEYS[4], sid) or '0'
-  if state[1] ~= ARGV[4] or mark ~= ARGV[5] then
+  if state[1] ~= h.version or mark ~= h.hwm then
     return {'STALE', state[1] or '0', mark}
   end
 elseif mode == 'manual' or mode == 'api' then
   local fp = redis.call('HGET', KEYS[11], 'fp')
   if fp then
-    if fp ~= ARGV[17] then return {'REUSED'} end
+    if fp ~= h.fingerprint then return {'REUSED'} end
     return {'DUP', redis.call('HGET', KEYS[11], 'run_id')}
   end
 end
@@ -70,37 +67,37 @@ local function append(event_type, data)
 end
 
 local trigger = cjson.encode({type = (mode == 'schedule') and 'schedule' or mode,
-  source = ARGV[16], label = ''})
-local input = ARGV[13]
+  source = h.source, label = ''})
+local input = h.input
 
 local function run_queued(run_id, nominal)
   local nominal_json = (nominal == '') and 'null' or cjson.encode(nominal)
   append('RunQueued', '{"run_id":' .. cjson.encode(run_id) .. ',"schedule_id":' ..
-    cjson.encode(sid) .. ',"workflow_id":' .. cjson.encode(ARGV[9]) .. ',"trigger":' ..
+    cjson.encode(sid) .. ',"workflow_id":' .. cjson.encode(h.workflow_id) .. ',"trigger":' ..
     trigger .. ',"nominal_time":' .. nominal_json .. ',"input":' .. input .. '}')
-  if ARGV[10] == 'none' then
+  if h.target == 'none' then
     -- the fire event is the whole action: the run succeeds at once
     append('RunSucceeded', '{"run_id":' .. cjson.encode(run_id) .. ',"attempt":0}')
     return
   end
-  redis.call('XADD', KEYS[7], '*', 'run_id', run_id, 'sid', sid, 'workflow_id', ARGV[9],
+  redis.call('XADD', KEYS[7], '*', 'run_id', run_id, 'sid', sid, 'workflow_id', h.workflow_id,
     'trigger', trigger, 'nominal_time', nominal, 'input', input, 'meta', meta)
   redis.call('SADD', KEYS[8], run_id)
 end
 
 local function fired(fire_id, nominal, run_id, held)
   append('ScheduleFired', cjson.encode({fire_id = fire_id, nominal_time = nominal,
-    fire_time = ARGV[15], epoch = tonumber(ARGV[3]) or 0,
+    fire_time = h.fire_time, epoch = tonumber(h.epoch) or 0,
     trigger = (mode == 'schedule') and 'schedule' or mode, run_id = run_id, held = held}))
 end
 
-local overlap = ARGV[11]
+local overlap = h.overlap
 local fired_count, skipped, dropped = 0, 0, 0
-local n = tonumber(ARGV[23])
+local n = (#ARGV - 1) / 3
 for i = 0, n - 1 do
-  local nominal_ms = ARGV[24 + i * 3]
-  local nominal = ARGV[25 + i * 3]
-  local run_id = ARGV[26 + i * 3]
+  local nominal_ms = ARGV[2 + i * 3]
+  local nominal = ARGV[3 + i * 3]
+  local run_id = ARGV[4 + i * 3]
   local kind = (mode == 'manual' or mode == 'api') and (mode .. ':' .. run_id) or mode
   local fire_id = sid .. ':' .. nominal_ms .. ':' .. kind
   local fresh = true
@@ -109,7 +106,7 @@ for i = 0, n - 1 do
   end
   if fresh then
     local running = redis.call('SMEMBERS', KEYS[8])
-    if #running == 0 or overlap == 'allow_all' or ARGV[10] == 'none' then
+    if #running == 0 or overlap == 'allow_all' or h.target == 'none' then
       fired(fire_id, nominal, run_id, false)
       run_queued(run_id, nominal)
       fired_count = fired_count + 1
@@ -118,7 +115,7 @@ for i = 0, n - 1 do
         reason = 'overlap', running = running}))
       skipped = skipped + 1
     else
-      local bound = tonumber(ARGV[12])
+      local bound = tonumber(h.buffer_max)
       if overlap == 'buffer_one' then bound = 1 end
       if redis.call('LLEN', KEYS[9]) >= bound then
         append('FireDropped', cjson.encode({fire_id = fire_id, nominal_time = nominal,
@@ -133,7 +130,7 @@ for i = 0, n - 1 do
           end
         end
         redis.call('RPUSH', KEYS[9], cjson.encode({run_id = run_id, nominal = nominal,
-          trigger = trigger, input = input, workflow_id = ARGV[9]}))
+          trigger = trigger, input = input, workflow_id = h.workflow_id}))
         fired_count = fired_count + 1
       end
     end
@@ -142,26 +139,26 @@ end
 
 local completed = 0
 if mode == 'schedule' then
-  if tonumber(ARGV[19]) > 0 then
-    append('FiresMissed', cjson.encode({count = tonumber(ARGV[19]), first = ARGV[20],
-      last = ARGV[21], reason = 'catchup'}))
+  if tonumber(h.missed_count) > 0 then
+    append('FiresMissed', cjson.encode({count = tonumber(h.missed_count), first = h.missed_first,
+      last = h.missed_last, reason = 'catchup'}))
   end
-  redis.call('HSET', KEYS[4], sid, ARGV[6])
+  redis.call('HSET', KEYS[4], sid, h.new_hwm)
   local actions = redis.call('HINCRBY', KEYS[3], 'actions', fired_count)
-  if ARGV[22] ~= '' and actions >= tonumber(ARGV[22]) then
+  if h.max_actions ~= '' and actions >= tonumber(h.max_actions) then
     completed = 1
     -- the status field overrides the snapshot's (see EventStore.load)
     redis.call('HSET', KEYS[3], 'status', 'completed')
     redis.call('HINCRBY', KEYS[3], 'version', 1)
     append('ScheduleCompleted', cjson.encode({action_count = actions}))
     redis.call('ZREM', KEYS[5], sid)
-  elseif ARGV[7] == '' then
+  elseif h.next_due == '' then
     redis.call('ZREM', KEYS[5], sid)
   else
-    redis.call('ZADD', KEYS[5], ARGV[7], sid)
+    redis.call('ZADD', KEYS[5], h.next_due, sid)
   end
 elseif mode == 'manual' or mode == 'api' then
-  redis.call('HSET', KEYS[11], 'fp', ARGV[17], 'run_id', ARGV[26])
-  redis.call('PEXPIRE', KEYS[11], ARGV[18])
+  redis.call('HSET', KEYS[11], 'fp', h.fingerprint, 'run_id', ARGV[4])
+  redis.call('PEXPIRE', KEYS[11], h.dedupe_ttl)
 end
 return {'OK', fired_count, skipped, dropped, completed}

@@ -75,31 +75,31 @@ class FireScript:
             dedupe,
         ]
         missed = r.missed
-        args: list[Any] = [
-            r.mode,
-            r.token,
-            r.epoch,
-            r.version,
-            r.hwm,
-            r.new_hwm,
-            "" if r.next_due is None else r.next_due,
-            sid,
-            r.workflow_id,
-            r.target,
-            r.overlap,
-            r.buffer_max,
-            orjson.dumps(r.input),
-            orjson.dumps(r.meta),
-            r.fire_time,
-            r.source,
-            r.fingerprint or "-",
-            MANUAL_KEY_TTL_MS,
-            missed.count if missed else 0,
-            to_rfc3339(missed.first) if missed else "",
-            to_rfc3339(missed.last) if missed else "",
-            "" if r.max_actions is None else r.max_actions,
-            len(r.fires),
-        ]
+        header = {
+            "mode": r.mode,
+            "token": r.token,
+            "epoch": str(r.epoch),
+            "version": str(r.version),
+            "hwm": str(r.hwm),
+            "new_hwm": str(r.new_hwm),
+            "next_due": "" if r.next_due is None else str(r.next_due),
+            "sid": sid,
+            "workflow_id": r.workflow_id,
+            "target": r.target,
+            "overlap": r.overlap,
+            "buffer_max": str(r.buffer_max),
+            "input": orjson.dumps(r.input).decode(),
+            "meta": orjson.dumps(r.meta).decode(),
+            "fire_time": r.fire_time,
+            "source": r.source,
+            "fingerprint": r.fingerprint or "-",
+            "dedupe_ttl": str(MANUAL_KEY_TTL_MS),
+            "missed_count": str(missed.count if missed else 0),
+            "missed_first": to_rfc3339(missed.first) if missed else "",
+            "missed_last": to_rfc3339(missed.last) if missed else "",
+            "max_actions": "" if r.max_actions is None else str(r.max_actions),
+        }
+        args: list[Any] = [orjson.dumps(header)]
         for nominal, run_id in r.fires:
             if nominal is None:
                 args += ["now", "", run_id]

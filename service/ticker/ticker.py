@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
 import orjson
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 MAX_SLEEP_S = 1.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
-CONFIG_CACHE_SIZE = 100_000
+CONFIG_CACHE_SIZE = 200_000
+TARGET_CACHE_S = 1.0
 
 
 @dataclass
@@ -68,9 +70,13 @@ class Ticker:
         self.batch_size = batch_size
         self.leases = [Lease(redis, keys, p, lease_ttl_ms, owner) for p in range(keys.partitions)]
         self.script = FireScript(redis, keys)
+        source = resources.files("service.ticker").joinpath("due.lua").read_text()
+        self._due = redis.register_script(source)
         self.stats = TickStats()
         self._configs: dict[tuple[str, int], ScheduleConfig] = {}
         self._wake = [asyncio.Event() for _ in range(keys.partitions)]
+        self._target_cache: dict[str, str] = {}
+        self._targets_read_at = 0.0
 
     @property
     def owner(self) -> str:
@@ -83,54 +89,69 @@ class Ticker:
         seconds, micros = await self.redis.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
-    def _config(self, sid: str, version: int, snapshot: bytes) -> ScheduleConfig:
-        found = self._configs.get((sid, version))
-        if found is None:
-            if len(self._configs) >= CONFIG_CACHE_SIZE:
-                self._configs.clear()
-            data = orjson.loads(snapshot)
-            found = ScheduleConfig.model_validate(data["config"])
-            self._configs[(sid, version)] = found
-        return found
+    async def _load_configs(self, partition: int, due: list[tuple[str, int]]) -> None:
+        """Read and parse the configs of schedule versions not seen before (one pipeline)."""
+        missing = [(sid, v) for sid, v in due if v and (sid, v) not in self._configs]
+        if not missing:
+            return
+        if len(self._configs) + len(missing) > CONFIG_CACHE_SIZE:
+            self._configs.clear()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for sid, _ in missing:
+                pipe.hmget(self.keys.state(partition, "schedule", sid), ["version", "state"])
+            snapshots: list[Any] = await pipe.execute()
+        for (sid, _), (version, snapshot) in zip(missing, snapshots, strict=True):
+            if snapshot is not None:
+                config = ScheduleConfig.model_validate(orjson.loads(snapshot)["config"])
+                self._configs[(sid, int(version))] = config
 
     async def tick(self, partition: int) -> int:
         """Fire what is due now on a partition whose lease we hold; return how many
         schedules were looked at (a full batch means: tick again at once)."""
+        looked, _, _ = await self._tick(partition)
+        return looked
+
+    async def _tick(self, partition: int) -> tuple[int, int | None, int]:
+        """One tick: (schedules looked at, earliest due ms before it, now)."""
         lease = self.leases[partition]
-        now = await self.now_ms()
-        raw: Any = await self.redis.zrangebyscore(
-            self.keys.due(partition), "-inf", now, start=0, num=self.batch_size, withscores=True
+        now_arg = "" if self.clock is None else str(self.clock.now_ms())
+        reply: Any = await self._due(
+            keys=[self.keys.due(partition), self.keys.hwm(partition)],
+            args=[now_arg, self.batch_size, self.keys.state(partition, "schedule", "")],
         )
-        if not raw:
-            return 0
+        now, earliest = int(reply[0]), int(reply[1])
+        rows = reply[2:]
+        due = [
+            (
+                as_text(rows[i]),
+                int(rows[i + 1]),
+                as_text(rows[i + 2]),
+                int(rows[i + 3]),
+                int(rows[i + 4]),
+            )
+            for i in range(0, len(rows), 5)
+        ]
+        if not due:
+            return 0, None if earliest < 0 else earliest, now
         self.stats.ticks += 1
-        due = [(as_text(member), int(score)) for member, score in raw]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for sid, _ in due:
-                pipe.hmget(
-                    self.keys.state(partition, "schedule", sid),
-                    ["version", "status", "actions", "state"],
-                )
-                pipe.hget(self.keys.hwm(partition), sid)
-            loaded: list[Any] = await pipe.execute()
+        await self._load_configs(partition, [(sid, version) for sid, version, *_ in due])
         configs: dict[str, ScheduleConfig] = {}
         requests = []
-        for i, (sid, _) in enumerate(due):
-            (version, status, actions, snapshot), mark = loaded[2 * i], loaded[2 * i + 1]
+        for sid, version, status, actions, mark in due:
             request = FireRequest(
                 schedule_id=sid,
                 mode="schedule",
                 token=lease.owner,
                 epoch=lease.state.epoch,
-                version=int(version or 0),
-                hwm=int(mark or 0),
+                version=version,
+                hwm=mark,
                 fire_time=to_rfc3339(now),
                 meta={"actor": f"ticker:{lease.owner}", "epoch": lease.state.epoch},
             )
-            if snapshot is not None and as_text(status) == "active":
-                config = self._config(sid, int(version), snapshot)
+            config = self._configs.get((sid, version))
+            if config is not None and status == "active":
                 configs[sid] = config
-                request = self._planned(request, config, int(actions or 0), now)
+                request = self._planned(request, config, actions, now)
             requests.append(request)
         targets = await self._targets({c.workflow_id for c in configs.values()})
         for request in requests:
@@ -151,7 +172,7 @@ class Ticker:
                 self.stats.fired += counts[0]
                 self.stats.skipped += counts[1]
                 self.stats.dropped += counts[2]
-        return len(due)
+        return len(due), earliest, now
 
     def _planned(
         self, request: FireRequest, config: ScheduleConfig, actions: int, now: int
@@ -178,19 +199,22 @@ class Ticker:
         return request
 
     async def _targets(self, workflow_ids: set[str]) -> dict[str, str]:
-        """The target type of each workflow ('none' runs complete at once)."""
-        if not workflow_ids:
-            return {}
-        ordered = sorted(workflow_ids)
+        """The target type of each workflow ('none' runs complete at once), cached briefly:
+        a workflow's target type changes rarely, and a fire reads it for every due time."""
+        if time.monotonic() - self._targets_read_at > TARGET_CACHE_S:
+            self._target_cache.clear()
+            self._targets_read_at = time.monotonic()
+        ordered = sorted(w for w in workflow_ids if w not in self._target_cache)
+        if not ordered:
+            return self._target_cache
         async with self.redis.pipeline(transaction=False) as pipe:
             for wid in ordered:
                 pipe.hget(self.keys.state(self.keys.partition_of(wid), "workflow", wid), "state")
             raws: list[Any] = await pipe.execute()
-        out = {}
         for wid, raw in zip(ordered, raws, strict=True):
             if raw is not None:
-                out[wid] = orjson.loads(raw)["config"]["target"]["type"]
-        return out
+                self._target_cache[wid] = orjson.loads(raw)["config"]["target"]["type"]
+        return self._target_cache
 
     # -- the loop -----------------------------------------------------------------
 
@@ -226,26 +250,20 @@ class Ticker:
                 elif lease.renew_due() and not await lease.renew():
                     log.warning("partition %d: lease renewal refused; stepping down", partition)
                     continue
-                looked = await self.tick(partition)
+                looked, earliest, now = await self._tick(partition)
                 failures = 0
-                if looked >= self.batch_size:
-                    continue
-                await self._sleep(partition, await self._idle_s(partition, lease))
+                if looked:
+                    continue  # fired something: look again at once (it reports the next due)
+                until_renewal = lease.ttl_ms / 3000 - (time.monotonic() - lease.state.renewed_at)
+                pause = min(MAX_SLEEP_S, max(until_renewal, 0.0))
+                if earliest is not None:
+                    pause = min(pause, max(0.0, (earliest - now) / 1000))
+                await self._sleep(partition, pause)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
                 failures += 1
                 log.warning("ticker partition %d: redis unavailable (%s)", partition, exc)
                 await self._sleep(partition, delay)
-
-    async def _idle_s(self, partition: int, lease: Lease) -> float:
-        """How long to sleep: until the earliest due time, a renewal, or MAX_SLEEP_S."""
-        until_renewal = max(lease.ttl_ms / 3000 - (time.monotonic() - lease.state.renewed_at), 0)
-        bound = min(MAX_SLEEP_S, until_renewal)
-        first = await self.redis.zrange(self.keys.due(partition), 0, 0, withscores=True)
-        if not first:
-            return bound
-        now = await self.now_ms()
-        return max(0.0, min(bound, (int(first[0][1]) - now) / 1000))
 
     async def _sleep(self, partition: int, seconds: float) -> None:
         wake = self._wake[partition]
