@@ -25,7 +25,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (  # noqa: E402
+from bench.common import (
     REPO_ROOT,
     Deadline,
     machine_line,
@@ -55,7 +55,8 @@ async def create(url: str, count: int, concurrency: int = 64) -> float:
     from service.store.keys import Keyspace
 
     keys = Keyspace()
-    client = Redis.from_url(url)
+    client = Redis.from_url(url, socket_connect_timeout=30, socket_timeout=60,
+                            max_connections=concurrency + 8)
     commands = CommandService(EventStore(client, keys), ProjectionWaiter(client, keys),
                               wait_timeout_s=0)
     await commands.execute(WORKFLOWS, "w", wf.PutWorkflow(
@@ -139,7 +140,7 @@ def main() -> int:
         env = {**os.environ, "REDIS_URL": server.url, "PYTHONPATH": str(REPO_ROOT)}
         procs = []
         for i in range(args.tickers):
-            log = open(Path(tmp) / f"ticker{i}.log", "wb")  # noqa: SIM115 (closed below)
+            log = open(Path(tmp) / f"ticker{i}.log", "wb")
             procs.append((subprocess.Popen(
                 [sys.executable, "-m", "service", "serve", "--roles", "ticker",
                  "--log-level", "WARNING", "--data-dir", str(Path(tmp) / f"d{i}")],

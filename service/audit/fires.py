@@ -124,6 +124,14 @@ def fire_outcomes(
             out[nominal] = _outcome(nominal, segment, recorded, missed, now)
             if nominal in backfilled:
                 out[nominal].detail["backfill"] = backfilled[nominal]
+    for nominal, recorded_outcome in recorded.items():
+        if start <= nominal <= end and nominal not in out:
+            out[nominal] = recorded_outcome  # e.g. a skipped backfill before the schedule began
+    for nominal, detail in backfilled.items():
+        if start <= nominal <= end and nominal not in out:
+            out[nominal] = FireOutcome(
+                nominal_time=nominal, outcome="backfilled", detail={"backfill": detail}
+            )
     ordered = sorted(out.values(), key=lambda o: o.nominal_time)
     if len(ordered) > bound:
         ordered, truncated = ordered[:bound], True

@@ -132,6 +132,20 @@ def _schedule_commands(sub: Any) -> None:
         action = actions.add_parser(name, help=f"{name} a schedule")
         action.add_argument("id")
         action.add_argument("--note", default="")
+    trigger = actions.add_parser("trigger", help="run the schedule's workflow now")
+    trigger.add_argument("id")
+    trigger.add_argument("--input", help="run input as JSON (default: the schedule's)")
+    trigger.add_argument("--overlap", help="overlap policy for this run")
+    trigger.add_argument("--idempotency-key")
+    backfill = actions.add_parser("backfill", help="run every nominal time in a range")
+    backfill.add_argument("id")
+    backfill.add_argument("--start", required=True, help="RFC 3339 instant")
+    backfill.add_argument("--end", required=True, help="RFC 3339 instant")
+    backfill.add_argument("--overlap")
+    fires = actions.add_parser("fires", help="the outcome of every nominal time in a range")
+    fires.add_argument("id")
+    fires.add_argument("--from", dest="start", required=True)
+    fires.add_argument("--to", dest="end", required=True)
     for action in actions.choices.values():
         _client_options(action)
         action.set_defaults(func=run_schedule)
@@ -189,6 +203,33 @@ def run_schedule(args: argparse.Namespace) -> int:
         return 0
     elif action in ("pause", "resume"):
         reply = client.request("POST", f"/v1/schedules/{args.id}/{action}", {"note": args.note})
+    elif action == "trigger":
+        payload: dict[str, Any] = {}
+        if args.input is not None:
+            payload["input"] = orjson.loads(args.input)
+        if args.overlap:
+            payload["overlap"] = args.overlap
+        headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+        reply = client.request("POST", f"/v1/schedules/{args.id}/trigger", payload, headers=headers)
+        emit(reply.body, args.output, ("run_id", "fired", "skipped", "dropped", "duplicate"))
+        return 0
+    elif action == "backfill":
+        window: dict[str, Any] = {"start": args.start, "end": args.end}
+        if args.overlap:
+            window["overlap"] = args.overlap
+        reply = client.request("POST", f"/v1/schedules/{args.id}/backfill", window)
+        emit(
+            reply.body,
+            args.output,
+            ("nominal_times", "fired", "skipped", "dropped", "already_backfilled"),
+        )
+        return 0
+    elif action == "fires":
+        reply = client.request(
+            "GET", f"/v1/schedules/{args.id}/fires", query={"from": args.start, "to": args.end}
+        )
+        emit(reply.body, args.output, ("nominal_time", "outcome", "detail"))
+        return 0
     else:  # history
         reply = client.request("GET", f"/v1/schedules/{args.id}/history", query={"limit": 1000})
         emit(reply.body, args.output, HISTORY_COLUMNS)

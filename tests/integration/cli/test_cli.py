@@ -131,6 +131,42 @@ def test_workflow_and_schedule_lifecycle(
     for kind in ("ScheduleCreated", "ScheduleUpdated", "SchedulePaused", "ScheduleResumed"):
         assert kind in out
     assert "cli:" in out  # the actor is the CLI user
+    code, out, err = run(
+        capsys, "schedule", "trigger", "nightly", "--input", '{"depth": 3}', "-o", "json", *url
+    )
+    assert code == 0 and json.loads(out)["fired"] == 1, err
+    code, out, err = run(
+        capsys,
+        "schedule",
+        "backfill",
+        "nightly",
+        "--start",
+        "2026-01-01T00:00:00Z",
+        "--end",
+        "2026-01-03T23:59:59Z",
+        "--overlap",
+        "allow_all",
+        *url,
+    )
+    assert code == 0 and "3" in out, err
+    code, out, err = run(
+        capsys,
+        "schedule",
+        "fires",
+        "nightly",
+        "--from",
+        "2026-01-01T00:00:00Z",
+        "--to",
+        "2026-01-02T23:59:59Z",
+        "-o",
+        "json",
+        *url,
+    )
+    assert code == 0, err
+    # before the schedule existed: only the backfilled times, with their runs
+    items = json.loads(out)["items"]
+    assert [i["outcome"] for i in items] == ["backfilled", "backfilled"]
+    assert all(i["detail"]["backfill"]["run_id"].startswith("run_") for i in items)
     assert run(capsys, "schedule", "delete", "nightly", *url)[0] == 0
     code, _, err = run(capsys, "schedule", "get", "nightly", *url)
     assert code == 1 and "404" in err

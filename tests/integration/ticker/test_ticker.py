@@ -403,3 +403,42 @@ async def test_trigger_and_backfill_errors(api: TestClient) -> None:
     assert "more than" in err["errors"][0]["message"]
     err = await problem(await api.get("/v1/schedules/s/fires", params={"from": "x"}), 422)
     assert err["errors"][0]["field"] == "from"
+
+
+async def test_a_timed_out_fire_retried_by_the_client_fires_once(
+    api: TestClient, redis: Redis, redis_url: str, keys: Keyspace, clock: FixedClock
+) -> None:
+    """A stalled Redis, a short socket timeout and client retries: one fire."""
+    import asyncio
+
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    await setup(api, target="none")
+    slow = Redis.from_url(
+        redis_url, socket_timeout=0.05, retry=Retry(NoBackoff(), 5), retry_on_timeout=True
+    )
+    try:
+        ticker = Ticker(slow, keys, clock=clock)
+        assert await ticker.leases[0].acquire()
+        await ticker.tick(0)
+        await redis.script_load(ticker.script._script.script)
+        clock.advance(MINUTE)
+        stall = asyncio.create_task(
+            redis.eval(
+                "local t = redis.call('TIME'); local s = t[1] * 1000000 + t[2]; "
+                "while true do local n = redis.call('TIME'); "
+                "if n[1] * 1000000 + n[2] - s > 200000 then break end end; return 1",
+                0,
+            )
+        )
+        await asyncio.sleep(0.02)  # let the stall start first (not a wait for a condition)
+        try:
+            await ticker.tick(0)
+        finally:
+            await stall
+        for _ in range(20):
+            await redis.ping()
+        assert await fired(redis, keys, "s") == ["2026-01-15T12:01:00Z"]
+    finally:
+        await slow.aclose()
