@@ -68,11 +68,32 @@ class Keyspace:
     def buffer(self, p: int, schedule_id: str) -> str:
         return f"{self._p(p)}:buffer:{schedule_id}"
 
+    def run_prefix(self, p: int) -> str:
+        return f"{self._p(p)}:run:"
+
+    def run(self, p: int, run_id: str) -> str:
+        return self.run_prefix(p) + run_id
+
+    def retries(self, p: int) -> str:
+        return f"{self._p(p)}:retries"
+
+    def dead(self, p: int) -> str:
+        return f"{self._p(p)}:dead"
+
     def backfilled(self, p: int, schedule_id: str) -> str:
         return f"{self._p(p)}:backfilled:{schedule_id}"
 
     def idem(self, p: int, key: str) -> str:
         return f"{self._p(p)}:idem:{key}"
+
+    # circuit breakers: one hash per target host, all under one hash tag so the
+    # breaker script can keep the list of hosts in step on a Redis Cluster
+    def breaker(self, host: str) -> str:
+        return f"{self.prefix}:{{breaker}}:host:{host}"
+
+    @property
+    def breaker_hosts(self) -> str:
+        return f"{self.prefix}:{{breaker}}:hosts"
 
     # read side
     def checkpoint(self, p: int, projection: str = PROJECTION_VIEWS) -> str:

@@ -1,7 +1,8 @@
-"""Closing runs: the step that frees a schedule for its next (held) run."""
+"""The run lifecycle script's adapter (runs.lua): start, finish, cancel, requeue, revive."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -11,34 +12,154 @@ from redis.asyncio import Redis
 from service.store.eventstore import as_text
 from service.store.keys import Keyspace
 
+GROUP = "workers"
+MAX_DELIVERIES = 5
 
-class RunCloser:
+
+@dataclass(frozen=True)
+class StartedAttempt:
+    attempt: int
+    token: str
+    workflow_id: str
+    trigger: dict[str, Any]
+    nominal_time: str | None
+    input: Any
+
+
+class RunStore:
     def __init__(self, redis: Redis, keys: Keyspace) -> None:
         self.redis = redis
         self.keys = keys
-        source = resources.files("service.store").joinpath("close_run.lua").read_text()
+        source = resources.files("service.store").joinpath("runs.lua").read_text()
         self._script = redis.register_script(source)
 
-    async def close(
+    async def _call(
         self,
-        schedule_id: str,
+        p: int,
+        sid: str,
+        kind: str,
         run_id: str,
-        event_type: str,
-        data: dict[str, Any],
+        action: str,
         meta: dict[str, Any],
-    ) -> tuple[bool, str | None]:
-        """Record the run's end; return (accepted, id of the held run started, if any)."""
-        p = self.keys.partition_of(schedule_id)
+        now_ms: int,
+        *extra: Any,
+    ) -> list[str]:
         keys = [
-            self.keys.running(p, schedule_id),
-            self.keys.buffer(p, schedule_id),
-            self.keys.log(p),
+            self.keys.run(p, run_id),
             self.keys.queue(p),
-            self.keys.aggregate_events(p, "schedule", schedule_id),
+            self.keys.log(p),
+            self.keys.aggregate_events(p, kind, sid),
+            self.keys.running(p, sid),
+            self.keys.buffer(p, sid),
+            self.keys.retries(p),
+            self.keys.dead(p),
         ]
-        args: list[Any] = [run_id, event_type, orjson.dumps(data), orjson.dumps(meta), schedule_id]
+        args = [action, run_id, orjson.dumps(meta), now_ms, self.keys.run_prefix(p), GROUP, *extra]
         reply = await self._script(keys=keys, args=args)
-        if as_text(reply[0]) != "OK":
-            return False, None
-        started = as_text(reply[1])
-        return True, started or None
+        return [as_text(x) for x in reply]
+
+    async def locate(self, run_id: str) -> tuple[int, str, str] | None:
+        """(partition, aggregate id, aggregate kind) of a run, or None if unknown."""
+        for p in range(self.keys.partitions):
+            sid, kind = await self.redis.hmget(self.keys.run(p, run_id), ["sid", "kind"])
+            if sid is not None:
+                return p, as_text(sid), as_text(kind) if kind else "schedule"
+        return None
+
+    async def start(
+        self,
+        p: int,
+        sid: str,
+        kind: str,
+        run_id: str,
+        entry_id: str,
+        consumer: str,
+        now_ms: int,
+        now_rfc: str,
+        max_deliveries: int = MAX_DELIVERIES,
+    ) -> tuple[str, StartedAttempt | None]:
+        reply = await self._call(
+            p,
+            sid,
+            kind,
+            run_id,
+            "start",
+            {"actor": consumer},
+            now_ms,
+            entry_id,
+            consumer,
+            max_deliveries,
+            now_rfc,
+        )
+        if reply[0] != "OK":
+            return reply[0], None
+        trigger = orjson.loads(reply[4] or "{}")
+        return "OK", StartedAttempt(
+            attempt=int(reply[1]),
+            token=reply[2],
+            workflow_id=reply[3],
+            trigger=trigger,
+            nominal_time=reply[5] or None,
+            input=orjson.loads(reply[6] or "null"),
+        )
+
+    async def finish(
+        self,
+        p: int,
+        sid: str,
+        kind: str,
+        run_id: str,
+        *,
+        outcome: str,
+        meta: dict[str, Any],
+        now_ms: int,
+        token: str = "*",
+        entry_id: str = "",
+        attempt_data: dict[str, Any] | None = None,
+        final_data: dict[str, Any] | None = None,
+        retry_at_ms: int = 0,
+    ) -> tuple[str, str | None]:
+        """Record an attempt's end; returns (OK|STALE|DONE|GONE, id of a held run started)."""
+        reply = await self._call(
+            p,
+            sid,
+            kind,
+            run_id,
+            "finish",
+            meta,
+            now_ms,
+            entry_id,
+            token,
+            outcome,
+            orjson.dumps(attempt_data) if attempt_data is not None else "",
+            orjson.dumps(final_data or {"run_id": run_id}),
+            retry_at_ms,
+        )
+        started = reply[1] if len(reply) > 1 and reply[0] == "OK" else ""
+        return reply[0], started or None
+
+    async def cancel(
+        self, p: int, sid: str, kind: str, run_id: str, *, terminate: bool, actor: str, now_ms: int
+    ) -> str:
+        reply = await self._call(
+            p,
+            sid,
+            kind,
+            run_id,
+            "cancel",
+            {"actor": actor},
+            now_ms,
+            "terminate" if terminate else "cancel",
+            actor,
+        )
+        return reply[0]
+
+    async def requeue_due(self, p: int, now_ms: int, limit: int = 500) -> int:
+        reply = await self._call(p, "", "schedule", "", "requeue", {}, now_ms, limit)
+        return int(reply[1])
+
+    async def revive(
+        self, p: int, sid: str, kind: str, run_id: str, *, actor: str, now_ms: int
+    ) -> str:
+        reply = await self._call(p, sid, kind, run_id, "revive", {"actor": actor}, now_ms, actor)
+        return reply[0] if reply[0] == "OK" else f"{reply[0]}:{reply[1] if len(reply) > 1 else ''}"

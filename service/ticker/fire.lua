@@ -15,6 +15,7 @@
 --          (the workflow's target type); overlap, buffer_max; input, meta (JSON);
 --          fire_time (RFC 3339); source; fingerprint, dedupe_ttl (manual triggers);
 --          missed_count, missed_first, missed_last; max_actions ('' for none)
+--          run_prefix: the prefix of run hashes (cs:{p}:run:), which share the slot
 -- ARGV[2..] per fire: nominal ms, nominal (RFC 3339), run id
 --
 -- Returns {'OK', fired, skipped, dropped, completed} | {'FENCED'} | {'INACTIVE'}
@@ -80,8 +81,10 @@ local function run_queued(run_id, nominal)
     append('RunSucceeded', '{"run_id":' .. cjson.encode(run_id) .. ',"attempt":0}')
     return
   end
-  redis.call('XADD', KEYS[7], '*', 'run_id', run_id, 'sid', sid, 'workflow_id', h.workflow_id,
-    'trigger', trigger, 'nominal_time', nominal, 'input', input, 'meta', meta)
+  redis.call('HSET', h.run_prefix .. run_id, 'sid', sid, 'workflow_id', h.workflow_id,
+    'trigger', trigger, 'nominal', nominal, 'input', input, 'status', 'queued',
+    'attempt', 0, 'deliveries', 0)
+  redis.call('XADD', KEYS[7], '*', 'run_id', run_id, 'sid', sid)
   redis.call('SADD', KEYS[8], run_id)
 end
 
@@ -123,8 +126,13 @@ for i = 0, n - 1 do
         dropped = dropped + 1
       else
         fired(fire_id, nominal, run_id, true)
+        redis.call('HSET', h.run_prefix .. run_id, 'sid', sid, 'workflow_id', h.workflow_id,
+          'trigger', trigger, 'nominal', nominal, 'input', input, 'status', 'buffered',
+          'attempt', 0, 'deliveries', 0)
         if overlap == 'cancel_other' or overlap == 'terminate_other' then
+          local mode = (overlap == 'terminate_other') and 'terminate' or 'cancel'
           for _, other in ipairs(running) do
+            redis.call('HSET', h.run_prefix .. other, 'cancel', mode)
             append('RunCancelRequested', cjson.encode({run_id = other, requested_by = run_id,
               terminate = overlap == 'terminate_other'}))
           end

@@ -98,6 +98,7 @@ class FireScript:
             "missed_first": to_rfc3339(missed.first) if missed else "",
             "missed_last": to_rfc3339(missed.last) if missed else "",
             "max_actions": "" if r.max_actions is None else str(r.max_actions),
+            "run_prefix": self.keys.run_prefix(p),
         }
         args: list[Any] = [orjson.dumps(header)]
         for nominal, run_id in r.fires:

@@ -8,7 +8,7 @@ from redis.asyncio import Redis
 
 from service.clock import FixedClock
 from service.store.keys import Keyspace
-from service.store.runs import RunCloser
+from service.store.runs import RunStore
 from service.ticker.fires import FireScript
 from service.ticker.ticker import Ticker
 from tests.integration.ticker.helpers import MINUTE, fired, leader, of_type, setup
@@ -164,14 +164,15 @@ async def test_overlap_skip_buffer_and_close(
     assert len(held) == 1
     # the running run closes: the held one starts right after, no earlier
     first = (await of_type(redis, keys, "buf1", "RunQueued"))[0]["run_id"]
-    closer = RunCloser(redis, keys)
-    ok, started = await closer.close(
-        "buf1", first, "RunSucceeded", {"run_id": first, "attempt": 1}, {}
+    runs = RunStore(redis, keys)
+    outcome, started = await runs.finish(
+        0, "buf1", "schedule", first, outcome="succeeded", meta={}, now_ms=clock.now_ms()
     )
-    assert ok and started == held[0]["run_id"]
-    assert (await closer.close("buf1", first, "RunSucceeded", {"run_id": first, "attempt": 1}, {}))[
-        0
-    ] is False  # a repeated completion is refused
+    assert outcome == "OK" and started == held[0]["run_id"]
+    again, _ = await runs.finish(
+        0, "buf1", "schedule", first, outcome="succeeded", meta={}, now_ms=clock.now_ms()
+    )
+    assert again == "DONE"  # a repeated completion changes nothing
     view = await (await api.get("/v1/schedules/skip")).json()
     assert view["info"]["overlap_skipped_count"] == 3
     assert len(view["info"]["running_runs"]) == 1
@@ -193,8 +194,10 @@ async def test_cancel_and_terminate_other(
     [old] = [q["run_id"] for q in await of_type(redis, keys, "s", "RunQueued")]
     [request] = await of_type(redis, keys, "s", "RunCancelRequested")
     assert request["run_id"] == old and request["terminate"] is (policy == "terminate_other")
-    ok, started = await RunCloser(redis, keys).close("s", old, "RunCancelled", {"run_id": old}, {})
-    assert ok and started == request["requested_by"]
+    outcome, started = await RunStore(redis, keys).finish(
+        0, "s", "schedule", old, outcome="cancelled", meta={}, now_ms=clock.now_ms()
+    )
+    assert outcome == "OK" and started == request["requested_by"]
 
 
 async def test_max_actions_completes_the_schedule(

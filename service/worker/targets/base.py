@@ -1,0 +1,107 @@
+"""What a target is: one attempt of a run in, one ``AttemptResult`` out.
+
+A target never raises out of ``attempt``: every failure (a refused connection, a
+handler's exception, a timeout, a cancellation) is a result, marked retryable or
+not, so the worker has one path for recording attempts.
+
+Handler authors raise ``PermanentFailure`` to say that retrying cannot help.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+EXCERPT_LIMIT = 2048
+"""The most characters of a response body (or handler result) kept on an attempt."""
+
+MAX_RETRY_AFTER_S = 86_400.0
+"""A ``Retry-After`` is honoured up to one day; anything longer is clamped."""
+
+
+class PermanentFailure(Exception):
+    """Raised by a handler when retrying the run cannot help (bad input, gone resource)."""
+
+
+@dataclass
+class RunContext:
+    """What a target gets for one attempt of a run."""
+
+    run_id: str
+    schedule_id: str | None
+    workflow_id: str
+    trigger: str  # schedule | manual | api | backfill
+    nominal_time: str | None  # RFC 3339
+    attempt: int  # 1-based
+    input: Any
+    timeout_s: float  # the attempt's time limit
+    traceparent: str | None = None
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    ok: bool
+    retryable: bool  # False: retrying cannot help (410, 400, a bad handler path)
+    error: str | None = None  # a short human-readable reason
+    status: int | None = None  # the HTTP status, if any
+    body_excerpt: str | None = None  # at most EXCERPT_LIMIT characters
+    retry_after_s: float | None = None  # from Retry-After on 429/503, <= MAX_RETRY_AFTER_S
+
+    @classmethod
+    def success(cls, status: int | None = None, body_excerpt: str | None = None) -> AttemptResult:
+        return cls(ok=True, retryable=False, status=status, body_excerpt=body_excerpt)
+
+    @classmethod
+    def failure(
+        cls,
+        error: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        body_excerpt: str | None = None,
+        retry_after_s: float | None = None,
+    ) -> AttemptResult:
+        return cls(
+            ok=False,
+            retryable=retryable,
+            error=error,
+            status=status,
+            body_excerpt=body_excerpt,
+            retry_after_s=retry_after_s,
+        )
+
+
+CANCELLED = AttemptResult.failure("cancelled", retryable=False)
+
+
+def timed_out(timeout_s: float) -> AttemptResult:
+    return AttemptResult.failure(f"timed out after {timeout_s:g}s", retryable=True)
+
+
+class Target(Protocol):
+    async def attempt(self, ctx: RunContext) -> AttemptResult: ...
+
+
+async def race_cancel(ctx: RunContext, work: asyncio.Task[T]) -> T | None:
+    """Await ``work`` unless ``ctx.cancelled`` is set first; then cancel it and return None.
+
+    The task is always finished (awaited) before this returns, so nothing is left
+    running unowned.
+    """
+    if ctx.cancelled.is_set():
+        work.cancel()
+    waiter = asyncio.create_task(ctx.cancelled.wait())
+    try:
+        await asyncio.wait({work, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not work.done():
+            work.cancel()
+        await asyncio.gather(work, waiter, return_exceptions=True)
+    if work.cancelled():
+        return None
+    return work.result()
