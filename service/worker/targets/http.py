@@ -195,8 +195,14 @@ class HttpTarget:
             return AttemptResult.failure(f"cannot connect: {exc}", retryable=True)
         except aiohttp.ServerDisconnectedError:
             return AttemptResult.failure("server closed the connection", retryable=True)
+        except aiohttp.ClientResponseError as exc:  # the response could not be parsed
+            return AttemptResult.failure(
+                f"invalid HTTP response: {_oneline(exc.message)}", retryable=True
+            )
         except aiohttp.ClientPayloadError as exc:
-            return AttemptResult.failure(f"response body cut off: {exc}", retryable=True)
+            return AttemptResult.failure(
+                f"response body cut off: {_oneline(str(exc))}", retryable=True
+            )
         except (aiohttp.ClientError, OSError) as exc:
             return AttemptResult.failure(_describe(exc), retryable=True)
         except Exception as exc:  # never let one request take the worker down
@@ -224,7 +230,11 @@ class HttpTarget:
             return classify(response.status, excerpt, response.headers.get("location"), retry_after)
 
 
+def _oneline(text: str) -> str:
+    return " ".join(text.split())[:500]
+
+
 def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
+    text = _oneline(str(exc))
     name = type(exc).__name__
     return f"{name}: {text}"[:500] if text else name
