@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from projections import schedules, workflows
+from projections import runs, schedules, workflows
 from projections.batch import ViewBatch
 from service.store.eventstore import EventStore, StoredEvent, decode_entry
 from service.store.keys import PROJECTION_VIEWS, Keyspace
@@ -26,7 +26,7 @@ from service.store.keys import PROJECTION_VIEWS, Keyspace
 log = logging.getLogger(__name__)
 
 Handler = Callable[[ViewBatch, StoredEvent], Awaitable[None]]
-HANDLERS: tuple[Handler, ...] = (schedules.apply, workflows.apply)
+HANDLERS: tuple[Handler, ...] = (schedules.apply, workflows.apply, runs.apply)
 
 RECORD_KINDS = ("schedule", "workflow")
 BATCH_SIZE = 500
@@ -60,7 +60,13 @@ class Projector:
     async def apply_batch(self, partition: int, start: str, events: list[StoredEvent]) -> bool:
         """Apply ``events`` (which follow checkpoint ``start``); False if another did first."""
         batch = ViewBatch(self.redis, self.keys.view_prefix(partition, self.namespace))
-        await batch.prefetch([f"{kind}:{e.sid}" for e in events for kind in RECORD_KINDS])
+        names = [f"{kind}:{e.sid}" for e in events for kind in RECORD_KINDS]
+        names += [
+            f"run:{e.data['run_id']}"
+            for e in events
+            if e.type in runs.EVENTS and isinstance(e.data.get("run_id"), str)
+        ]
+        await batch.prefetch(names)
         for event in events:
             for handler in HANDLERS:
                 await handler(batch, event)

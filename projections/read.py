@@ -39,6 +39,37 @@ class ScheduleFilter:
         )
 
 
+@dataclass(frozen=True)
+class RunFilter:
+    schedule_id: str | None = None
+    workflow_id: str | None = None
+    status: str | None = None
+    trigger: str | None = None
+
+    def index(self) -> str:
+        if self.schedule_id:
+            return f"runs:schedule:{self.schedule_id}"
+        if self.status:
+            return f"runs:status:{self.status}"
+        if self.workflow_id:
+            return f"runs:workflow:{self.workflow_id}"
+        if self.trigger:
+            return f"runs:trigger:{self.trigger}"
+        return "runs"
+
+    def matches(self, record: Record) -> bool:
+        return (
+            (self.schedule_id is None or record.get("schedule_id") == self.schedule_id)
+            and (self.workflow_id is None or record["workflow_id"] == self.workflow_id)
+            and (self.status is None or record["status"] == self.status)
+            and (self.trigger is None or record["trigger"]["type"] == self.trigger)
+        )
+
+
+def _member(record: Record) -> str:
+    return f"{record['queued_at']:013d}:{record['id']}"
+
+
 class ViewReader:
     def __init__(self, redis: Redis, keys: Keyspace, namespace: str = "view") -> None:
         self.redis = redis
@@ -112,6 +143,43 @@ class ViewReader:
         ids = await self._ids("workflows", after, limit + 1)
         records = await self._records("workflow", ids[:limit])
         return records, (ids[limit - 1] if len(ids) > limit else None)
+
+    async def run(self, run_id: str) -> Record | None:
+        for p in range(self.keys.partitions):
+            record = await self._record(p, f"run:{run_id}")
+            if record is not None:
+                return record
+        return None
+
+    async def list_runs(
+        self, where: RunFilter, before: str | None, limit: int
+    ) -> tuple[list[Record], str | None]:
+        """A page of runs, newest first, and the cursor of the next page (or None)."""
+        found: list[Record] = []
+        cursor = before
+        scanned = 0
+        while len(found) < limit and scanned < SCAN_BOUND:
+            members = await self._newest(where.index(), cursor, limit)
+            if not members:
+                return found, None
+            scanned += len(members)
+            ids = [m.split(":", 1)[1] for m in members]
+            for record in await self._records("run", ids):
+                if where.matches(record) and len(found) < limit:
+                    found.append(record)
+            cursor = members[-1] if len(found) < limit else _member(found[-1])
+        more = await self._newest(where.index(), _member(found[-1]), 1) if found else []
+        return found, (_member(found[-1]) if found and more else None)
+
+    async def _newest(self, index: str, before: str | None, limit: int) -> list[str]:
+        high = f"({before}" if before else "+"
+        per_partition = []
+        for p in range(self.keys.partitions):
+            raw = await self.redis.zrevrangebylex(
+                self._key(p, index), high, "-", start=0, num=limit
+            )
+            per_partition.append([m.decode() if isinstance(m, bytes) else m for m in raw])
+        return list(heapq.merge(*per_partition, reverse=True))[:limit]
 
     async def schedules_of_workflow(self, workflow_id: str, limit: int = 10) -> list[str]:
         return await self._ids(f"schedules:workflow:{workflow_id}", None, limit)

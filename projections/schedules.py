@@ -28,7 +28,7 @@ FIRE_EVENTS = frozenset({"ScheduleFired", "FireSkipped", "FireDropped", "FiresMi
 RUN_CLOSED = frozenset(
     {"RunSucceeded", "RunFailed", "RunCancelled", "RunTimedOut", "RunDeadLettered"}
 )
-RUN_EVENTS = frozenset({"RunQueued"}) | RUN_CLOSED
+RUN_EVENTS = frozenset({"RunQueued", "RunStarted"}) | RUN_CLOSED
 INFO_EVENTS = FIRE_EVENTS | RUN_EVENTS
 RECENT_ACTIONS = 10
 
@@ -164,6 +164,8 @@ async def _apply_info(batch: ViewBatch, event: StoredEvent) -> None:
         info["running_runs"] = [*info["running_runs"], data["run_id"]]
         info["last_run_at"] = event.at
         info["last_run_status"] = "queued"
+    elif event.type == "RunStarted":
+        info["last_run_status"] = "running"
     elif event.type in RUN_CLOSED:
         info["running_runs"] = [r for r in info["running_runs"] if r != data["run_id"]]
         info["last_run_status"] = event.type.removeprefix("Run").lower()

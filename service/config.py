@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-ALL_ROLES = ("api", "projector", "ticker")
+ALL_ROLES = ("api", "projector", "ticker", "worker")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,8 @@ class Settings:
     readiness_lag_s: float = 10.0
     redis_timeout_s: float = 5.0
     lease_ttl_ms: int = 5000
+    worker_concurrency: int = 16
+    reclaim_idle_ms: int = 30_000
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -37,6 +39,10 @@ class Settings:
             partitions=_positive_int(env, "CRONSTREAM_PARTITIONS", base.partitions),
             data_dir=Path(env.get("CRONSTREAM_DATA_DIR", str(base.data_dir))),
             lease_ttl_ms=_positive_int(env, "CRONSTREAM_LEASE_TTL_MS", base.lease_ttl_ms),
+            worker_concurrency=_positive_int(
+                env, "CRONSTREAM_WORKER_CONCURRENCY", base.worker_concurrency
+            ),
+            reclaim_idle_ms=_positive_int(env, "CRONSTREAM_RECLAIM_IDLE_MS", base.reclaim_idle_ms),
         )
 
     def with_overrides(self, **changes: object) -> Settings:

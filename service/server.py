@@ -19,10 +19,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from migrations.keyspace import check_keyspace
 from projections.projector import Projector
 from service.api.app import create_app
+from service.commands import CommandService, ProjectionWaiter
 from service.config import Settings
 from service.store.embedded import RedisProcess, embedded_redis, release_embedded
+from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
 from service.ticker.ticker import Ticker
+from service.worker.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,21 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                 task = asyncio.create_task(ticker.run(stop), name="ticker")
                 stack.push_async_callback(_cancel_all, [task])
                 log.info("ticker %s competing for %d partition(s)", ticker.owner, keys.partitions)
+            if "worker" in settings.roles:
+                worker = Worker(
+                    conn.client,
+                    keys,
+                    CommandService(
+                        EventStore(conn.client, keys),
+                        ProjectionWaiter(conn.client, keys),
+                        wait_timeout_s=0,
+                    ),
+                    concurrency=settings.worker_concurrency,
+                    idle_bound_ms=settings.reclaim_idle_ms,
+                )
+                task = asyncio.create_task(worker.run(stop), name="worker")
+                stack.push_async_callback(_cancel_all, [task])
+                log.info("worker %s consuming %d partition(s)", worker.consumer, keys.partitions)
             await stop.wait()
             log.info("shutting down")
 
@@ -106,7 +124,10 @@ def _projector_tasks(redis: Redis, keys: Keyspace, stop: asyncio.Event) -> list[
     return [asyncio.create_task(projector.run(p, stop)) for p in range(keys.partitions)]
 
 
-async def _cancel_all(tasks: list[asyncio.Task[None]]) -> None:
+async def _cancel_all(tasks: list[asyncio.Task[None]], grace_s: float = 15.0) -> None:
+    """Give the role loops (which watch ``stop``) a bounded time to finish, then cancel."""
+    if tasks:
+        await asyncio.wait(tasks, timeout=grace_s)
     for task in tasks:
         task.cancel()
     for task in tasks:

@@ -18,6 +18,7 @@ from service.api import (  # noqa: F401
     events,
     fires,
     health,
+    runs,
     schedules,
     specs,
     workflows,

@@ -26,6 +26,8 @@ class HttpTarget(BaseModel):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration | None = None
+    # the webhook signing secret stays out of the log: workers read it from this variable
+    secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")
 
     @field_validator("url")
     @classmethod

@@ -18,6 +18,8 @@
 --   cancel:  ARGV[7] 'cancel' | 'terminate'   ARGV[8] who asked
 --   requeue: ARGV[7] at most this many due retries
 --   revive:  ARGV[7] who asked
+--   create:  ARGV[7] workflow id  ARGV[8] trigger  ARGV[9] input  ARGV[10] idempotency
+--            hash key ('' for none)  ARGV[11] request fingerprint
 --
 -- Guarantees: an attempt's result is accepted only with the token its start handed
 -- out, so a worker whose run was reclaimed cannot complete it (STALE); the result,
@@ -37,8 +39,8 @@ local function append(event_type, sid, data)
   redis.call('RPUSH', KEYS[4], id)
 end
 
-local function enqueue(id, sid)
-  redis.call('XADD', KEYS[2], '*', 'run_id', id, 'sid', sid)
+local function enqueue(id, sid, kind)
+  redis.call('XADD', KEYS[2], '*', 'run_id', id, 'sid', sid, 'kind', kind or 'schedule')
 end
 
 -- a run of the schedule closed: free its slot, start the run held back, if any
@@ -67,10 +69,10 @@ if action == 'requeue' then
     tonumber(ARGV[7]))
   for _, id in ipairs(due) do
     local key = ARGV[5] .. id
-    local rsid = redis.call('HGET', key, 'sid')
-    if rsid and redis.call('HGET', key, 'status') == 'retrying' then
+    local found = redis.call('HMGET', key, 'sid', 'status', 'kind')
+    if found[1] and found[2] == 'retrying' then
       redis.call('HSET', key, 'status', 'queued', 'deliveries', 0)
-      enqueue(id, rsid)
+      enqueue(id, found[1], found[3])
     end
     redis.call('ZREM', KEYS[7], id)
   end
@@ -78,6 +80,28 @@ if action == 'requeue' then
 end
 
 if not status then
+  if action == 'create' then
+    -- ARGV[7] workflow id  ARGV[8] trigger (JSON)  ARGV[9] input (JSON)
+    -- ARGV[10] idempotency key ('' for none; a hash in this slot)  ARGV[11] fingerprint
+    if ARGV[10] ~= '' then
+      local fp = redis.call('HGET', ARGV[10], 'fp')
+      if fp then
+        if fp ~= ARGV[11] then return {'REUSED'} end
+        return {'DUP', redis.call('HGET', ARGV[10], 'run_id')}
+      end
+      redis.call('HSET', ARGV[10], 'fp', ARGV[11], 'run_id', run_id)
+      redis.call('PEXPIRE', ARGV[10], 86400000)
+    end
+    redis.call('HSET', KEYS[1], 'sid', ARGV[7], 'kind', 'workflow', 'workflow_id', ARGV[7],
+      'trigger', ARGV[8], 'nominal', '', 'input', ARGV[9], 'status', 'queued', 'attempt', 0,
+      'deliveries', 0)
+    append('RunQueued', ARGV[7], '{"run_id":' .. cjson.encode(run_id) ..
+      ',"schedule_id":null,"workflow_id":' .. cjson.encode(ARGV[7]) .. ',"trigger":' ..
+      ARGV[8] .. ',"nominal_time":null,"input":' .. ARGV[9] .. '}')
+    redis.call('SADD', KEYS[5], run_id)
+    enqueue(run_id, ARGV[7], 'workflow')
+    return {'OK', run_id}
+  end
   if action == 'start' then redis.call('XACK', KEYS[2], group, ARGV[7]) end
   return {'GONE'}
 end
@@ -168,6 +192,11 @@ if action == 'cancel' then
   return {'CANCELLED', release(sid)}
 end
 
+if action == 'create' then
+  -- a run of a workflow with no schedule (POST /v1/workflows/{id}/runs); KEYS[1] is new
+  return {'EXISTS'}
+end
+
 if action == 'revive' then
   if status ~= 'deadlettered' and status ~= 'failed' and status ~= 'timedout' then
     return {'NOT_DEAD', status}
@@ -177,7 +206,7 @@ if action == 'revive' then
   redis.call('ZREM', KEYS[8], run_id)
   redis.call('SADD', KEYS[5], run_id)
   append('RunRequeued', sid, cjson.encode({run_id = run_id, requested_by = ARGV[7]}))
-  enqueue(run_id, sid)
+  enqueue(run_id, sid, redis.call('HGET', KEYS[1], 'kind'))
   return {'OK'}
 end
 

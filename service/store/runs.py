@@ -163,3 +163,34 @@ class RunStore:
     ) -> str:
         reply = await self._call(p, sid, kind, run_id, "revive", {"actor": actor}, now_ms, actor)
         return reply[0] if reply[0] == "OK" else f"{reply[0]}:{reply[1] if len(reply) > 1 else ''}"
+
+    async def create(
+        self,
+        workflow_id: str,
+        run_id: str,
+        trigger: dict[str, Any],
+        run_input: Any,
+        *,
+        meta: dict[str, Any],
+        now_ms: int,
+        idempotency_key: str = "",
+        fingerprint: str = "",
+    ) -> tuple[str, str]:
+        """Queue a run of a workflow with no schedule; returns (OK|DUP|REUSED, run id)."""
+        p = self.keys.partition_of(workflow_id)
+        idem = self.keys.idem(p, "run:" + idempotency_key) if idempotency_key else ""
+        reply = await self._call(
+            p,
+            workflow_id,
+            "workflow",
+            run_id,
+            "create",
+            meta,
+            now_ms,
+            workflow_id,
+            orjson.dumps(trigger),
+            orjson.dumps(run_input),
+            idem,
+            fingerprint or "-",
+        )
+        return reply[0], reply[1] if len(reply) > 1 else ""
