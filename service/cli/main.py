@@ -26,6 +26,16 @@ from service.errors import CronstreamError
 SCHEDULE_COLUMNS = ("id", "workflow_id", "status", "spec.cron", "spec.timezone", "next_run_at")
 WORKFLOW_COLUMNS = ("id", "name", "target.type", "version", "updated_at")
 HISTORY_COLUMNS = ("at", "type", "actor", "position")
+RUN_COLUMNS = (
+    "id",
+    "schedule_id",
+    "workflow_id",
+    "trigger.type",
+    "status",
+    "queued_at",
+    "finished_at",
+)
+ATTEMPT_COLUMNS = ("attempt", "outcome", "status", "error", "started_at", "finished_at")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _workflow_commands(sub)
     _schedule_commands(sub)
+    _run_commands(sub)
     spec_cmd.add_parser(sub)
     return parser
 
@@ -92,9 +103,59 @@ def _workflow_commands(sub: Any) -> None:
     listing = actions.add_parser("list", help="list workflows")
     listing.add_argument("--limit", type=int)
     listing.add_argument("--cursor")
+    run = actions.add_parser("run", help="run a workflow now (trigger: manual)")
+    run.add_argument("id")
+    run.add_argument("--input", help="run input as JSON")
+    run.add_argument("--idempotency-key")
     for action in actions.choices.values():
         _client_options(action)
         action.set_defaults(func=run_workflow)
+
+
+def _run_commands(sub: Any) -> None:
+    runs = sub.add_parser("runs", help="run history; cancel and retry runs")
+    actions = runs.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="runs, newest first")
+    listing.add_argument("--schedule", dest="schedule_id")
+    listing.add_argument("--workflow", dest="workflow_id")
+    listing.add_argument("--status")
+    listing.add_argument("--trigger", choices=("schedule", "manual", "api", "backfill"))
+    listing.add_argument("--limit", type=int)
+    listing.add_argument("--cursor")
+    for name in ("get", "cancel", "retry"):
+        action = actions.add_parser(name, help=f"{name} a run")
+        action.add_argument("id")
+        if name == "cancel":
+            action.add_argument("--terminate", action="store_true", help="stop it at once")
+    for action in actions.choices.values():
+        _client_options(action)
+        action.set_defaults(func=run_runs)
+
+
+def run_runs(args: argparse.Namespace) -> int:
+    client = ApiClient(args.url)
+    if args.action == "list":
+        query = {
+            k: getattr(args, k)
+            for k in ("schedule_id", "workflow_id", "status", "trigger", "limit", "cursor")
+        }
+        reply = client.request("GET", "/v1/runs", query=query)
+    elif args.action == "get":
+        reply = client.request("GET", f"/v1/runs/{args.id}")
+        if args.output == "table":
+            emit(reply.body, "table", RUN_COLUMNS)
+            emit({"items": reply.body["attempts"]}, "table", ATTEMPT_COLUMNS)
+            return 0
+    elif args.action == "cancel":
+        reply = client.request("POST", f"/v1/runs/{args.id}/cancel", {"terminate": args.terminate})
+        emit(reply.body, args.output, ("run_id", "outcome"))
+        return 0
+    else:
+        reply = client.request("POST", f"/v1/runs/{args.id}/retry", {})
+        emit(reply.body, args.output, ("run_id", "outcome"))
+        return 0
+    emit(reply.body, args.output, RUN_COLUMNS)
+    return 0
 
 
 def _schedule_commands(sub: Any) -> None:
@@ -261,6 +322,12 @@ def run_workflow(args: argparse.Namespace) -> int:
         reply = client.request(
             "GET", "/v1/workflows", query={"limit": args.limit, "cursor": args.cursor}
         )
+    elif args.action == "run":
+        body = {"input": orjson.loads(args.input)} if args.input is not None else {}
+        headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else {}
+        reply = client.request("POST", f"/v1/workflows/{args.id}/runs", body, headers=headers)
+        emit(reply.body, args.output, ("run_id", "duplicate"))
+        return 0
     else:
         client.request("DELETE", f"/v1/workflows/{args.id}")
         print(f"deleted workflow {args.id}", file=sys.stderr)

@@ -172,6 +172,37 @@ def test_workflow_and_schedule_lifecycle(
     assert code == 1 and "404" in err
 
 
+def test_runs_commands(service: str, capsys: pytest.CaptureFixture[str]) -> None:
+    url = ("--url", service)
+    handler = "tests.integration.runs.handlers:noop"
+    assert run(capsys, "workflow", "put", "noop", "--python", handler, *url)[0] == 0
+    code, out, err = run(
+        capsys, "workflow", "run", "noop", "--input", '{"a": 1}', "-o", "json", *url
+    )
+    assert code == 0, err
+    run_id = json.loads(out)["run_id"]
+    # the service runs a worker: wait for the run to finish, reading it through the CLI
+    import time
+
+    deadline = time.monotonic() + 20
+    while True:
+        code, out, _ = run(capsys, "runs", "get", run_id, "-o", "json", *url)
+        if code == 0 and json.loads(out)["status"] == "succeeded":
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.05)
+    body = json.loads(out)
+    assert body["trigger"]["type"] == "manual" and body["input"] == {"a": 1}
+    code, out, _ = run(capsys, "runs", "get", run_id, *url)  # run and attempts as tables
+    assert code == 0 and "ATTEMPT" in out and "succeeded" in out
+    code, out, _ = run(capsys, "runs", "list", "--workflow", "noop", *url)
+    assert code == 0 and run_id in out
+    code, _, err = run(capsys, "runs", "cancel", run_id, *url)
+    assert code == 1 and "409" in err  # already finished
+    code, _, err = run(capsys, "runs", "retry", "run_missing", *url)
+    assert code == 1 and "404" in err
+
+
 def test_errors_are_printed_with_the_field(
     service: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
