@@ -55,25 +55,34 @@ async def create(url: str, count: int, concurrency: int = 64) -> float:
     from service.store.keys import Keyspace
 
     keys = Keyspace()
-    client = Redis.from_url(url, socket_connect_timeout=30, socket_timeout=60,
-                            max_connections=concurrency + 8)
-    commands = CommandService(EventStore(client, keys), ProjectionWaiter(client, keys),
-                              wait_timeout_s=0)
-    await commands.execute(WORKFLOWS, "w", wf.PutWorkflow(
-        "w", wf.WorkflowConfig.model_validate({"target": {"type": "none"}})), RequestContext())
+    client = Redis.from_url(
+        url, socket_connect_timeout=30, socket_timeout=60, max_connections=concurrency + 8
+    )
+    commands = CommandService(
+        EventStore(client, keys), ProjectionWaiter(client, keys), wait_timeout_s=0
+    )
+    await commands.execute(
+        WORKFLOWS,
+        "w",
+        wf.PutWorkflow("w", wf.WorkflowConfig.model_validate({"target": {"type": "none"}})),
+        RequestContext(),
+    )
     gate = asyncio.Semaphore(concurrency)
     started = time.perf_counter()
 
     async def one(i: int) -> None:
         offset = (i * PERIOD_MS) // count
-        config = sched.ScheduleConfig.model_validate({
-            "workflow_id": "w",
-            "spec": {"intervals": [{"every": "5s", "offset": f"{offset}ms"}]},
-            "policy": {"catchup": "all", "overlap": "allow_all"},
-        })
+        config = sched.ScheduleConfig.model_validate(
+            {
+                "workflow_id": "w",
+                "spec": {"intervals": [{"every": "5s", "offset": f"{offset}ms"}]},
+                "policy": {"catchup": "all", "overlap": "allow_all"},
+            }
+        )
         async with gate:
-            await commands.execute(SCHEDULES, f"s{i:06d}", sched.CreateSchedule(f"s{i:06d}",
-                                   config), RequestContext())
+            await commands.execute(
+                SCHEDULES, f"s{i:06d}", sched.CreateSchedule(f"s{i:06d}", config), RequestContext()
+            )
 
     await asyncio.gather(*(one(i) for i in range(count)))
     elapsed = time.perf_counter() - started
@@ -131,20 +140,43 @@ def main() -> int:
     import redis as sync_redis
 
     print(machine_line())
-    with tempfile.TemporaryDirectory(prefix="cs-bench-ticker-") as tmp, \
-            redis_server(Path(tmp) / "redis", appendonly=True) as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="cs-bench-ticker-") as tmp,
+        redis_server(Path(tmp) / "redis", appendonly=True) as server,
+    ):
         created_s = asyncio.run(create(server.url, args.schedules))
-        print(f"created {args.schedules} schedules in {created_s:.1f}s "
-              f"({args.schedules / created_s:,.0f}/s)")
+        print(
+            f"created {args.schedules} schedules in {created_s:.1f}s "
+            f"({args.schedules / created_s:,.0f}/s)"
+        )
         client = sync_redis.Redis.from_url(server.url)
         env = {**os.environ, "REDIS_URL": server.url, "PYTHONPATH": str(REPO_ROOT)}
         procs = []
         for i in range(args.tickers):
             log = open(Path(tmp) / f"ticker{i}.log", "wb")
-            procs.append((subprocess.Popen(
-                [sys.executable, "-m", "service", "serve", "--roles", "ticker",
-                 "--log-level", "WARNING", "--data-dir", str(Path(tmp) / f"d{i}")],
-                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+            procs.append(
+                (
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "service",
+                            "serve",
+                            "--roles",
+                            "ticker",
+                            "--log-level",
+                            "WARNING",
+                            "--data-dir",
+                            str(Path(tmp) / f"d{i}"),
+                        ],
+                        cwd=REPO_ROOT,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    ),
+                    log,
+                )
+            )
         try:
             warm = Deadline(args.warmup)
             while not warm.expired():
@@ -166,13 +198,19 @@ def main() -> int:
         lateness = sorted(result["lateness"])  # type: ignore[arg-type]
         fires = len(lateness)
         seconds = (t1 - t0) / 1000
-        print(f"ticker: {args.schedules} schedules every 5s, {args.tickers} ticker process(es), "
-              f"window {seconds:.1f}s")
-        print(f"fires {fires} = {fires / seconds:,.0f}/s sustained; "
-              f"duplicates {result['duplicates']}; missed {result['missed']}")
+        print(
+            f"ticker: {args.schedules} schedules every 5s, {args.tickers} ticker process(es), "
+            f"window {seconds:.1f}s"
+        )
+        print(
+            f"fires {fires} = {fires / seconds:,.0f}/s sustained; "
+            f"duplicates {result['duplicates']}; missed {result['missed']}"
+        )
         if lateness:
-            print(f"lateness ms: p50 {percentile(lateness, 50):.1f}  "
-                  f"p99 {percentile(lateness, 99):.1f}  max {lateness[-1]}")
+            print(
+                f"lateness ms: p50 {percentile(lateness, 50):.1f}  "
+                f"p99 {percentile(lateness, 99):.1f}  max {lateness[-1]}"
+            )
         print("ticker peak RSS: " + ", ".join(mib(r) for r in rss))
         info = client.info("memory")
         print(f"redis used_memory {info['used_memory'] / 2**20:.1f} MiB")
