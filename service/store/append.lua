@@ -43,9 +43,14 @@ local n = tonumber(ARGV[9])
 local ids = {}
 for i = 0, n - 1 do
   local base = 10 + i * 4
+  -- the hash chain: each entry carries the previous entry's hash and its own
+  local prev = redis.call('GET', KEYS[1] .. ':chain') or ''
+  local hash = redis.sha1hex(prev .. '\31' .. ARGV[base] .. '\31' .. ARGV[base + 1] .. '\31' ..
+    ARGV[5] .. '\31' .. ARGV[base + 2] .. '\31' .. ARGV[base + 3])
   local id = redis.call('XADD', KEYS[1], '*',
     'type', ARGV[base], 'v', ARGV[base + 1], 'sid', ARGV[5],
-    'data', ARGV[base + 2], 'meta', ARGV[base + 3])
+    'data', ARGV[base + 2], 'meta', ARGV[base + 3], 'prev', prev, 'hash', hash)
+  redis.call('SET', KEYS[1] .. ':chain', hash)
   ids[#ids + 1] = id
   redis.call('RPUSH', KEYS[4], id)
 end

@@ -46,6 +46,10 @@ class Keyspace:
     def due(self, p: int) -> str:
         return f"{self._p(p)}:due"
 
+    def chain(self, p: int) -> str:
+        """The hash of the newest entry of the partition's log (the chain's head)."""
+        return f"{self.log(p)}:chain"
+
     def wake(self, p: int) -> str:
         """Pub/sub channel the append script publishes to when a schedule is due now."""
         return f"{self.due(p)}:wake"

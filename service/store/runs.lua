@@ -34,8 +34,13 @@ local TERMINAL = {succeeded = true, failed = true, timedout = true, cancelled = 
   deadlettered = true}
 
 local function append(event_type, sid, data)
+  -- the hash chain (see service/store/chain.py)
+  local prev = redis.call('GET', KEYS[3] .. ':chain') or ''
+  local hash = redis.sha1hex(prev .. '\31' .. event_type .. '\31' .. '1' .. '\31' .. sid ..
+    '\31' .. data .. '\31' .. meta)
   local id = redis.call('XADD', KEYS[3], '*', 'type', event_type, 'v', '1', 'sid', sid,
-    'data', data, 'meta', meta)
+    'data', data, 'meta', meta, 'prev', prev, 'hash', hash)
+  redis.call('SET', KEYS[3] .. ':chain', hash)
   redis.call('RPUSH', KEYS[4], id)
 end
 

@@ -62,8 +62,13 @@ elseif mode == 'manual' or mode == 'api' then
 end
 
 local function append(event_type, data)
+  -- the hash chain (see service/store/chain.py)
+  local prev = redis.call('GET', KEYS[6] .. ':chain') or ''
+  local hash = redis.sha1hex(prev .. '\31' .. event_type .. '\31' .. '1' .. '\31' .. sid ..
+    '\31' .. data .. '\31' .. meta)
   local id = redis.call('XADD', KEYS[6], '*', 'type', event_type, 'v', '1', 'sid', sid,
-    'data', data, 'meta', meta)
+    'data', data, 'meta', meta, 'prev', prev, 'hash', hash)
+  redis.call('SET', KEYS[6] .. ':chain', hash)
   redis.call('RPUSH', KEYS[10], id)
 end
 
