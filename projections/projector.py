@@ -14,12 +14,14 @@ from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from projections import runs, schedules, workflows
 from projections.batch import ViewBatch
+from service import telemetry
 from service.store.eventstore import EventStore, StoredEvent, decode_entry
 from service.store.keys import PROJECTION_VIEWS, Keyspace
 
@@ -59,6 +61,18 @@ class Projector:
 
     async def apply_batch(self, partition: int, start: str, events: list[StoredEvent]) -> bool:
         """Apply ``events`` (which follow checkpoint ``start``); False if another did first."""
+        if telemetry.tracing():
+            with telemetry.span(
+                "cronstream.project", kind=SpanKind.CONSUMER,
+                link_parents=[e.meta.get("traceparent") for e in events],
+                attributes={"cronstream.projection": self.name, "cronstream.partition": partition,
+                            "messaging.batch.message_count": len(events),
+                            "cronstream.log_position": events[-1].position},
+            ):
+                return await self._apply_batch(partition, start, events)
+        return await self._apply_batch(partition, start, events)
+
+    async def _apply_batch(self, partition: int, start: str, events: list[StoredEvent]) -> bool:
         batch = ViewBatch(self.redis, self.keys.view_prefix(partition, self.namespace))
         names = [f"{kind}:{e.sid}" for e in events for kind in RECORD_KINDS]
         names += [

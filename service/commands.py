@@ -17,6 +17,7 @@ from typing import Any, Generic, TypeVar
 import jsonschema
 from redis.asyncio import Redis
 
+from service import telemetry
 from service.clock import Clock
 from service.domain import schedule as sched
 from service.domain import workflow as wf
@@ -70,8 +71,9 @@ class RequestContext:
         }
         if self.idempotency_key is not None:
             meta["idempotency_key"] = self.idempotency_key
-        if self.traceparent:
-            meta["traceparent"] = self.traceparent
+        current = telemetry.current_traceparent()
+        if current or self.traceparent:
+            meta["traceparent"] = current or self.traceparent
         return meta
 
 

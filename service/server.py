@@ -18,7 +18,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from migrations.keyspace import check_keyspace
 from projections.projector import Projector
-from service.api.app import create_app
+from service import telemetry
+from service.api.app import create_app, metrics_app
 from service.commands import CommandService, ProjectionWaiter
 from service.config import Settings
 from service.store.embedded import RedisProcess, embedded_redis, release_embedded
@@ -73,6 +74,14 @@ async def redis_for(settings: Settings, *, adopt: bool = False) -> AsyncIterator
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Run until SIGINT/SIGTERM (or ``stop``); shut down cleanly."""
     stop = stop or asyncio.Event()
+    telemetry.setup_tracing()
+    try:
+        await _serve(settings, stop)
+    finally:
+        telemetry.shutdown_tracing()
+
+
+async def _serve(settings: Settings, stop: asyncio.Event) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -92,7 +101,13 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
                     "serving on http://%s:%d (redis %s)", settings.host, settings.port, conn.url
                 )
                 print(f"cronstream: serving on http://{settings.host}:{settings.port}", flush=True)
-            elif "projector" in settings.roles:
+            else:
+                # every process answers /healthz and /metrics, whatever its roles
+                runner = web.AppRunner(metrics_app(settings, conn.client), access_log=None)
+                await runner.setup()
+                stack.push_async_callback(runner.cleanup)
+                await web.TCPSite(runner, settings.host, settings.port).start()
+            if "projector" in settings.roles and "api" not in settings.roles:
                 tasks = _projector_tasks(conn.client, keys, stop)
                 stack.push_async_callback(_cancel_all, tasks)
             if "ticker" in settings.roles:

@@ -18,6 +18,7 @@ from service.api import (  # noqa: F401
     events,
     fires,
     health,
+    observability,
     runs,
     schedules,
     specs,
@@ -38,7 +39,10 @@ def create_app(
 ) -> web.Application:
     """The API over ``redis``; with ``projector`` it also runs the projector loops."""
     keys = Keyspace(settings.key_prefix, settings.partitions)
-    app = web.Application(middlewares=[problem_middleware], client_max_size=settings.max_body_bytes)
+    app = web.Application(
+        middlewares=[observability.observe, problem_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
     store = EventStore(redis, keys)
     app[SETTINGS] = settings
     app[REDIS] = redis
@@ -56,6 +60,17 @@ def create_app(
     if projector:
         app.cleanup_ctx.append(_projectors)
     setup_routes(app)
+    return app
+
+
+def metrics_app(settings: Settings, redis: Redis) -> web.Application:
+    """/healthz and /metrics only, for processes that run no API (ticker, worker roles)."""
+    app = web.Application(middlewares=[problem_middleware])
+    app[SETTINGS] = settings
+    app[REDIS] = redis
+    app[KEYS] = Keyspace(settings.key_prefix, settings.partitions)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/metrics", observability.metrics)
     return app
 
 

@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from service import telemetry
 from service.api.context import (
     CLOCK,
     COMMANDS,
@@ -129,6 +130,7 @@ async def trigger(request: web.Request) -> web.StreamResponse:
         dedupe_key=ctx.storage_key() if ctx.idempotency_key else "",
         fingerprint=ctx.fingerprint,
         fires=[(now, run_id)],
+        traces=[telemetry.current_traceparent() or ""],
     )
     outcome, counts = await FireScript(request.app[REDIS], request.app[KEYS]).run(fire)
     if outcome == "REUSED":

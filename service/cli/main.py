@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 import urllib.error
@@ -52,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
     _data_dir(serve)
     serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default="json",
+        help="one JSON object per line (default), or text for a terminal",
+    )
     serve.set_defaults(func=run_serve)
 
     proj = sub.add_parser("projections", help="manage the read-side views")
@@ -342,12 +347,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def run_serve(args: argparse.Namespace) -> int:
     from service.server import serve
+    from service.telemetry import setup_logging
 
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_level, args.log_format)
     roles = tuple(r.strip() for r in args.roles.split(",") if r.strip())
     unknown = sorted(set(roles) - set(ALL_ROLES))
     if unknown:

@@ -58,6 +58,11 @@ end
 local version = current + n
 local joined = table.concat(ids, ',')
 redis.call('HSET', KEYS[2], 'version', version, 'state', ARGV[4], 'status', ARGV[7])
+-- the trace of the command that last changed the aggregate (a fire links to it)
+local traceparent = cjson.decode(ARGV[10 + (n - 1) * 4 + 3]).traceparent
+if type(traceparent) == 'string' then
+  redis.call('HSET', KEYS[2], 'traceparent', traceparent)
+end
 if ARGV[6] == 'reset' then
   local now = tonumber(ARGV[8])
   if ARGV[8] == '' then

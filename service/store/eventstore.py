@@ -15,6 +15,7 @@ import orjson
 from redis.asyncio import Redis
 
 from migrations.upcasters import upcast
+from service import telemetry
 from service.domain.events import Event
 from service.errors import IdempotencyKeyReused, VersionMismatch
 from service.store.keys import Keyspace
@@ -127,6 +128,59 @@ class EventStore:
         the key was used for another request. A repeated call returns the first
         call's result with ``duplicate=True`` and appends nothing.
         """
+        if telemetry.tracing():
+            types = ",".join(e.type_name() for e in events)
+            with telemetry.span(
+                "cronstream.append",
+                attributes={
+                    "cronstream.event_types": types,
+                    "cronstream.aggregate_id": aggregate_id,
+                    "db.system": "redis",
+                },
+            ) as current:
+                meta = {**meta, "traceparent": telemetry.current_traceparent()}
+                result = await self._append_events(
+                    kind,
+                    aggregate_id,
+                    events,
+                    meta=meta,
+                    expected_version=expected_version,
+                    snapshot=snapshot,
+                    idempotency=idempotency,
+                    status=status,
+                    due=due,
+                    now_ms=now_ms,
+                )
+                if current is not None:
+                    current.set_attribute("cronstream.log_position", result.last_position or "")
+                return result
+        return await self._append_events(
+            kind,
+            aggregate_id,
+            events,
+            meta=meta,
+            expected_version=expected_version,
+            snapshot=snapshot,
+            idempotency=idempotency,
+            status=status,
+            due=due,
+            now_ms=now_ms,
+        )
+
+    async def _append_events(
+        self,
+        kind: str,
+        aggregate_id: str,
+        events: list[Event],
+        *,
+        meta: dict[str, Any],
+        expected_version: int,
+        snapshot: dict[str, Any],
+        idempotency: Idempotency,
+        status: str,
+        due: str,
+        now_ms: int | None,
+    ) -> AppendResult:
         p = self.keys.partition_of(aggregate_id)
         meta_json = orjson.dumps(meta)
         args: list[Any] = [

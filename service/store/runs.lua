@@ -99,7 +99,7 @@ if not status then
     end
     redis.call('HSET', KEYS[1], 'sid', ARGV[7], 'kind', 'workflow', 'workflow_id', ARGV[7],
       'trigger', ARGV[8], 'nominal', '', 'input', ARGV[9], 'status', 'queued', 'attempt', 0,
-      'deliveries', 0)
+      'deliveries', 0, 'traceparent', cjson.decode(meta).traceparent or '')
     append('RunQueued', ARGV[7], '{"run_id":' .. cjson.encode(run_id) ..
       ',"schedule_id":null,"workflow_id":' .. cjson.encode(ARGV[7]) .. ',"trigger":' ..
       ARGV[8] .. ',"nominal_time":null,"input":' .. ARGV[9] .. '}')
@@ -142,9 +142,10 @@ if action == 'start' then
   redis.call('HSET', KEYS[1], 'status', 'running', 'token', token, 'entry', entry)
   append('RunStarted', sid, cjson.encode({run_id = run_id, attempt = attempt,
     worker = ARGV[8], started_at = ARGV[10]}))
-  local fields = redis.call('HMGET', KEYS[1], 'workflow_id', 'trigger', 'nominal', 'input')
+  local fields = redis.call('HMGET', KEYS[1], 'workflow_id', 'trigger', 'nominal', 'input',
+    'traceparent')
   return {'OK', attempt, token, fields[1] or '', fields[2] or '{}', fields[3] or '',
-    fields[4] or 'null'}
+    fields[4] or 'null', fields[5] or ''}
 end
 
 if action == 'finish' then

@@ -24,6 +24,7 @@ class StartedAttempt:
     trigger: dict[str, Any]
     nominal_time: str | None
     input: Any
+    traceparent: str | None = None
 
 
 class RunStore:
@@ -101,6 +102,7 @@ class RunStore:
             trigger=trigger,
             nominal_time=reply[5] or None,
             input=orjson.loads(reply[6] or "null"),
+            traceparent=reply[7] if len(reply) > 7 and reply[7] else None,
         )
 
     async def finish(

@@ -16,7 +16,8 @@
 --          fire_time (RFC 3339); source; fingerprint, dedupe_ttl (manual triggers);
 --          missed_count, missed_first, missed_last; max_actions ('' for none)
 --          run_prefix: the prefix of run hashes (cs:{p}:run:), which share the slot
--- ARGV[2..] per fire: nominal ms, nominal (RFC 3339), run id
+-- ARGV[2..] per fire: nominal ms, nominal (RFC 3339), run id, traceparent of its fire
+--          span ('' when tracing is off): stored with the run and in its events' meta
 --
 -- Returns {'OK', fired, skipped, dropped, completed} | {'FENCED'} | {'INACTIVE'}
 --       | {'STALE', version, mark} | {'DUP', run id} | {'GONE'} | {'REUSED'}
@@ -29,7 +30,15 @@
 local h = cjson.decode(ARGV[1])
 local mode = h.mode
 local sid = h.sid
-local meta = h.meta
+local base_meta = h.meta
+local meta = base_meta
+
+-- the fire's trace context joins the meta of the events it appends
+local function with_trace(tp)
+  if tp == '' then return base_meta end
+  if base_meta == '{}' then return '{"traceparent":' .. cjson.encode(tp) .. '}' end
+  return string.sub(base_meta, 1, -2) .. ',"traceparent":' .. cjson.encode(tp) .. '}'
+end
 
 if mode == 'schedule' then
   if redis.call('GET', KEYS[1]) ~= h.token or redis.call('GET', KEYS[2]) ~= h.epoch then
@@ -76,7 +85,7 @@ local trigger = cjson.encode({type = (mode == 'schedule') and 'schedule' or mode
   source = h.source, label = ''})
 local input = h.input
 
-local function run_queued(run_id, nominal)
+local function run_queued(run_id, nominal, meta_traceparent)
   local nominal_json = (nominal == '') and 'null' or cjson.encode(nominal)
   append('RunQueued', '{"run_id":' .. cjson.encode(run_id) .. ',"schedule_id":' ..
     cjson.encode(sid) .. ',"workflow_id":' .. cjson.encode(h.workflow_id) .. ',"trigger":' ..
@@ -88,7 +97,7 @@ local function run_queued(run_id, nominal)
   end
   redis.call('HSET', h.run_prefix .. run_id, 'sid', sid, 'workflow_id', h.workflow_id,
     'trigger', trigger, 'nominal', nominal, 'input', input, 'status', 'queued',
-    'attempt', 0, 'deliveries', 0)
+    'attempt', 0, 'deliveries', 0, 'traceparent', meta_traceparent)
   redis.call('XADD', KEYS[7], '*', 'run_id', run_id, 'sid', sid)
   redis.call('SADD', KEYS[8], run_id)
 end
@@ -101,11 +110,13 @@ end
 
 local overlap = h.overlap
 local fired_count, skipped, dropped = 0, 0, 0
-local n = (#ARGV - 1) / 3
+local n = (#ARGV - 1) / 4
 for i = 0, n - 1 do
-  local nominal_ms = ARGV[2 + i * 3]
-  local nominal = ARGV[3 + i * 3]
-  local run_id = ARGV[4 + i * 3]
+  local nominal_ms = ARGV[2 + i * 4]
+  local nominal = ARGV[3 + i * 4]
+  local run_id = ARGV[4 + i * 4]
+  local traceparent = ARGV[5 + i * 4]
+  meta = with_trace(traceparent)
   local kind = (mode == 'manual' or mode == 'api') and (mode .. ':' .. run_id) or mode
   local fire_id = sid .. ':' .. nominal_ms .. ':' .. kind
   local fresh = true
@@ -116,7 +127,7 @@ for i = 0, n - 1 do
     local running = redis.call('SMEMBERS', KEYS[8])
     if #running == 0 or overlap == 'allow_all' or h.target == 'none' then
       fired(fire_id, nominal, run_id, false)
-      run_queued(run_id, nominal)
+      run_queued(run_id, nominal, traceparent)
       fired_count = fired_count + 1
     elseif overlap == 'skip' then
       append('FireSkipped', cjson.encode({fire_id = fire_id, nominal_time = nominal,
@@ -133,7 +144,7 @@ for i = 0, n - 1 do
         fired(fire_id, nominal, run_id, true)
         redis.call('HSET', h.run_prefix .. run_id, 'sid', sid, 'workflow_id', h.workflow_id,
           'trigger', trigger, 'nominal', nominal, 'input', input, 'status', 'buffered',
-          'attempt', 0, 'deliveries', 0)
+          'attempt', 0, 'deliveries', 0, 'traceparent', traceparent)
         if overlap == 'cancel_other' or overlap == 'terminate_other' then
           local mode = (overlap == 'terminate_other') and 'terminate' or 'cancel'
           for _, other in ipairs(running) do
@@ -150,6 +161,7 @@ for i = 0, n - 1 do
   end
 end
 
+meta = base_meta
 local completed = 0
 if mode == 'schedule' then
   if tonumber(h.missed_count) > 0 then

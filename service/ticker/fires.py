@@ -43,6 +43,7 @@ class FireRequest:
     missed: Missed | None = None
     max_actions: int | None = None
     fires: list[tuple[int | None, str]] = field(default_factory=list)  # (nominal, run id)
+    traces: list[str] = field(default_factory=list)  # traceparent of each fire's span
 
 
 class FireScript:
@@ -101,11 +102,12 @@ class FireScript:
             "run_prefix": self.keys.run_prefix(p),
         }
         args: list[Any] = [orjson.dumps(header)]
-        for nominal, run_id in r.fires:
+        for i, (nominal, run_id) in enumerate(r.fires):
+            trace = r.traces[i] if i < len(r.traces) else ""
             if nominal is None:
-                args += ["now", "", run_id]
+                args += ["now", "", run_id, trace]
             else:
-                args += [nominal, to_rfc3339(nominal), run_id]
+                args += [nominal, to_rfc3339(nominal), run_id, trace]
         return keys, args
 
     async def run(self, request: FireRequest) -> tuple[str, list[Any]]:

@@ -17,10 +17,12 @@ from importlib import resources
 from typing import Any
 
 import orjson
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service import telemetry
 from service.clock import Clock
 from service.domain import firing
 from service.domain.ids import new_id
@@ -76,6 +78,7 @@ class Ticker:
         self._configs: dict[tuple[str, int], ScheduleConfig] = {}
         self._wake = [asyncio.Event() for _ in range(keys.partitions)]
         self._target_cache: dict[str, str] = {}
+        self._traces: dict[str, str | None] = {}  # trace of each schedule's last command
         self._targets_read_at = 0.0
 
     @property
@@ -98,12 +101,15 @@ class Ticker:
             self._configs.clear()
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid, _ in missing:
-                pipe.hmget(self.keys.state(partition, "schedule", sid), ["version", "state"])
+                pipe.hmget(
+                    self.keys.state(partition, "schedule", sid), ["version", "state", "traceparent"]
+                )
             snapshots: list[Any] = await pipe.execute()
-        for (sid, _), (version, snapshot) in zip(missing, snapshots, strict=True):
+        for (sid, _), (version, snapshot, traceparent) in zip(missing, snapshots, strict=True):
             if snapshot is not None:
                 config = ScheduleConfig.model_validate(orjson.loads(snapshot)["config"])
                 self._configs[(sid, int(version))] = config
+                self._traces[sid] = as_text(traceparent) if traceparent else None
 
     async def tick(self, partition: int) -> int:
         """Fire what is due now on a partition whose lease we hold; return how many
@@ -159,11 +165,19 @@ class Ticker:
             if found is not None:
                 request.workflow_id = found.workflow_id
                 request.target = targets.get(found.workflow_id, "http")
-        results = await self.script.run_many(requests)
-        for outcome, counts in results:
+        spans = self._fire_spans(requests) if telemetry.tracing() else []
+        try:
+            results = await self.script.run_many(requests)
+        finally:
+            for fire_span in spans:
+                fire_span.end()
+        for request, (outcome, counts) in zip(requests, results, strict=True):
+            if outcome == "OK":
+                self._count(request, counts, now)
             if outcome == "FENCED":
                 self.stats.fenced += 1
                 lease.lost()
+                telemetry.LEASE_HELD.labels(str(partition)).set(0)
                 log.warning("partition %d: lease lost (fenced); stepping down", partition)
                 break
             if outcome == "STALE":
@@ -173,6 +187,42 @@ class Ticker:
                 self.stats.skipped += counts[1]
                 self.stats.dropped += counts[2]
         return len(due), earliest, now
+
+    def _fire_spans(self, requests: list[FireRequest]) -> list[Any]:
+        """A ``schedule.fire`` span per fire, linked to the schedule's last command."""
+        spans = []
+        for request in requests:
+            link = telemetry.links([self._traces.get(request.schedule_id)])
+            request.traces = []
+            for nominal, run_id in request.fires:
+                fire_span = telemetry.tracer().start_span(
+                    "schedule.fire",
+                    kind=SpanKind.PRODUCER,
+                    links=link,
+                    attributes={
+                        "cronstream.schedule_id": request.schedule_id,
+                        "cronstream.run_id": run_id,
+                        "cronstream.nominal_time": to_rfc3339(nominal or 0),
+                        "cronstream.fire_id": f"{request.schedule_id}:{nominal}:schedule",
+                        "messaging.system": "redis",
+                        "messaging.operation.type": "publish",
+                        "messaging.destination.name": self.keys.queue(
+                            self.keys.partition_of(request.schedule_id)
+                        ),
+                    },
+                )
+                spans.append(fire_span)
+                request.traces.append(telemetry.traceparent_of(fire_span) or "")
+        return spans
+
+    def _count(self, request: FireRequest, counts: list[Any], now: int) -> None:
+        telemetry.FIRES.labels("fired").inc(int(counts[0]))
+        telemetry.FIRES.labels("skipped").inc(int(counts[1]))
+        telemetry.FIRES.labels("dropped").inc(int(counts[2]))
+        if request.missed is not None:
+            telemetry.FIRES.labels("missed").inc(request.missed.count)
+        for nominal, _ in request.fires:
+            telemetry.FIRE_LATENESS.observe(max(0, now - (nominal or now)) / 1000)
 
     def _planned(
         self, request: FireRequest, config: ScheduleConfig, actions: int, now: int
@@ -247,8 +297,10 @@ class Ticker:
                         await self._sleep(partition, lease.ttl_ms / 5000)
                         continue
                     log.info("partition %d: lease acquired, epoch %d", partition, lease.state.epoch)
+                    telemetry.LEASE_HELD.labels(str(partition)).set(1)
                 elif lease.renew_due() and not await lease.renew():
                     log.warning("partition %d: lease renewal refused; stepping down", partition)
+                    telemetry.LEASE_HELD.labels(str(partition)).set(0)
                     continue
                 looked, earliest, now = await self._tick(partition)
                 failures = 0

@@ -24,11 +24,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import yarl
+from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from service import telemetry
 from service.clock import Clock
 from service.commands import SCHEDULES, WORKFLOWS, CommandService, RequestContext
 from service.domain import schedule as sched
@@ -221,10 +224,33 @@ class Worker:
         )
         flight = InFlight(p, entry_id, ctx)
         self.inflight[run_id] = flight
+        began = time.perf_counter()
         try:
-            result = await self._attempt(flight, workflow)
+            with telemetry.span(
+                "run.attempt",
+                kind=SpanKind.CONSUMER,
+                parent=started.traceparent,
+                attributes={
+                    "cronstream.run_id": run_id,
+                    "cronstream.schedule_id": ctx.schedule_id,
+                    "cronstream.nominal_time": ctx.nominal_time,
+                    "cronstream.attempt": ctx.attempt,
+                    "cronstream.trigger": ctx.trigger,
+                    "messaging.system": "redis",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": self.keys.queue(p),
+                    "messaging.message.id": entry_id,
+                },
+            ) as attempt_span:
+                ctx.traceparent = telemetry.current_traceparent()
+                result = await self._attempt(flight, workflow)
+                if attempt_span is not None:
+                    attempt_span.set_attribute("cronstream.outcome", "ok" if result.ok else "error")
+                    if result.error:
+                        attempt_span.set_attribute("error.type", result.error[:100])
         finally:
             self.inflight.pop(run_id, None)
+        telemetry.RUN_DURATION.observe(time.perf_counter() - began)
         await self._finish(p, sid, kind, entry_id, started, ctx, workflow, result, flight)
 
     async def _attempt(self, flight: InFlight, workflow: WorkflowConfig | None) -> AttemptResult:
@@ -235,6 +261,8 @@ class Worker:
         target, host = self._target(workflow)
         if host is not None and not await self.breaker.allow(host):
             return AttemptResult.failure(f"circuit open for {host}", retryable=True)
+        if telemetry.tracing() and isinstance(workflow.target, HttpTargetConfig):
+            return await self._traced_http(flight, target, workflow.target, host)
         flight.task = asyncio.create_task(target.attempt(flight.ctx))
         try:
             result = await flight.task
@@ -242,6 +270,35 @@ class Worker:
             if not flight.terminated:
                 raise
             result = AttemptResult.failure("terminated", retryable=False)
+        if host is not None and result.error not in ("cancelled", "terminated"):
+            await self.breaker.record(host, result.ok)
+        return result
+
+    async def _traced_http(
+        self, flight: InFlight, target: Target, config: HttpTargetConfig, host: str | None
+    ) -> AttemptResult:
+        """The outbound request as a client span; the target sends its traceparent."""
+        parsed = yarl.URL(config.url)
+        with telemetry.span(
+            config.method,
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": config.method,
+                "url.full": config.url,
+                "server.address": parsed.host,
+                "server.port": parsed.port,
+            },
+        ) as client_span:
+            flight.ctx.traceparent = telemetry.current_traceparent()
+            flight.task = asyncio.create_task(target.attempt(flight.ctx))
+            try:
+                result = await flight.task
+            except asyncio.CancelledError:
+                if not flight.terminated:
+                    raise
+                result = AttemptResult.failure("terminated", retryable=False)
+            if client_span is not None and result.status is not None:
+                client_span.set_attribute("http.response.status_code", result.status)
         if host is not None and result.error not in ("cancelled", "terminated"):
             await self.breaker.record(host, result.ok)
         return result
@@ -316,6 +373,11 @@ class Worker:
             final_data=final,
             retry_at_ms=retry_at,
         )
+        telemetry.ATTEMPTS.labels("succeeded" if result.ok else "failed").inc()
+        if outcome == "retry" and status == "OK":
+            telemetry.RETRIES.inc()
+        elif status == "OK":
+            telemetry.RUNS.labels(outcome, ctx.trigger).inc()
         if status == "STALE":
             self.stats.refused += 1
             log.warning("run %s: completion refused (reclaimed by another worker)", ctx.run_id)
