@@ -170,7 +170,7 @@ FIRES = Counter(
 )
 FIRE_LATENESS = Histogram(
     "cronstream_fire_lateness_seconds",
-    "Fire append time minus its due time",
+    "Time from a nominal (or jittered) time to the decision on it",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
     registry=REGISTRY,
 )
