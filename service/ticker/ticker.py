@@ -178,7 +178,11 @@ class Ticker:
                 self.stats.fenced += 1
                 lease.lost()
                 telemetry.LEASE_HELD.labels(str(partition)).set(0)
-                log.warning("partition %d: lease lost (fenced); stepping down", partition)
+                log.warning(
+                    "partition %d: lease lost (fenced); stepping down",
+                    partition,
+                    extra={"partition": partition},
+                )
                 break
             if outcome == "STALE":
                 self.stats.stale += 1
@@ -296,7 +300,12 @@ class Ticker:
                     if not await lease.acquire():
                         await self._sleep(partition, lease.ttl_ms / 5000)
                         continue
-                    log.info("partition %d: lease acquired, epoch %d", partition, lease.state.epoch)
+                    log.info(
+                        "partition %d: lease acquired, epoch %d",
+                        partition,
+                        lease.state.epoch,
+                        extra={"partition": partition},
+                    )
                     telemetry.LEASE_HELD.labels(str(partition)).set(1)
                 elif lease.renew_due() and not await lease.renew():
                     log.warning("partition %d: lease renewal refused; stepping down", partition)

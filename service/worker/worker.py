@@ -164,7 +164,12 @@ class Worker:
                         self.spawn(partition, as_text(entry_id), fields)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 failures += 1
-                log.warning("worker partition %d: redis unavailable (%s)", partition, exc)
+                log.warning(
+                    "worker partition %d: redis unavailable (%s)",
+                    partition,
+                    exc,
+                    extra={"partition": partition},
+                )
                 await asyncio.sleep(RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S)) - 1])
             except ResponseError as exc:
                 if "NOGROUP" in str(exc):  # the queue was deleted (a flush); make it again
@@ -189,9 +194,18 @@ class Worker:
                 await self._execute(p, entry_id, run_id, sid, kind)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 # the entry stays pending: it is reclaimed once idle, nothing is lost
-                log.warning("run %s: redis unavailable (%s); left for reclaiming", run_id, exc)
+                log.warning(
+                    "run %s: redis unavailable (%s); left for reclaiming",
+                    run_id,
+                    exc,
+                    extra={"run_id": run_id, "schedule_id": sid if kind == "schedule" else None},
+                )
             except Exception:
-                log.exception("run %s: unexpected error; left for reclaiming", run_id)
+                log.exception(
+                    "run %s: unexpected error; left for reclaiming",
+                    run_id,
+                    extra={"run_id": run_id, "schedule_id": sid if kind == "schedule" else None},
+                )
 
     async def _execute(self, p: int, entry_id: str, run_id: str, sid: str, kind: str) -> None:
         now = self.now_ms()
@@ -380,7 +394,11 @@ class Worker:
             telemetry.RUNS.labels(outcome, ctx.trigger).inc()
         if status == "STALE":
             self.stats.refused += 1
-            log.warning("run %s: completion refused (reclaimed by another worker)", ctx.run_id)
+            log.warning(
+                "run %s: completion refused (reclaimed by another worker)",
+                ctx.run_id,
+                extra={"run_id": ctx.run_id, "schedule_id": ctx.schedule_id},
+            )
             return
         if outcome == "succeeded":
             self.stats.succeeded += 1
