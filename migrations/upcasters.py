@@ -10,6 +10,7 @@ them in order until the payload reaches the version the code knows::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -41,3 +42,19 @@ def upcast(event_type: str, version: int, data: Payload, bound: int = 100) -> tu
         data = fn(data)
         version += 1
     raise RuntimeError(f"upcasting {event_type} did not finish within {bound} steps")
+
+
+# -- the registered upcasters, oldest first -------------------------------------------
+
+# A pause by the pause-on-failure policy was, in v1, only recognisable by the note
+# the worker wrote; v2 records the cause and the failed run as fields.
+_RUN_FAILED_NOTE = re.compile(r"^paused after run (?P<run_id>\S+) failed$")
+
+
+@upcaster("SchedulePaused", 1)
+def schedule_paused_v1_to_v2(data: Payload) -> Payload:
+    """v1 ``{note}`` -> v2 ``{note, cause, run_id}`` (cause inferred from the worker's note)."""
+    found = _RUN_FAILED_NOTE.match(str(data.get("note", "")))
+    if found is None:
+        return {**data, "cause": "manual", "run_id": None}
+    return {**data, "cause": "run_failed", "run_id": found["run_id"]}

@@ -9,9 +9,11 @@ from pydantic import ValidationError
 
 from projections.read import ScheduleFilter
 from service.api import render
+from service.api.audit import AuditPage
 from service.api.context import (
     CLOCK,
     COMMANDS,
+    KEYS,
     STORE,
     VIEWS,
     etag,
@@ -22,7 +24,6 @@ from service.api.context import (
     request_context,
 )
 from service.api.models import (
-    HistoryPage,
     NoteBody,
     ScheduleCreate,
     SchedulePage,
@@ -30,6 +31,7 @@ from service.api.models import (
 )
 from service.api.problems import field_errors
 from service.api.routing import Param, route
+from service.audit import history, replay
 from service.commands import SCHEDULES, Outcome, RequestContext
 from service.domain import schedule as sched
 from service.domain.ids import id_from_key, is_valid_id, new_id
@@ -37,6 +39,7 @@ from service.domain.policies import ScheduleStatus
 from service.domain.spec import SpecPreview, preview
 from service.domain.timeutil import parse_instant
 from service.errors import IdempotencyKeyReused, InvalidInput, ScheduleNotFound
+from service.store.eventstore import StoredEvent
 
 TAG = "schedules"
 PATCHABLE = frozenset(sched.ScheduleConfig.model_fields)
@@ -167,14 +170,39 @@ async def list_schedules(request: web.Request) -> web.StreamResponse:
 @route(
     "GET",
     "/v1/schedules/{id}",
-    summary="Read a schedule",
+    summary="Read a schedule (now, or as it stood at an instant or log position)",
     tag=TAG,
     response=ScheduleView,
-    params=(ID_PARAM,),
+    params=(
+        ID_PARAM,
+        Param("at", "RFC 3339 instant: the schedule as it stood then, rebuilt from the log"),
+        Param("position", "Log position (stream id or feed cursor): the schedule as of it"),
+    ),
 )
 async def get_schedule(request: web.Request) -> web.StreamResponse:
     sid = schedule_id(request)
-    return await respond(request, sid, Outcome(0, []))
+    at_raw, position = request.query.get("at"), request.query.get("position")
+    if at_raw is None and position is None:
+        return await respond(request, sid, Outcome(0, []))
+    if at_raw is not None and position is not None:
+        raise InvalidInput.one("at", "give either at or position, not both")
+    try:
+        point = (
+            replay.Point(at=parse_instant(at_raw))
+            if at_raw is not None
+            else replay.position_point(position or "", request.app[KEYS], sid)
+        )
+    except ValueError as exc:
+        raise InvalidInput.one("at" if at_raw is not None else "position", str(exc)) from None
+    result = await replay.replay_schedule_indexed(request.app[STORE], sid, point)
+    record = result.schedule(sid)
+    if record is None:
+        raise ScheduleNotFound(sid)
+    now = point.at if point.at is not None else (result.last_time or 0)
+    return json_response(
+        render.schedule(record, now),
+        headers={"ETag": etag(record["version"]), "Replayed-Through": record["position"]},
+    )
 
 
 @route(
@@ -288,9 +316,9 @@ async def delete_schedule(request: web.Request) -> web.StreamResponse:
 @route(
     "GET",
     "/v1/schedules/{id}/history",
-    summary="A schedule's events, oldest first",
+    summary="A schedule's events, oldest first, with what changed and outcomes",
     tag=TAG,
-    response=HistoryPage,
+    response=AuditPage,
     params=(
         ID_PARAM,
         Param("limit", "Page size (1-1000, default 100)", "integer"),
@@ -306,10 +334,17 @@ async def schedule_history(request: web.Request) -> web.StreamResponse:
     if not events and offset == 0:
         raise ScheduleNotFound(sid)
     total = await store.count_aggregate(sched.KIND, sid)
+    prior: list[StoredEvent] = []
+    if offset and any(e.type in history.STATEFUL for e in events):
+        # the diff of a change needs the state before it: fold the earlier events
+        for start in range(0, offset, history.PRIOR_PAGE):
+            prior += await store.read_aggregate(
+                sched.KIND, sid, start, min(history.PRIOR_PAGE, offset - start)
+            )
     following = offset + len(events)
     return json_response(
         {
-            "items": [render.history_item(e) for e in events],
+            "items": history.annotate(prior, events),
             "next_cursor": str(following) if following < total else None,
         }
     )

@@ -8,6 +8,7 @@ events, atomically, so the write model never drifts from the log.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -75,10 +76,25 @@ class ScheduleUpdated(Event):
     changed: list[str]
 
 
+class PauseCause(StrEnum):
+    """Why a schedule was paused."""
+
+    MANUAL = "manual"  # a person or program asked (API, CLI)
+    RUN_FAILED = "run_failed"  # pause_on_failure: a scheduled run failed after its retries
+
+
 @register
 class SchedulePaused(Event):
+    """v2 (was v1 ``{note}``): says why, so "paused by a failure" is a fact, not a note.
+
+    v1 events are upcast by ``migrations.upcasters``.
+    """
+
+    version = 2
     aggregate = KIND
     note: str = ""
+    cause: PauseCause = PauseCause.MANUAL
+    run_id: str | None = None  # the failed run, when cause is run_failed
 
 
 @register
@@ -124,6 +140,7 @@ class UpdateSchedule:
 class PauseSchedule:
     schedule_id: str
     note: str = ""
+    run_id: str | None = None  # set by pause_on_failure: the run whose failure pauses
 
 
 @dataclass(frozen=True)
@@ -158,10 +175,11 @@ def decide(state: ScheduleState | None, command: ScheduleCommand) -> list[Event]
         case UpdateSchedule(config=config):
             changed = changed_fields(state.config, config)
             return [ScheduleUpdated(schedule=config, changed=changed)] if changed else []
-        case PauseSchedule(note=note):
+        case PauseSchedule(note=note, run_id=run_id):
             if state.status is ScheduleStatus.PAUSED:
                 return []
-            return [SchedulePaused(note=note)]
+            cause = PauseCause.MANUAL if run_id is None else PauseCause.RUN_FAILED
+            return [SchedulePaused(note=note, cause=cause, run_id=run_id)]
         case ResumeSchedule(note=note):
             if state.status is not ScheduleStatus.PAUSED:
                 return []

@@ -33,6 +33,15 @@ class Keyspace:
     def meta(self) -> str:
         return f"{self.prefix}:meta"
 
+    @property
+    def migrate_lock(self) -> str:
+        """Held (SET NX PX, a token) by the one ``cronstream migrate`` that may run."""
+        return f"{self.prefix}:meta:lock"
+
+    def state_prefix(self, p: int, kind: str) -> str:
+        """Start of every write-model hash of one kind (for a keyspace migration's SCAN)."""
+        return self.state(p, kind, "")
+
     # write side
     def log(self, p: int) -> str:
         return f"{self._p(p)}:log"

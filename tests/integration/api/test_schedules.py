@@ -204,7 +204,8 @@ async def test_pause_resume_with_note_and_history(api: TestClient) -> None:
         "ScheduleResumed",
     ]
     paused = page["items"][1]
-    assert paused["actor"] == "alice" and paused["data"] == {"note": "maintenance"}
+    assert paused["actor"] == "alice" and paused["v"] == 2
+    assert paused["data"] == {"note": "maintenance", "cause": "manual", "run_id": None}
     assert paused["at"].endswith("Z")
 
 

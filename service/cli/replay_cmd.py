@@ -1,0 +1,158 @@
+"""``cronstream audit``, ``replay`` and ``migrate``: they read (or migrate) Redis directly.
+
+``audit`` and ``replay`` answer from the log (and archives) alone, never from a
+view, so they work on a keyspace whose views are stale or gone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from service.api import render
+from service.cli.output import emit
+from service.config import Settings
+from service.domain.timeutil import parse_instant, to_rfc3339
+from service.store.keys import Keyspace
+
+AUDIT_COLUMNS = ("at", "type", "actor", "trigger", "outcome", "changes")
+REPLAY_COLUMNS = ("id", "workflow_id", "status", "version", "spec.cron", "updated_at", "note")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    audit = sub.add_parser(
+        "audit", help="every event of a schedule: time, actor, what changed, trigger, outcome"
+    )
+    audit.add_argument("schedule_id")
+    audit.add_argument("--from", dest="start", type=_instant, help="RFC 3339 instant")
+    audit.add_argument("--to", dest="end", type=_instant, help="RFC 3339 instant")
+    _common(audit, default_output="table")
+    audit.set_defaults(func=run_audit)
+
+    replay = sub.add_parser(
+        "replay", help="the schedules as they stood at an instant or log position, from the log"
+    )
+    when = replay.add_mutually_exclusive_group(required=True)
+    when.add_argument("--at", type=_instant, help="RFC 3339 instant")
+    when.add_argument("--position", help="a log position (stream id) or a feed cursor")
+    replay.add_argument("--schedule", help="only this schedule")
+    _common(replay, default_output="json")
+    replay.set_defaults(func=run_replay)
+
+    migrate = sub.add_parser("migrate", help="bring the Redis keyspace to this build's version")
+    migrate.add_argument(
+        "--wait",
+        type=float,
+        default=30.0,
+        help="seconds to wait for another migrate's lock before refusing (default 30)",
+    )
+    _data_dir(migrate)
+    migrate.set_defaults(func=run_migrate)
+
+
+def _common(parser: argparse.ArgumentParser, default_output: str) -> None:
+    parser.add_argument("--archive", type=Path, default=None, help="archive directory to read too")
+    parser.add_argument("--output", choices=("json", "table"), default=default_output)
+    _data_dir(parser)
+
+
+def _data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="embedded Redis data (default $CRONSTREAM_DATA_DIR or ./.cronstream)",
+    )
+
+
+def _instant(text: str) -> int:
+    try:
+        return parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _with_redis(args: argparse.Namespace, work: Callable[[Redis, Keyspace], Awaitable[int]]) -> int:
+    from service.server import redis_for
+
+    settings = Settings.from_env().with_overrides(data_dir=getattr(args, "data_dir", None))
+
+    async def go() -> int:
+        async with redis_for(settings) as conn:
+            return await work(conn.client, Keyspace(settings.key_prefix, settings.partitions))
+
+    return asyncio.run(go())
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    from service.audit.history import audit
+
+    async def work(redis: Redis, keys: Keyspace) -> int:
+        items = await audit(
+            redis, keys, args.schedule_id, start=args.start, end=args.end, archive_dir=args.archive
+        )
+        if not items:
+            print(f"cronstream: no events of schedule {args.schedule_id!r}", file=sys.stderr)
+            return 1
+        emit({"schedule_id": args.schedule_id, "items": items}, args.output, AUDIT_COLUMNS)
+        return 0
+
+    return _with_redis(args, work)
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    from service.audit.replay import Point, position_point, replay
+
+    async def work(redis: Redis, keys: Keyspace) -> int:
+        if args.position is not None:
+            point = position_point(args.position, keys, args.schedule)
+        else:
+            point = Point(at=args.at)
+        result = await replay(
+            redis, keys, point, schedule_id=args.schedule, archive_dir=args.archive
+        )
+        now = args.at if args.at is not None else (result.last_time or 0)
+        header: dict[str, Any] = {
+            "at": to_rfc3339(now) if now else None,
+            "position": args.position,
+            "events": result.events,
+        }
+        if args.schedule is not None:
+            record = result.schedule(args.schedule)
+            if record is None:
+                print(
+                    f"cronstream: schedule {args.schedule!r} did not exist at that point",
+                    file=sys.stderr,
+                )
+                return 1
+            emit(render.schedule(record, now), args.output, REPLAY_COLUMNS)
+            return 0
+        items = [render.schedule(r, now) for r in result.live_schedules()]
+        emit({**header, "items": items}, args.output, REPLAY_COLUMNS)
+        return 0
+
+    return _with_redis(args, work)
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from migrations.keyspace import migrate
+
+    async def work(redis: Redis, keys: Keyspace) -> int:
+        report = await migrate(redis, keys, wait_s=args.wait)
+        if report.stamped_fresh:
+            print(f"fresh keyspace: recorded version {report.after}")
+        elif not report.applied:
+            print(f"keyspace already at version {report.after}: nothing to do")
+        else:
+            for line in report.applied:
+                print(f"applied {line}")
+            print(f"keyspace migrated from version {report.before} to {report.after}")
+        return 0
+
+    return _with_redis(args, work)
