@@ -45,7 +45,9 @@ class Projector:
         name: str = PROJECTION_VIEWS,
         namespace: str = "view",
         batch_size: int = BATCH_SIZE,
+        on_applied: Callable[[int, str], None] | None = None,
     ) -> None:
+        self.on_applied = on_applied
         self.redis = redis
         self.keys = keys
         self.name = name
@@ -63,11 +65,15 @@ class Projector:
         """Apply ``events`` (which follow checkpoint ``start``); False if another did first."""
         if telemetry.tracing():
             with telemetry.span(
-                "cronstream.project", kind=SpanKind.CONSUMER,
+                "cronstream.project",
+                kind=SpanKind.CONSUMER,
                 link_parents=[e.meta.get("traceparent") for e in events],
-                attributes={"cronstream.projection": self.name, "cronstream.partition": partition,
-                            "messaging.batch.message_count": len(events),
-                            "cronstream.log_position": events[-1].position},
+                attributes={
+                    "cronstream.projection": self.name,
+                    "cronstream.partition": partition,
+                    "messaging.batch.message_count": len(events),
+                    "cronstream.log_position": events[-1].position,
+                },
             ):
                 return await self._apply_batch(partition, start, events)
         return await self._apply_batch(partition, start, events)
@@ -109,6 +115,8 @@ class Projector:
             return 0
         if not await self.apply_batch(partition, start, events):
             return 0
+        if self.on_applied is not None:
+            self.on_applied(partition, events[-1].position)
         return len(events)
 
     async def catch_up(self, partition: int, max_batches: int = 1_000_000) -> int:

@@ -7,6 +7,7 @@ loop of optimistic concurrency, idempotency bookkeeping and read-your-writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
 import uuid
@@ -158,25 +159,45 @@ class Outcome:
 
 
 class ProjectionWaiter:
-    """Waits, with a deadline, until a partition's views include a log position."""
+    """Waits, with a deadline, until a partition's views include a log position.
+
+    A projector in the same process reports each applied batch (``applied``), so a
+    write usually waits on an in-memory event; the checkpoint in Redis is read too,
+    less often, for views that another process's projector applied.
+    """
+
+    REDIS_CHECK_S = 0.02
 
     def __init__(self, redis: Redis, keys: Keyspace) -> None:
         self.redis = redis
         self.keys = keys
+        self._applied: dict[int, tuple[int, int]] = {}
+        self._changed = asyncio.Event()
+
+    def applied(self, partition: int, position: str) -> None:
+        self._applied[partition] = parse_position(position)
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def wait(self, partition: int, position: str, timeout_s: float) -> bool:
         target = parse_position(position)
         deadline = time.monotonic() + timeout_s
-        delay = 0.0005
         key = self.keys.checkpoint(partition)
+        delay = 0.0005
         while True:
+            local = self._applied.get(partition)
+            if local is not None and local >= target:
+                return True
             raw = await self.redis.hget(key, "position")
             if raw is not None and parse_position(as_text(raw)) >= target:
                 return True
-            if time.monotonic() >= deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            pause = min(remaining, self.REDIS_CHECK_S if self._applied else delay)
+            delay = min(delay * 2, self.REDIS_CHECK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=pause)
 
 
 class CommandService:

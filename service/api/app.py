@@ -75,7 +75,7 @@ def metrics_app(settings: Settings, redis: Redis) -> web.Application:
 
 
 async def _projectors(app: web.Application) -> AsyncIterator[None]:
-    projector = Projector(app[REDIS], app[KEYS])
+    projector = Projector(app[REDIS], app[KEYS], on_applied=app[COMMANDS].waiter.applied)
     stop = asyncio.Event()
     tasks = [
         asyncio.create_task(projector.run(p, stop), name=f"projector-{p}")
