@@ -26,6 +26,7 @@ class Settings:
     lease_ttl_ms: int = 5000
     worker_concurrency: int = 16
     reclaim_idle_ms: int = 30_000
+    metrics_port_given: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod

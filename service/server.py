@@ -101,8 +101,8 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
                     "serving on http://%s:%d (redis %s)", settings.host, settings.port, conn.url
                 )
                 print(f"cronstream: serving on http://{settings.host}:{settings.port}", flush=True)
-            else:
-                # every process answers /healthz and /metrics, whatever its roles
+            elif settings.metrics_port_given:
+                # a process without the API answers /healthz and /metrics on --port
                 runner = web.AppRunner(metrics_app(settings, conn.client), access_log=None)
                 await runner.setup()
                 stack.push_async_callback(runner.cleanup)

@@ -355,7 +355,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if unknown:
         print(f"cronstream: unknown role(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
-    settings = _settings(args).with_overrides(host=args.host, port=args.port, roles=roles)
+    settings = _settings(args).with_overrides(
+        host=args.host, port=args.port, roles=roles, metrics_port_given=args.port is not None
+    )
     asyncio.run(serve(settings))
     return 0
 

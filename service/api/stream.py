@@ -1,0 +1,206 @@
+"""``GET /v1/events/stream``: the event feed as Server-Sent Events, for subscribers.
+
+Each event is one SSE message::
+
+    id: <feed position>          the same cursor as an item's position in GET /v1/events
+    event: <event type>
+    data: <the same JSON item as GET /v1/events>
+
+A client resumes after the last id it saw, with the ``Last-Event-ID`` header
+(browsers' EventSource sends it when reconnecting) or ``?after=`` (the header
+wins): nothing missed, nothing repeated. Filters (``?type=A,B``,
+``?schedule=<sid>``) drop events but still advance the cursor; when the last
+events read were all filtered out the server sends an id-only message
+(``id: <cursor>`` and a blank line, no data), which per the SSE rules moves the
+client's last event id without dispatching an event, so a reconnect does not read
+the skipped stretch again.
+
+Within a partition events come in log order; with several partitions the
+stream interleaves them as they arrive (``GET /v1/events`` merges by time).
+Either way each id is a cursor over every partition, so resuming is exact.
+
+The handler reads every partition's log with ``XREAD BLOCK`` (1 s), at most
+``BATCH`` entries per partition at a time — the per-connection buffer — and
+writes them with back-pressure (a client that does not read for
+``WRITE_TIMEOUT_S`` is dropped). A comment line every 15 s keeps idle
+connections alive through proxies. It stops when the client goes away and when
+the app shuts down (``close_streams`` on ``app.on_shutdown``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import weakref
+from typing import Any
+
+import orjson
+from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service.api import render
+from service.api.context import KEYS, REDIS
+from service.api.routing import Param, route
+from service.errors import InvalidInput
+from service.store.eventstore import StoredEvent, decode_entry, parse_position
+from service.store.feed import format_cursor, parse_cursor
+from service.store.keys import Keyspace
+
+BLOCK_MS = 1000
+HEARTBEAT_S = 15.0
+BATCH = 100
+WRITE_TIMEOUT_S = 30.0
+RETRY_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 2.0)
+MAX_FILTER = 2000
+
+_STOPS: weakref.WeakKeyDictionary[web.Application, asyncio.Event] = weakref.WeakKeyDictionary()
+_OPEN: weakref.WeakKeyDictionary[web.Application, set[EventStream]] = weakref.WeakKeyDictionary()
+
+
+def _stop_event(app: web.Application) -> asyncio.Event:
+    stop = _STOPS.get(app)
+    if stop is None:
+        stop = _STOPS[app] = asyncio.Event()
+    return stop
+
+
+def open_streams(app: web.Application) -> int:
+    """How many streams ``app`` is serving now."""
+    return len(_OPEN.get(app, ()))
+
+
+async def close_streams(app: web.Application) -> None:
+    """``app.on_shutdown`` hook: every open stream of ``app`` ends within one block time."""
+    _stop_event(app).set()
+
+
+class Filter:
+    def __init__(self, types: str | None, schedule: str | None) -> None:
+        if (types and len(types) > MAX_FILTER) or (schedule and len(schedule) > MAX_FILTER):
+            raise InvalidInput.one("type" if types else "schedule", "too long")
+        self.types = frozenset(t.strip() for t in (types or "").split(",") if t.strip()) or None
+        self.schedule = schedule or None
+
+    def matches(self, event: StoredEvent) -> bool:
+        return (self.types is None or event.type in self.types) and (
+            self.schedule is None or event.sid == self.schedule
+        )
+
+
+def frame(cursor: str, event: StoredEvent) -> bytes:
+    data = orjson.dumps(render.feed_event(cursor, event))
+    return b"id: " + cursor.encode() + b"\nevent: " + event.type.encode() + b"\ndata: " + data + b"\n\n"
+
+
+class EventStream:
+    """One subscriber's stream: where it is in each partition and what it wants."""
+
+    def __init__(self, keys: Keyspace, positions: list[str], where: Filter) -> None:
+        self.keys = keys
+        self.positions = positions
+        self.where = where
+        self.sent = format_cursor(positions)
+
+    async def read(self, redis: Any) -> list[StoredEvent]:
+        streams = {self.keys.log(p): pos for p, pos in enumerate(self.positions)}
+        reply: Any = await redis.xread(streams, count=BATCH, block=BLOCK_MS)
+        events = []
+        for stream, entries in reply or []:
+            name = stream.decode() if isinstance(stream, bytes) else str(stream)
+            partition = next(p for p in range(self.keys.partitions) if self.keys.log(p) == name)
+            events += [decode_entry(partition, eid, fields) for eid, fields in entries]
+        events.sort(key=lambda e: (parse_position(e.position), e.partition))
+        return events
+
+    def frames(self, events: list[StoredEvent]) -> bytes:
+        """The messages for ``events``: matching ones, then an id-only message if the
+        last ones were filtered out (so the client's last id covers them)."""
+        out = []
+        for event in events:
+            self.positions[event.partition] = event.position
+            if self.where.matches(event):
+                cursor = format_cursor(self.positions)
+                out.append(frame(cursor, event))
+                self.sent = cursor
+        cursor = format_cursor(self.positions)
+        if cursor != self.sent:
+            out.append(b"id: " + cursor.encode() + b"\n\n")
+            self.sent = cursor
+        return b"".join(out)
+
+
+def _gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
+@route(
+    "GET",
+    "/v1/events/stream",
+    summary="The event feed as Server-Sent Events (text/event-stream)",
+    tag="events",
+    params=(
+        Param("after", "Resume after this position (Last-Event-ID header wins)"),
+        Param("type", "Only these event types, comma-separated"),
+        Param("schedule", "Only events of this schedule (or other aggregate) id"),
+    ),
+    headers=(Param("Last-Event-ID", "The id of the last event received", location="header"),),
+)
+async def stream_events(request: web.Request) -> web.StreamResponse:
+    keys = request.app[KEYS]
+    resume = request.headers.get("Last-Event-ID") or request.query.get("after")
+    try:
+        positions = parse_cursor(resume, keys.partitions)
+    except ValueError as exc:
+        field = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "after"
+        raise InvalidInput.one(field, str(exc)) from None
+    stream = EventStream(
+        keys, positions, Filter(request.query.get("type"), request.query.get("schedule"))
+    )
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    streams = _OPEN.setdefault(request.app, set())
+    streams.add(stream)
+    try:
+        with contextlib.suppress(ConnectionResetError, TimeoutError):
+            await _pump(request, response, stream)
+    finally:
+        streams.discard(stream)
+    return response
+
+
+async def _pump(request: web.Request, response: web.StreamResponse, stream: EventStream) -> None:
+    redis = request.app[REDIS]
+    stop = _stop_event(request.app)
+    await _write(response, b": stream open\n\n")
+    last_write = time.monotonic()
+    failures = 0
+    while not stop.is_set() and not _gone(request):
+        try:
+            events = await stream.read(redis)
+            failures = 0
+        except (RedisConnectionError, RedisTimeoutError, OSError):
+            delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+            failures += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            events = []
+        chunk = stream.frames(events)
+        if chunk:
+            await _write(response, chunk)
+            last_write = time.monotonic()
+        elif time.monotonic() - last_write >= HEARTBEAT_S:
+            await _write(response, b": heartbeat\n\n")
+            last_write = time.monotonic()
+
+
+async def _write(response: web.StreamResponse, chunk: bytes) -> None:
+    await asyncio.wait_for(response.write(chunk), timeout=WRITE_TIMEOUT_S)
