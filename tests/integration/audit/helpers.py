@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
+from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
+from service.clock import FixedClock
+from service.domain.timeutil import to_rfc3339
 from service.store.chain import entry_hash
 from service.store.keys import Keyspace
+from service.store.runs import RunStore
+from service.ticker.ticker import Ticker
+from tests.integration.api.helpers import put_workflow
 
 START_MS = 1_700_000_000_000
 
@@ -68,3 +79,129 @@ async def dump(redis: Redis, pattern: str) -> dict[str, Any]:
         else:
             out[key] = kind
     return out
+
+
+def chained(count: int, start_ms: int = START_MS) -> list[tuple[str, dict[str, str]]]:
+    """``count`` chained entries (id, fields), not yet in Redis."""
+    out = []
+    prev = ""
+    for i in range(count):
+        fields = entry(prev, i)
+        out.append((f"{start_ms + i}-0", fields))
+        prev = fields["hash"]
+    return out
+
+
+async def write_entries(
+    redis: Redis, keys: Keyspace, entries: list[tuple[str, dict[str, str]]], p: int = 0
+) -> None:
+    """XADD entries as given (explicit ids) and set the chain head to the last hash."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for eid, fields in entries:
+            pipe.xadd(keys.log(p), fields, id=eid)  # type: ignore[arg-type]
+        if entries:
+            pipe.set(keys.chain(p), entries[-1][1]["hash"])
+        await pipe.execute()
+
+
+def rewrite_segment(path: Path, edit: Callable[[list[bytes]], list[bytes]]) -> None:
+    """Replace a segment's lines with ``edit(lines)`` (tampering with an archive file)."""
+    with gzip.open(path, "rb") as handle:
+        lines = handle.readlines()
+    with gzip.open(path, "wb") as handle:
+        handle.writelines(edit(lines))
+
+
+async def caught_up(redis: Redis, keys: Keyspace, timeout_s: float = 10) -> None:
+    """Wait (bounded) until the views projection has applied the whole log."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        last = await redis.xrevrange(keys.log(0), count=1)
+        at = await redis.hget(keys.checkpoint(0), "position")
+        if last and at == last[0][0]:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the projector did not catch up")
+
+
+async def scripted_history(
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+) -> None:
+    """Workflows, schedules, commands, fires and runs in every state, projected."""
+    await put_workflow(api, "wf", target={"type": "http", "url": "http://127.0.0.1:9/"})
+    await put_workflow(api, "quiet", target={"type": "none"})
+    every_minute = {"cron": ["* * * * *"]}
+    schedules: list[dict[str, Any]] = [
+        {
+            "id": "a",
+            "workflow_id": "wf",
+            "spec": every_minute,
+            "tags": ["x"],
+            "policy": {"overlap": "allow_all"},
+        },
+        {"id": "b", "workflow_id": "quiet", "spec": every_minute, "max_actions": 2},
+        {"id": "c", "workflow_id": "wf", "spec": every_minute, "paused": True},
+        {"id": "d", "workflow_id": "wf", "spec": every_minute, "policy": {"overlap": "buffer_one"}},
+    ]
+    ticker = Ticker(redis, keys, clock=clock)
+    for lease in ticker.leases:
+        assert await lease.acquire()
+    for body in schedules:
+        r = await api.post("/v1/schedules", json=body)
+        assert r.status == 201, await r.text()
+    await ticker.tick(0)
+    for _ in range(3):
+        clock.advance(60_000)
+        await ticker.tick(0)
+    runs = RunStore(redis, keys)
+    now = clock.now_ms()
+    queued = [m.decode() for m in sorted(await redis.smembers(keys.running(0, "a")))]
+    await runs.finish(0, "a", "schedule", queued[0], outcome="succeeded", meta={}, now_ms=now)
+    retry_at = now + 3_600_000
+    await runs.finish(
+        0,
+        "a",
+        "schedule",
+        queued[1],
+        outcome="retry",
+        meta={},
+        now_ms=now,
+        attempt_data={
+            "run_id": queued[1],
+            "attempt": 1,
+            "error": "boom",
+            "retry_at": to_rfc3339(retry_at),
+        },
+        retry_at_ms=retry_at,
+    )
+    await runs.finish(
+        0,
+        "a",
+        "schedule",
+        queued[2],
+        outcome="deadlettered",
+        meta={},
+        now_ms=now,
+        final_data={"run_id": queued[2], "reason": "test"},
+    )
+    [held] = [m.decode() for m in await redis.smembers(keys.running(0, "d"))]
+    entries = await redis.xrange(keys.queue(0))
+    entry = next(eid.decode() for eid, f in entries if f[b"run_id"].decode() == held)
+    await runs.start(0, "d", "schedule", held, entry, "w1", now, to_rfc3339(now))
+    for path, body in (
+        ("/v1/schedules/a/pause", {"note": "maintenance"}),
+        ("/v1/schedules/a/resume", {}),
+        ("/v1/schedules/d/pause", {}),
+        ("/v1/schedules/d/resume", {}),
+        ("/v1/workflows/wf/runs", {"input": {"k": 1}}),
+    ):
+        r = await api.post(path, json=body)
+        assert r.status < 300, await r.text()
+        await ticker.tick(0)
+    r = await api.patch("/v1/schedules/c", json={"name": "renamed"})
+    assert r.status == 200, await r.text()
+    r = await api.delete("/v1/schedules/c")
+    assert r.status in (200, 204), await r.text()
+    clock.advance(60_000)
+    await ticker.tick(0)
+    await caught_up(redis, keys)

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from service.audit import segments
 from service.audit.archive import archive, read_all, read_archive
+from service.audit.restore import RestoreRefused, restore
 from service.audit.segments import ArchiveError
+from service.audit.verify import verify
+from service.clock import FixedClock
 from service.store.keys import Keyspace
-from tests.integration.audit.helpers import START_MS, fill_log, log_ids, set_checkpoint
+from tests.integration.audit.helpers import (
+    START_MS,
+    dump,
+    fill_log,
+    log_ids,
+    rewrite_segment,
+    scripted_history,
+    set_checkpoint,
+)
 
 END = START_MS + 10_000
 
@@ -108,3 +123,73 @@ async def test_refuses_a_directory_that_does_not_continue_the_log(
     with pytest.raises(ArchiveError, match="does not continue"):
         await archive(redis, keys, END, tmp_path / "b")
     assert await log_ids(redis, keys) == ids[10:]
+
+
+async def snapshot(redis: Redis) -> dict[str, Any]:
+    return {
+        "views": await dump(redis, "cs:{0}:view:*"),
+        "state": await dump(redis, "cs:{0}:state:*"),
+        "events": await dump(redis, "cs:{0}:events:*"),
+        "hwm": await dump(redis, "cs:{0}:hwm"),
+    }
+
+
+@pytest.fixture
+async def other(redis_url: str) -> AsyncIterator[Redis]:
+    """An empty Redis keyspace (database 1 of the test server) to restore into."""
+    client = Redis.from_url(redis_url + "/1", socket_timeout=10)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+async def test_archive_trim_restore_rebuilds_identical_views_and_write_model(
+    api: TestClient, redis: Redis, other: Redis, keys: Keyspace, clock: FixedClock, tmp_path: Path
+) -> None:
+    await scripted_history(api, redis, keys, clock)
+    before = await snapshot(redis)
+    ids = await log_ids(redis, keys)
+    far = int(time.time() * 1000) + 86_400_000
+    report = await archive(redis, keys, far, tmp_path, segment_entries=7)
+    assert report.entries == len(ids) and await log_ids(redis, keys) == []
+    assert (await verify(redis, keys, tmp_path)).intact
+
+    restored = await restore(other, keys, tmp_path)
+    assert restored.entries == len(ids)
+    assert await log_ids(other, keys) == ids
+    assert (await verify(other, keys, None)).intact
+    after = await snapshot(other)
+    for part in ("views", "state", "events", "hwm"):
+        assert after[part] == before[part], part
+    # the ticker plans every active schedule again; unfinished runs are back in place
+    assert {m.decode() for m in await other.zrange(keys.due(0), 0, -1)} == {"a", "d"}
+    assert restored.write_model.runs == {
+        "queued": 3,
+        "retrying": 1,
+        "deadlettered": 1,
+        "buffered": 1,
+    }
+
+
+async def test_restore_refuses_a_keyspace_with_a_log(
+    redis: Redis, keys: Keyspace, tmp_path: Path
+) -> None:
+    ids = await fill_log(redis, keys, 5)
+    await set_checkpoint(redis, keys, ids[-1])
+    await archive(redis, keys, END, tmp_path)
+    await fill_log(redis, keys, 1, start_ms=END)
+    with pytest.raises(RestoreRefused, match="already exists"):
+        await restore(redis, keys, tmp_path)
+
+
+async def test_restore_refuses_a_broken_archive(
+    redis: Redis, other: Redis, keys: Keyspace, tmp_path: Path
+) -> None:
+    ids = await fill_log(redis, keys, 5)
+    await set_checkpoint(redis, keys, ids[-1])
+    await archive(redis, keys, END, tmp_path)
+    [manifest] = segments.manifests(tmp_path, 0)
+    rewrite_segment(tmp_path / manifest.segment, lambda lines: lines[:2] + lines[3:])
+    with pytest.raises(RestoreRefused, match="broken"):
+        await restore(other, keys, tmp_path)
+    assert await other.exists(keys.log(0)) == 0

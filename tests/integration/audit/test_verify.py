@@ -1,0 +1,156 @@
+"""verify: an intact chain is reported with counts; one altered, deleted or moved entry
+(in Redis or in an archive file) is reported at the right position."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from redis.asyncio import Redis
+
+from service.audit import segments
+from service.audit.archive import archive
+from service.audit.verify import ALTERED, LIVE, MISSING, MISSING_AT_END, summary, verify
+from service.store.keys import Keyspace
+from tests.integration.audit.helpers import (
+    START_MS,
+    chained,
+    fill_log,
+    rewrite_segment,
+    set_checkpoint,
+    write_entries,
+)
+
+
+async def test_intact_chain_reports_counts_and_head(redis: Redis, keys: Keyspace) -> None:
+    await fill_log(redis, keys, 30)
+    report = await verify(redis, keys, None)
+    assert report.intact
+    [chain] = report.partitions
+    assert (chain.archived, chain.live) == (0, 30)
+    assert chain.head == (await redis.get(keys.chain(0))).decode()
+    assert "intact" in summary(report)
+
+
+async def test_empty_keyspace_is_intact(redis: Redis, keys: Keyspace) -> None:
+    report = await verify(redis, keys, None)
+    assert report.intact and report.entries == 0
+
+
+async def test_altered_entry_in_redis(redis: Redis, keys: Keyspace) -> None:
+    entries = chained(20)
+    eid, fields = entries[7]
+    entries[7] = (eid, {**fields, "data": orjson.dumps({"n": 700}).decode()})
+    await write_entries(redis, keys, entries)
+    found = (await verify(redis, keys, None)).first_break
+    assert found is not None
+    assert (found.position, found.where, found.reason) == (eid, LIVE, ALTERED)
+
+
+async def test_deleted_entry_in_redis(redis: Redis, keys: Keyspace) -> None:
+    ids = await fill_log(redis, keys, 20)
+    await redis.xdel(keys.log(0), ids[7])
+    found = (await verify(redis, keys, None)).first_break
+    assert found is not None
+    assert (found.position, found.reason) == (ids[8], MISSING)
+    assert ids[6] in found.detail
+
+
+async def test_reordered_entries_in_redis(redis: Redis, keys: Keyspace) -> None:
+    entries = chained(20)
+    (id7, f7), (id8, f8) = entries[7], entries[8]
+    entries[7], entries[8] = (id7, f8), (id8, f7)  # contents swapped, ids still ascending
+    await write_entries(redis, keys, entries)
+    found = (await verify(redis, keys, None)).first_break
+    assert found is not None
+    assert (found.position, found.reason) == (id7, MISSING)
+
+
+async def test_deleted_newest_entry_breaks_the_head(redis: Redis, keys: Keyspace) -> None:
+    ids = await fill_log(redis, keys, 5)
+    await redis.xdel(keys.log(0), ids[-1])
+    found = (await verify(redis, keys, None)).first_break
+    assert found is not None
+    assert (found.position, found.reason) == (ids[-2], MISSING_AT_END)
+
+
+async def archived(redis: Redis, keys: Keyspace, tmp_path: Path) -> tuple[list[str], Path]:
+    ids = await fill_log(redis, keys, 40)
+    await set_checkpoint(redis, keys, ids[-1])
+    await archive(redis, keys, START_MS + 25, tmp_path, segment_entries=10)
+    return ids, tmp_path
+
+
+async def test_archive_and_log_verify_together(
+    redis: Redis, keys: Keyspace, tmp_path: Path
+) -> None:
+    ids, directory = await archived(redis, keys, tmp_path)
+    report = await verify(redis, keys, directory)
+    assert report.intact, summary(report)
+    [chain] = report.partitions
+    assert (chain.archived, chain.segments, chain.live) == (25, 3, 15)
+    without = (await verify(redis, keys, None)).first_break
+    assert without is not None
+    assert (without.position, without.reason) == (ids[25], MISSING)
+    assert "--archive" in without.detail
+
+
+async def test_edited_line_in_archive(redis: Redis, keys: Keyspace, tmp_path: Path) -> None:
+    ids, directory = await archived(redis, keys, tmp_path)
+    second = segments.manifests(directory, 0)[1]
+
+    def edit(lines: list[bytes]) -> list[bytes]:
+        record = orjson.loads(lines[3])
+        record["data"] = orjson.dumps({"n": 999}).decode()
+        lines[3] = orjson.dumps(record) + b"\n"
+        return lines
+
+    rewrite_segment(directory / second.segment, edit)
+    found = (await verify(redis, keys, directory)).first_break
+    assert found is not None
+    assert (found.position, found.reason) == (ids[13], ALTERED)
+    assert found.where == f"archive {second.segment} line 4"
+
+
+async def test_swapped_lines_in_archive(redis: Redis, keys: Keyspace, tmp_path: Path) -> None:
+    ids, directory = await archived(redis, keys, tmp_path)
+    first = segments.manifests(directory, 0)[0]
+
+    def swap(lines: list[bytes]) -> list[bytes]:
+        lines[4], lines[5] = lines[5], lines[4]
+        return lines
+
+    rewrite_segment(directory / first.segment, swap)
+    found = (await verify(redis, keys, directory)).first_break
+    assert found is not None
+    assert (found.position, found.reason) == (ids[5], MISSING)
+    assert found.where == f"archive {first.segment} line 5"
+
+
+async def test_deleted_line_in_archive(redis: Redis, keys: Keyspace, tmp_path: Path) -> None:
+    ids, directory = await archived(redis, keys, tmp_path)
+    last = segments.manifests(directory, 0)[-1]
+    rewrite_segment(directory / last.segment, lambda lines: lines[:2] + lines[3:])
+    found = (await verify(redis, keys, directory)).first_break
+    assert found is not None
+    assert (found.position, found.reason) == (ids[23], MISSING)
+    assert found.where == f"archive {last.segment} line 3"
+
+
+async def test_missing_segment(redis: Redis, keys: Keyspace, tmp_path: Path) -> None:
+    ids, directory = await archived(redis, keys, tmp_path)
+    middle = segments.manifests(directory, 0)[1]
+    (directory / middle.segment).unlink()
+    found = (await verify(redis, keys, directory)).first_break
+    assert found is not None
+    assert (found.position, found.reason) == (ids[10], MISSING)
+
+
+async def test_deleted_first_live_entry_after_archive(
+    redis: Redis, keys: Keyspace, tmp_path: Path
+) -> None:
+    ids, directory = await archived(redis, keys, tmp_path)
+    await redis.xdel(keys.log(0), ids[25])
+    found = (await verify(redis, keys, directory)).first_break
+    assert found is not None
+    assert (found.position, found.where, found.reason) == (ids[26], LIVE, MISSING)
