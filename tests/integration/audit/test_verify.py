@@ -3,14 +3,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+from functools import partial
 from pathlib import Path
 
 import orjson
 from redis.asyncio import Redis
 
+from migrations.keyspace import check_keyspace
 from service.audit import segments
 from service.audit.archive import archive
 from service.audit.verify import ALTERED, LIVE, MISSING, MISSING_AT_END, summary, verify
+from service.domain.timeutil import to_rfc3339
 from service.store.keys import Keyspace
 from tests.integration.audit.helpers import (
     START_MS,
@@ -20,6 +26,7 @@ from tests.integration.audit.helpers import (
     set_checkpoint,
     write_entries,
 )
+from tests.process import ROOT, env
 
 
 async def test_intact_chain_reports_counts_and_head(redis: Redis, keys: Keyspace) -> None:
@@ -154,3 +161,45 @@ async def test_deleted_first_live_entry_after_archive(
     found = (await verify(redis, keys, directory)).first_break
     assert found is not None
     assert (found.position, found.where, found.reason) == (ids[26], LIVE, MISSING)
+
+
+def command(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
+    """The commands as a process (``python -m service.cli.archive_cmd``), on the test Redis."""
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli.archive_cmd", *args],
+        env=env(REDIS_URL=redis_url),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_commands_exit_codes_and_summaries(
+    redis: Redis, redis_url: str, keys: Keyspace, tmp_path: Path
+) -> None:
+    await check_keyspace(redis, keys)
+    ids = await fill_log(redis, keys, 30)
+    await set_checkpoint(redis, keys, ids[-1])
+    before = to_rfc3339(START_MS + 20)
+    run = partial(asyncio.to_thread, command, redis_url=redis_url)
+
+    archived = await run("archive", "--before", before, "--to", str(tmp_path))
+    assert archived.returncode == 0, archived.stderr
+    assert "partition 0: archived 20 entries" in archived.stdout
+
+    intact = await run("verify", "--archive", str(tmp_path))
+    assert intact.returncode == 0, intact.stderr
+    assert "partition 0: intact, 30 entries (20 archived in 1 segment(s), 10 live)" in intact.stdout
+
+    await redis.xdel(keys.log(0), ids[25])
+    broken = await run("verify", "--archive", str(tmp_path))
+    assert broken.returncode == 1
+    assert f"chain broken at {ids[26]} (live log): missing or out of order" in broken.stdout
+
+    refused = await run("restore", str(tmp_path))
+    assert refused.returncode == 1
+    assert "restore refused" in refused.stderr and "already exists" in refused.stderr
+
+    bad = await run("archive", "--before", "yesterday", "--to", str(tmp_path))
+    assert bad.returncode == 2 and "--before" in bad.stderr
