@@ -91,7 +91,8 @@ class Filter:
 
 def frame(cursor: str, event: StoredEvent) -> bytes:
     data = orjson.dumps(render.feed_event(cursor, event))
-    return b"id: " + cursor.encode() + b"\nevent: " + event.type.encode() + b"\ndata: " + data + b"\n\n"
+    head = b"id: " + cursor.encode() + b"\nevent: " + event.type.encode()
+    return head + b"\ndata: " + data + b"\n\n"
 
 
 class EventStream:

@@ -54,6 +54,16 @@ def diff(old: Any, new: Any, path: str = "") -> Changes:
     return {path or "$": {"from": old, "to": new}}
 
 
+def leaves(value: Any, path: str = "") -> dict[str, Any]:
+    """A JSON value's leaves (non-objects, and empty objects) by dotted path."""
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key in sorted(value, key=str):
+            out.update(leaves(value[key], f"{path}.{key}" if path else str(key)))
+        return out
+    return {path or "$": value}
+
+
 def outcome(event: StoredEvent) -> str | None:
     """A short outcome of a fire or run event (None for other events)."""
     data = event.data
@@ -120,7 +130,10 @@ class Trail:
                 self.config = data.get("schedule") or {}
                 self.status = "paused" if data.get("paused") else "active"
                 self.deleted = False
-                out = diff(previous, self.config) if previous is not None else diff({}, self.config)
+                if previous is not None:  # created again after a delete
+                    out = diff(previous, self.config)
+                else:
+                    out = {k: {"from": None, "to": v} for k, v in leaves(self.config).items()}
             case "ScheduleUpdated":
                 new = data.get("schedule") or {}
                 out = diff(self.config or {}, new)

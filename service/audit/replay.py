@@ -17,23 +17,22 @@ or a feed cursor of ``GET /v1/events`` (one position per partition).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from redis.asyncio import Redis
 
 from projections import schedules
 from projections.batch import Record, ViewBatch
+from service.audit.archive import read_all
 from service.domain.schedule import KIND
-from service.store.eventstore import EventStore, StoredEvent, decode_entry, parse_position
+from service.store.eventstore import EventStore, StoredEvent, parse_position
 from service.store.feed import parse_cursor
 from service.store.keys import Keyspace
 
 PAGE = 1000
-ARCHIVE_MODULE = "service.audit.archive"
 
 
 class MemoryBatch:
@@ -121,42 +120,9 @@ async def read_log(
     archive_dir: Path | None = None,
     after: str = "0-0",
 ) -> AsyncIterator[StoredEvent]:
-    """Archived then live events of a partition, in order.
-
-    Reads through ``service.audit.archive.read_all`` when that module is there;
-    otherwise only the live log, in pages, up to its last entry when the read began.
-    """
-    try:
-        archive: Any = importlib.import_module(ARCHIVE_MODULE)
-    except ModuleNotFoundError:
-        archive = None
-    if archive is not None:
-        async for event in archive.read_all(redis, keys, partition, archive_dir, after):
-            yield event
-        return
-    if archive_dir is not None:
-        raise ValueError("reading archives needs service.audit.archive, which is not installed")
-    async for event in _read_live(redis, keys, partition, after):
+    """Archived (when ``archive_dir`` is given) then live events of a partition, in order."""
+    async for event in read_all(redis, keys, partition, archive_dir, after):
         yield event
-
-
-async def _read_live(
-    redis: Redis, keys: Keyspace, partition: int, after: str
-) -> AsyncIterator[StoredEvent]:
-    store = EventStore(redis, keys)
-    end = await store.last_position(partition)
-    if end is None:
-        return
-    pages = int(await redis.xlen(keys.log(partition))) // PAGE + 2
-    start = "-" if after in ("", "0", "0-0") else f"({after}"
-    for _ in range(pages):
-        entries: Any = await redis.xrange(keys.log(partition), min=start, max=end, count=PAGE)
-        for eid, fields in entries:
-            yield decode_entry(partition, eid, fields)
-        if len(entries) < PAGE:
-            return
-        last = entries[-1][0]
-        start = "(" + (last.decode() if isinstance(last, bytes) else str(last))
 
 
 @dataclass
