@@ -76,6 +76,9 @@ async def queue_runs(url: str, workflow: dict[str, Any], count: int, rate: float
 
     keys = Keyspace()
     client = Redis.from_url(url, max_connections=64)
+    from migrations.keyspace import check_keyspace
+
+    await check_keyspace(client, keys)  # stamp the fresh keyspace, as serve would
     commands = CommandService(
         EventStore(client, keys), ProjectionWaiter(client, keys), wait_timeout_s=0
     )

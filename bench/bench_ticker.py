@@ -58,6 +58,9 @@ async def create(url: str, count: int, concurrency: int = 64) -> float:
     client = Redis.from_url(
         url, socket_connect_timeout=30, socket_timeout=60, max_connections=concurrency + 8
     )
+    from migrations.keyspace import check_keyspace
+
+    await check_keyspace(client, keys)  # stamp the fresh keyspace, as serve would
     commands = CommandService(
         EventStore(client, keys), ProjectionWaiter(client, keys), wait_timeout_s=0
     )

@@ -13,6 +13,7 @@ import orjson
 import pytest
 import redis as sync_redis
 
+from migrations.keyspace import check_keyspace
 from service.commands import SCHEDULES, WORKFLOWS, CommandService, ProjectionWaiter, RequestContext
 from service.domain import schedule as sched
 from service.domain import workflow as wf
@@ -42,6 +43,7 @@ def create_schedules(url: str, count: int, spec: str = "* * * * * *") -> list[st
 
         client = Redis.from_url(url)
         try:
+            await check_keyspace(client, KEYS)  # stamp the fresh keyspace, as serve would
             commands = CommandService(
                 EventStore(client, KEYS), ProjectionWaiter(client, KEYS), wait_timeout_s=0
             )
