@@ -52,6 +52,18 @@ async def read_model(request: web.Request, model: type[M], *, allow_empty: bool 
     return model.model_validate(data)
 
 
+async def read_command(
+    request: web.Request, *, allow_empty: bool = False
+) -> tuple[RequestContext, dict[str, Any]]:
+    """The request's context and its JSON object body (InvalidInput naming ``body``)."""
+    raw = await read_body(request)
+    ctx = request_context(request, raw)
+    data = parse_json(raw, allow_empty=allow_empty)
+    if not isinstance(data, dict):
+        raise InvalidInput.one("body", "must be a JSON object")
+    return ctx, data
+
+
 def json_response(
     data: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:

@@ -15,9 +15,7 @@ from service.api.context import (
     REDIS,
     STORE,
     json_response,
-    parse_json,
-    read_body,
-    request_context,
+    read_command,
 )
 from service.api.routing import Param, route
 from service.api.schedules import ID_PARAM, IDEM_KEY, TAG, schedule_id
@@ -100,11 +98,7 @@ async def _target(request: web.Request, workflow_id: str) -> str:
 )
 async def trigger(request: web.Request) -> web.StreamResponse:
     sid = schedule_id(request)
-    raw = await read_body(request)
-    ctx = request_context(request, raw)
-    data = parse_json(raw, allow_empty=True)
-    if not isinstance(data, dict):
-        raise InvalidInput.one("body", "must be a JSON object")
+    ctx, data = await read_command(request, allow_empty=True)
     body = TriggerBody.model_validate(data)
     state = await _live_schedule(request, sid)
     config = state.config
@@ -167,11 +161,7 @@ async def trigger(request: web.Request) -> web.StreamResponse:
 )
 async def backfill(request: web.Request) -> web.StreamResponse:
     sid = schedule_id(request)
-    raw = await read_body(request)
-    ctx = request_context(request, raw)
-    data = parse_json(raw)
-    if not isinstance(data, dict):
-        raise InvalidInput.one("body", "must be a JSON object")
+    ctx, data = await read_command(request)
     body = BackfillBody.model_validate(data)
     if body.end < body.start:
         raise InvalidInput.one("end", "must not be before start")

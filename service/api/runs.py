@@ -15,9 +15,8 @@ from service.api.context import (
     REDIS,
     VIEWS,
     json_response,
-    parse_json,
     query_int,
-    read_body,
+    read_command,
     request_context,
 )
 from service.api.routing import Param, route
@@ -218,11 +217,7 @@ async def get_run(request: web.Request) -> web.StreamResponse:
 )
 async def cancel_run(request: web.Request) -> web.StreamResponse:
     run_id = _run_id(request)
-    raw = await read_body(request)
-    ctx = request_context(request, raw)
-    data = parse_json(raw, allow_empty=True)
-    if not isinstance(data, dict):
-        raise InvalidInput.one("body", "must be a JSON object")
+    ctx, data = await read_command(request, allow_empty=True)
     body = CancelBody.model_validate(data)
     runs = RunStore(request.app[REDIS], request.app[KEYS])
     found = await runs.locate(run_id)
@@ -281,11 +276,7 @@ async def run_workflow(request: web.Request) -> web.StreamResponse:
     wid = request.match_info["id"]
     if not is_valid_id(wid):
         raise WorkflowNotFound(wid)
-    raw = await read_body(request)
-    ctx = request_context(request, raw)
-    data = parse_json(raw, allow_empty=True)
-    if not isinstance(data, dict):
-        raise InvalidInput.one("body", "must be a JSON object")
+    ctx, data = await read_command(request, allow_empty=True)
     body = RunNowBody.model_validate(data)
     state, _ = await request.app[COMMANDS].load(WORKFLOWS, wid)
     if state is None or state.deleted:

@@ -21,6 +21,7 @@ from service.api.context import (
     parse_json,
     query_int,
     read_body,
+    read_command,
     request_context,
 )
 from service.api.models import (
@@ -106,11 +107,7 @@ async def _replayed(request: web.Request, sid: str, ctx: RequestContext) -> web.
     headers=(IDEM_KEY,),
 )
 async def create_schedule(request: web.Request) -> web.StreamResponse:
-    raw = await read_body(request)
-    ctx = request_context(request, raw)
-    data = parse_json(raw)
-    if not isinstance(data, dict):
-        raise InvalidInput.one("body", "must be a JSON object")
+    ctx, data = await read_command(request)
     body = ScheduleCreate.model_validate(data)
     if body.id is not None:
         sid = body.id
@@ -259,11 +256,7 @@ async def _note_command(
     request: web.Request, make: type[sched.PauseSchedule] | type[sched.ResumeSchedule]
 ) -> web.StreamResponse:
     sid = schedule_id(request)
-    raw = await read_body(request)
-    ctx = request_context(request, raw)
-    data = parse_json(raw, allow_empty=True)
-    if not isinstance(data, dict):
-        raise InvalidInput.one("body", "must be a JSON object")
+    ctx, data = await read_command(request, allow_empty=True)
     body = NoteBody.model_validate(data)
     outcome = await request.app[COMMANDS].schedule(sid, make(sid, body.note), ctx)
     return await respond(request, sid, outcome)

@@ -10,9 +10,8 @@ from service.api.context import (
     VIEWS,
     etag,
     json_response,
-    parse_json,
     query_int,
-    read_body,
+    read_command,
     request_context,
 )
 from service.api.models import WorkflowPage, WorkflowPut, WorkflowView
@@ -49,11 +48,7 @@ def workflow_id(request: web.Request, *, for_write: bool = False) -> str:
 )
 async def put_workflow(request: web.Request) -> web.StreamResponse:
     wid = workflow_id(request, for_write=True)
-    raw = await read_body(request)
-    ctx = request_context(request, raw)
-    data = parse_json(raw)
-    if not isinstance(data, dict):
-        raise InvalidInput.one("body", "must be a JSON object")
+    ctx, data = await read_command(request)
     body = WorkflowPut.model_validate(data)
     if body.id is not None and body.id != wid:
         raise InvalidInput.one("id", f"does not match the path's id {wid!r}")
