@@ -17,10 +17,12 @@ or a feed cursor of ``GET /v1/events`` (one position per partition).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -28,11 +30,17 @@ from projections import schedules
 from projections.batch import Record, ViewBatch
 from service.audit.archive import read_all
 from service.domain.schedule import KIND
-from service.store.eventstore import EventStore, StoredEvent, parse_position
+from service.store.eventstore import (
+    EventStore,
+    StoredEvent,
+    as_text,
+    decode_entry,
+    parse_position,
+)
 from service.store.feed import parse_cursor
 from service.store.keys import Keyspace
 
-PAGE = 1000
+PAGE = 2000
 
 
 class MemoryBatch:
@@ -121,8 +129,43 @@ async def read_log(
     after: str = "0-0",
 ) -> AsyncIterator[StoredEvent]:
     """Archived (when ``archive_dir`` is given) then live events of a partition, in order."""
-    async for event in read_all(redis, keys, partition, archive_dir, after):
+    if archive_dir is not None:
+        async for event in read_all(redis, keys, partition, archive_dir, after):
+            yield event
+        return
+    async for event in read_live(redis, keys, partition, after):
         yield event
+
+
+async def read_live(
+    redis: Redis, keys: Keyspace, partition: int, after: str = "0-0"
+) -> AsyncIterator[StoredEvent]:
+    """The live log after ``after`` up to its last entry when the read began, in pages;
+    the next page is fetched while the current one is consumed."""
+    end = await EventStore(redis, keys).last_position(partition)
+    if end is None:
+        return
+    log = keys.log(partition)
+    pages = int(await redis.xlen(log)) // PAGE + 2
+
+    def fetch(start: str) -> asyncio.Task[Any]:
+        return asyncio.ensure_future(redis.xrange(log, min=start, max=end, count=PAGE))
+
+    pending = fetch("-" if after in ("", "0", "0-0") else f"({after}")
+    try:
+        for _ in range(pages):
+            entries: Any = await pending
+            if len(entries) == PAGE:
+                pending = fetch("(" + as_text(entries[-1][0]))
+            for eid, fields in entries:
+                yield decode_entry(partition, eid, fields)
+            if len(entries) < PAGE:
+                return
+    finally:
+        if not pending.done():
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pending
 
 
 @dataclass
@@ -154,18 +197,24 @@ async def fold(
 ) -> None:
     """Apply the schedule handlers to the events up to ``point``, into ``replay``."""
     batch = MemoryBatch()
+    view = cast(ViewBatch, batch)  # MemoryBatch has the interface handlers use
+    bounded = point.positions is not None or point.at is not None
+    last_time = replay.last_time
     async for event in events:
-        if point.past(event):
-            break
+        if bounded:
+            if point.past(event):
+                break
+            if not point.includes(event):
+                continue
         if schedule_id is not None and event.sid != schedule_id:
             continue
-        if not point.includes(event):
-            continue
-        await schedules.apply(cast(ViewBatch, batch), event)  # the handler-facing interface
+        await schedules.apply(view, event)
         replay.events += 1
         replay.through[event.partition] = event.position
         moment = event_time(event)
-        replay.last_time = moment if replay.last_time is None else max(replay.last_time, moment)
+        if last_time is None or moment > last_time:
+            last_time = moment
+    replay.last_time = last_time
     for name, record in batch.records.items():
         if record is not None:
             replay.records[name] = record
