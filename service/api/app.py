@@ -22,6 +22,7 @@ from service.api import (  # noqa: F401
     runs,
     schedules,
     specs,
+    stream,
     workflows,
 )
 from service.api.context import CLOCK, COMMANDS, KEYS, REDIS, SETTINGS, STORE, VIEWS
@@ -57,6 +58,7 @@ def create_app(
         idempotency_ttl_ms=settings.idempotency_ttl_ms,
         clock=clock,  # None: due times are judged by Redis's clock
     )
+    app.on_shutdown.append(stream.close_streams)
     if projector:
         app.cleanup_ctx.append(_projectors)
     setup_routes(app)

@@ -1,7 +1,8 @@
 """The ``cronstream`` command (also ``python -m service``).
 
-``serve`` and ``projections`` talk to Redis; ``workflow`` and ``schedule`` are thin
-clients of the HTTP API at ``CRONSTREAM_URL``; ``spec`` works offline.
+``serve``, ``projections``, ``migrate``, ``audit``, ``replay``, ``verify``, ``archive``
+and ``restore`` talk to Redis; ``workflow``, ``schedule`` and ``runs`` are thin clients
+of the HTTP API at ``CRONSTREAM_URL``; ``spec`` works offline.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from service.cli import spec_cmd
+from service.cli import archive_cmd, replay_cmd, spec_cmd
 from service.cli.client import ApiClient, ApiError
 from service.cli.output import emit
 from service.config import ALL_ROLES, Settings
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cronstream", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the service (API, projector, and later roles)")
+    serve = sub.add_parser("serve", help="run the service (all roles by default)")
     serve.add_argument(
         "--roles",
         default=",".join(ALL_ROLES),
@@ -62,6 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
     proj = sub.add_parser("projections", help="manage the read-side views")
     proj_sub = proj.add_subparsers(dest="action", required=True)
     rebuild = proj_sub.add_parser("rebuild", help="drop every view and rebuild it from the log")
+    rebuild.add_argument(
+        "--shadow",
+        action="store_true",
+        help="build beside the live views and diff them; the live views stay",
+    )
+    rebuild.add_argument(
+        "--switch",
+        action="store_true",
+        help="with --shadow: switch to the shadow views if nothing differs",
+    )
+    rebuild.add_argument(
+        "--force",
+        action="store_true",
+        help="with --shadow --switch: switch even if something differs",
+    )
     _data_dir(rebuild)
     rebuild.set_defaults(func=run_rebuild)
 
@@ -69,6 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     _schedule_commands(sub)
     _run_commands(sub)
     spec_cmd.add_parser(sub)
+    replay_cmd.add_parsers(sub)
+    archive_cmd.add_parsers(sub)
     return parser
 
 
@@ -364,25 +382,29 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def run_rebuild(args: argparse.Namespace) -> int:
     from migrations.keyspace import check_keyspace
-    from projections.rebuild import rebuild
+    from projections.rebuild import rebuild, shadow_rebuild
     from service.server import redis_for
     from service.store.keys import Keyspace
 
     settings = _settings(args)
 
-    async def go() -> None:
+    async def go() -> int:
         async with redis_for(settings) as conn:
             keys = Keyspace(settings.key_prefix, settings.partitions)
             await check_keyspace(conn.client, keys)
+            if args.shadow:
+                shadow = await shadow_rebuild(conn.client, keys, args.switch, force=args.force)
+                print(shadow.summary())
+                return 0 if shadow.empty else 1
             report = await rebuild(conn.client, keys)
             print(
                 f"rebuilt {report.partitions} partition(s): {report.events} events in "
                 f"{report.seconds:.2f}s ({report.events_per_second:,.0f} events/s), "
                 f"{report.dropped_keys} view keys dropped"
             )
+            return 0
 
-    asyncio.run(go())
-    return 0
+    return asyncio.run(go())
 
 
 def main(argv: list[str] | None = None) -> int:

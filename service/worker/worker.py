@@ -418,7 +418,7 @@ class Worker:
         await self.commands.execute(
             SCHEDULES,
             sid,
-            sched.PauseSchedule(sid, note),
+            sched.PauseSchedule(sid, note, run_id=ctx.run_id),
             RequestContext(actor=f"worker:{self.consumer}"),
         )
 

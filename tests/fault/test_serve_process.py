@@ -61,6 +61,8 @@ def test_embedded_redis_survives_a_restart_with_everything(tmp_path: Path) -> No
     # and starts one for itself when none runs
     rebuilt = cli("projections", "rebuild", "--data-dir", str(data))
     assert rebuilt.returncode == 0 and "2 events" in rebuilt.stdout, rebuilt.stderr
+    shadow = cli("projections", "rebuild", "--shadow", "--switch", "--data-dir", str(data))
+    assert shadow.returncode == 0 and "switched" in shadow.stdout, shadow.stdout + shadow.stderr
 
 
 def test_a_killed_serve_leaves_redis_that_the_next_serve_adopts(tmp_path: Path) -> None:

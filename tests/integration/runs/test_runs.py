@@ -179,7 +179,11 @@ async def test_410_fails_at_once_and_a_failed_scheduled_run_pauses_the_schedule(
 
     view = await eventually(paused)
     scheduled = await (await live.get("/v1/runs", params={"trigger": "schedule"})).json()
-    assert view["note"] == f"paused after run {scheduled['items'][0]['id']} failed"
+    failed_run = scheduled["items"][0]["id"]
+    assert view["note"] == f"paused after run {failed_run} failed"
+    history = await (await live.get("/v1/schedules/s/history")).json()
+    [paused] = [i for i in history["items"] if i["type"] == "SchedulePaused"]
+    assert paused["data"]["cause"] == "run_failed" and paused["data"]["run_id"] == failed_run
 
 
 async def test_a_hanging_target_times_out(live: TestClient, target: Target) -> None:
