@@ -280,8 +280,9 @@ class _PartitionJob:
         committed = await self._committed()
         last_id = committed[-1].last_id if committed else None
         last_hash = committed[-1].last_hash if committed else ""
-        if last_id is not None:
-            await self._trim(min(_next(_pos(last_id)), limit))
+        if committed:
+            await self._check_still_in_log(committed[-1], missing_ok=True)
+            await self._trim(min(_next(_pos(committed[-1].last_id)), limit))
         for _ in range(MAX_SEGMENTS_PER_RUN):
             manifest = await self._write_segment(last_id, last_hash, limit)
             if manifest is None:
@@ -394,11 +395,13 @@ class _PartitionJob:
         self.report.bytes += manifest.size
         return manifest
 
-    async def _check_still_in_log(self, manifest: Manifest) -> None:
+    async def _check_still_in_log(self, manifest: Manifest, missing_ok: bool = False) -> None:
         """The log's entry at the segment's end is the one archived (same hash)."""
         found: Any = await self.redis.xrange(
             self.log, min=manifest.last_id, max=manifest.last_id, count=1
         )
+        if not found and missing_ok:
+            return  # trimmed already
         stored = segments.as_str_fields(found[0][1]).get("hash") if found else None
         if stored != manifest.last_hash:
             raise ArchiveError(
