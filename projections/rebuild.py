@@ -13,6 +13,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -36,7 +37,63 @@ class RebuildReport:
         return self.events / self.seconds if self.seconds > 0 else float("inf")
 
 
-async def rebuild(redis: Redis, keys: Keyspace, namespace: str = "view") -> RebuildReport:
+class LogTrimmed(RuntimeError):
+    """The log begins after archived events: a rebuild needs the archive too."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(
+            f"partition {partition}: the log's first entry follows archived events; "
+            "rebuild with the archive (--archive DIR), or the views would miss them"
+        )
+
+
+async def check_untrimmed(redis: Redis, keys: Keyspace, partition: int) -> None:
+    first: Any = await redis.xrange(keys.log(partition), count=1)
+    if first and first[0][1].get(b"prev", b"") not in (b"", ""):
+        raise LogTrimmed(partition)
+
+
+async def catch_up_with_archive(
+    projector: Projector, partition: int, archive_dir: Path | None
+) -> int:
+    """Apply the archived events (if any) and then the live log to ``projector``'s views."""
+    if archive_dir is None:
+        await check_untrimmed(projector.redis, projector.keys, partition)
+        return await projector.catch_up(partition)
+    from service.audit.archive import read_all
+
+    applied = 0
+    start = await projector.checkpoint(partition)
+    batch: list[Any] = []
+    async for event in read_all(
+        projector.redis, projector.keys, partition, archive_dir, after=start or "0-0"
+    ):
+        batch.append(event)
+        if len(batch) >= READ_CHUNK:
+            if not await projector.apply_batch(partition, start, batch):
+                raise RuntimeError("another projector moved the checkpoint during the rebuild")
+            applied += len(batch)
+            start, batch = batch[-1].position, []
+    if batch:
+        if not await projector.apply_batch(partition, start, batch):
+            raise RuntimeError("another projector moved the checkpoint during the rebuild")
+        applied += len(batch)
+    return applied + await projector.catch_up(partition)
+
+
+async def rebuild(
+    redis: Redis, keys: Keyspace, namespace: str = "view", archive_dir: Path | None = None
+) -> RebuildReport:
+    """Drop the views and rebuild them from the log (and the archive, if the log was trimmed).
+
+    With an archive the views are built beside the live ones and switched in, so a
+    running projector never sees the views half rebuilt from a trimmed log.
+    """
+    if archive_dir is not None and namespace == "view":
+        report = await shadow_rebuild(redis, keys, True, force=True, archive_dir=archive_dir)
+        return RebuildReport(keys.partitions, 0, report.events, report.seconds)
+    for p in range(keys.partitions):
+        await check_untrimmed(redis, keys, p)
     reset = redis.register_script(resources.files("projections").joinpath("reset.lua").read_text())
     projector = Projector(redis, keys, namespace=namespace)
     started = time.perf_counter()
@@ -210,7 +267,12 @@ def _before(a: str, b: str) -> bool:
 
 
 async def shadow_rebuild(
-    redis: Redis, keys: Keyspace, switch: bool, *, force: bool = False
+    redis: Redis,
+    keys: Keyspace,
+    switch: bool,
+    *,
+    force: bool = False,
+    archive_dir: Path | None = None,
 ) -> ShadowReport:
     """Build every view into the ``shadow`` namespace, diff it against the live views,
     and switch to it when ``switch`` and the diff is empty (or ``force``); otherwise
@@ -225,7 +287,9 @@ async def shadow_rebuild(
     for p in range(keys.partitions):
         shadow_checkpoint = keys.checkpoint(p, SHADOW_PROJECTION)
         await reset(keys=[shadow_checkpoint], args=[_pattern(keys, p, SHADOW_NAMESPACE)])
-        applied, live_at, shadow_at = await _settle(live, shadow, p)
+        applied = await catch_up_with_archive(shadow, p, archive_dir)
+        more, live_at, shadow_at = await _settle(live, shadow, p)
+        applied += more
         events += applied
         d = PartitionDiff(p, live_at, shadow_at)
         await diff_views(redis, keys, p, d)
