@@ -78,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --shadow --switch: switch even if something differs",
     )
+    rebuild.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the archive of a trimmed log (cronstream archive --to DIR)",
+    )
     _data_dir(rebuild)
     rebuild.set_defaults(func=run_rebuild)
 
@@ -393,10 +400,12 @@ def run_rebuild(args: argparse.Namespace) -> int:
             keys = Keyspace(settings.key_prefix, settings.partitions)
             await check_keyspace(conn.client, keys)
             if args.shadow:
-                shadow = await shadow_rebuild(conn.client, keys, args.switch, force=args.force)
+                shadow = await shadow_rebuild(
+                    conn.client, keys, args.switch, force=args.force, archive_dir=args.archive
+                )
                 print(shadow.summary())
                 return 0 if shadow.empty else 1
-            report = await rebuild(conn.client, keys)
+            report = await rebuild(conn.client, keys, archive_dir=args.archive)
             print(
                 f"rebuilt {report.partitions} partition(s): {report.events} events in "
                 f"{report.seconds:.2f}s ({report.events_per_second:,.0f} events/s), "
