@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from projections.projector import Projector
+from service.errors import CronstreamError
 from service.store.eventstore import parse_position
 from service.store.keys import Keyspace
 
@@ -37,7 +38,7 @@ class RebuildReport:
         return self.events / self.seconds if self.seconds > 0 else float("inf")
 
 
-class LogTrimmed(RuntimeError):
+class LogTrimmed(CronstreamError, RuntimeError):
     """The log begins after archived events: a rebuild needs the archive too."""
 
     def __init__(self, partition: int) -> None:

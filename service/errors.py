@@ -3,7 +3,8 @@
     CronstreamError
     ├── NotFound (LookupError)            404  an id that does not exist
     │   ├── ScheduleNotFound
-    │   └── WorkflowNotFound
+    │   ├── WorkflowNotFound
+    │   └── RunNotFound (service/api/runs.py)
     ├── Conflict                          409  the request contradicts the current state
     │   ├── AlreadyExists
     │   └── WorkflowInUse
@@ -11,7 +12,10 @@
     ├── VersionMismatch                   412  If-Match names an older version
     ├── InvalidInput (ValueError)         422  a field failed validation (names the field)
     ├── StoreUnavailable (ConnectionError) 503  Redis cannot be reached or answered late
-    └── KeyspaceVersionError (RuntimeError)    the keyspace is newer than this build knows
+    ├── KeyspaceVersionError (RuntimeError)    the keyspace is newer than this build knows
+    │   └── KeyspaceTooOld (migrations/keyspace.py)  older: run `cronstream migrate` first
+    └── LogTrimmed (RuntimeError, projections/rebuild.py)  a rebuild of a trimmed log
+                                                         needs the archive
 
 Errors carry their message, built from the id they are about; the API maps each
 class to an RFC 9457 problem document and never sends a traceback.
