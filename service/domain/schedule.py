@@ -7,6 +7,7 @@ events, atomically, so the write model never drifts from the log.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
@@ -53,8 +54,6 @@ class ScheduleConfig(BaseModel):
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: list[str]) -> list[str]:
-        import re
-
         for tag in value:
             if not re.fullmatch(TAG_PATTERN, tag):
                 raise ValueError(f"tag {tag!r} must match {TAG_PATTERN}")
