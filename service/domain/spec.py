@@ -20,7 +20,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -101,8 +100,6 @@ class Spec(BaseModel):
     jitter: Duration = 0
     start_at: Instant | None = None
     end_at: Instant | None = None
-    # the compiled form, kept on the instance: the ticker evaluates one spec per fire
-    _compiled: tuple[int, int, _Compiled] | None = PrivateAttr(default=None)
 
     @field_validator("timezone")
     @classmethod
@@ -216,21 +213,15 @@ def _key(spec: Spec) -> tuple[object, ...]:
 
 _COMPILED_CACHE_SIZE = 1024
 _compiled_specs: dict[tuple[object, ...], _Compiled] = {}
-_generation = [0]  # bumped by clear_caches, so specs drop the compiled form they keep
 
 
 def _compiled(spec: Spec) -> _Compiled:
-    kept = spec._compiled
-    # a copy (model_copy) carries the private attribute along: check it is ours
-    if kept is not None and kept[0] == _generation[0] and kept[1] == id(spec):
-        return kept[2]
     key = _key(spec)
     found = _compiled_specs.get(key)
     if found is None:
         if len(_compiled_specs) >= _COMPILED_CACHE_SIZE:
             _compiled_specs.clear()
         found = _compiled_specs[key] = _Compiled(spec)
-    spec._compiled = (_generation[0], id(spec), found)
     return found
 
 
@@ -238,7 +229,7 @@ def clear_caches() -> None:
     """Forget compiled specs and cached answers (benchmarks measure cold runs with it)."""
     _compiled_specs.clear()
     parse_cron.cache_clear()
-    _generation[0] += 1
+
 
 
 def next_fire_after(spec: Spec, after_ms: int) -> int | None:
