@@ -40,6 +40,7 @@ MAX_SLEEP_S = 1.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 CONFIG_CACHE_SIZE = 200_000
 TARGET_CACHE_S = 1.0
+_FIRES = {o: telemetry.FIRES.labels(o) for o in ("fired", "skipped", "dropped", "missed")}
 
 
 @dataclass
@@ -220,11 +221,11 @@ class Ticker:
         return spans
 
     def _count(self, request: FireRequest, counts: list[Any], now: int) -> None:
-        telemetry.FIRES.labels("fired").inc(int(counts[0]))
-        telemetry.FIRES.labels("skipped").inc(int(counts[1]))
-        telemetry.FIRES.labels("dropped").inc(int(counts[2]))
+        for outcome, count in zip(("fired", "skipped", "dropped"), counts, strict=False):
+            if count:
+                _FIRES[outcome].inc(int(count))
         if request.missed is not None:
-            telemetry.FIRES.labels("missed").inc(request.missed.count)
+            _FIRES["missed"].inc(request.missed.count)
         for nominal, _ in request.fires:
             telemetry.FIRE_LATENESS.observe(max(0, now - (nominal or now)) / 1000)
 
