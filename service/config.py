@@ -27,6 +27,7 @@ class Settings:
     worker_concurrency: int = 16
     reclaim_idle_ms: int = 30_000
     metrics_port_given: bool = False
+    archive_dir: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -39,6 +40,9 @@ class Settings:
             key_prefix=env.get("CRONSTREAM_KEY_PREFIX", base.key_prefix),
             partitions=_positive_int(env, "CRONSTREAM_PARTITIONS", base.partitions),
             data_dir=Path(env.get("CRONSTREAM_DATA_DIR", str(base.data_dir))),
+            archive_dir=Path(env["CRONSTREAM_ARCHIVE_DIR"])
+            if env.get("CRONSTREAM_ARCHIVE_DIR")
+            else None,
             lease_ttl_ms=_positive_int(env, "CRONSTREAM_LEASE_TTL_MS", base.lease_ttl_ms),
             worker_concurrency=_positive_int(
                 env, "CRONSTREAM_WORKER_CONCURRENCY", base.worker_concurrency

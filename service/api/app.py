@@ -28,6 +28,7 @@ from service.api import (  # noqa: F401
 from service.api.context import CLOCK, COMMANDS, KEYS, REDIS, SETTINGS, STORE, VIEWS
 from service.api.problems import problem_middleware
 from service.api.routing import setup_routes
+from service.audit.archive import archive_lookup
 from service.clock import Clock, SystemClock
 from service.commands import CommandService, ProjectionWaiter
 from service.config import Settings
@@ -44,7 +45,8 @@ def create_app(
         middlewares=[observability.observe, problem_middleware],
         client_max_size=settings.max_body_bytes,
     )
-    store = EventStore(redis, keys)
+    lookup = archive_lookup(settings.archive_dir) if settings.archive_dir is not None else None
+    store = EventStore(redis, keys, archive_lookup=lookup)
     app[SETTINGS] = settings
     app[REDIS] = redis
     app[KEYS] = keys

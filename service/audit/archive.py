@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,31 @@ def archived_entries(
         for _line, entry_id, fields in segments.iter_lines(directory / manifest.segment):
             if _pos(entry_id) > start:
                 yield entry_id, fields
+
+
+def archived_by_id(directory: Path, partition: int, ids: list[str]) -> dict[str, StoredEvent]:
+    """The archived events with these ids (reading only the segments that hold them)."""
+    wanted = {_pos(i): i for i in ids}
+    found: dict[str, StoredEvent] = {}
+    for manifest in segments.manifests(directory, partition):
+        low, high = _pos(manifest.first_id), _pos(manifest.last_id)
+        if not any(low <= position <= high for position in wanted):
+            continue
+        for _line, entry_id, fields in segments.iter_lines(directory / manifest.segment):
+            if _pos(entry_id) in wanted:
+                found[entry_id] = decode_entry(partition, entry_id, fields)
+    return found
+
+
+def archive_lookup(
+    directory: Path,
+) -> Callable[[int, list[str]], Awaitable[dict[str, StoredEvent]]]:
+    """For EventStore: find trimmed events of an aggregate's history in the archive."""
+
+    async def lookup(partition: int, ids: list[str]) -> dict[str, StoredEvent]:
+        return await asyncio.to_thread(archived_by_id, directory, partition, ids)
+
+    return lookup
 
 
 def read_archive(directory: Path, partition: int) -> Iterator[StoredEvent]:

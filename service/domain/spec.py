@@ -231,7 +231,6 @@ def clear_caches() -> None:
     parse_cron.cache_clear()
 
 
-
 def next_fire_after(spec: Spec, after_ms: int) -> int | None:
     """The first nominal fire time strictly after ``after_ms``, or None if there is none."""
     return _compiled(spec).next_after(after_ms)

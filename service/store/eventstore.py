@@ -7,6 +7,7 @@ decodes entries into ``StoredEvent`` and upcasts old payload versions.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -87,10 +88,17 @@ def decode_entry(partition: int, entry_id: bytes | str, fields: dict[Any, Any]) 
     )
 
 
+ArchiveLookup = Callable[[int, list[str]], Awaitable[dict[str, "StoredEvent"]]]
+
+
 class EventStore:
-    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keyspace, archive_lookup: ArchiveLookup | None = None
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        # finds events an archive run trimmed from the log (CRONSTREAM_ARCHIVE_DIR)
+        self.archive_lookup = archive_lookup
         source = resources.files("service.store").joinpath("append.lua").read_text()
         self._append = redis.register_script(source)
 
@@ -249,12 +257,17 @@ class EventStore:
             for eid in ids:
                 pipe.xrange(self.keys.log(p), min=eid, max=eid, count=1)
             found = await pipe.execute()
-        out = []
         entries_per_id: list[Any] = found
+        by_id: dict[str, StoredEvent] = {}
         for entries in entries_per_id:
             for eid, fields in entries:
-                out.append(decode_entry(p, eid, fields))
-        return out
+                event = decode_entry(p, eid, fields)
+                by_id[event.position] = event
+        wanted = [as_text(i) for i in ids]
+        missing = [i for i in wanted if i not in by_id]
+        if missing and self.archive_lookup is not None:
+            by_id.update(await self.archive_lookup(p, missing))  # trimmed into the archive
+        return [by_id[i] for i in wanted if i in by_id]
 
     async def count_aggregate(self, kind: str, aggregate_id: str) -> int:
         p = self.keys.partition_of(aggregate_id)
