@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -40,6 +41,7 @@ MAX_SLEEP_S = 1.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 CONFIG_CACHE_SIZE = 200_000
 TARGET_CACHE_S = 1.0
+STATS_SAMPLES = 10_000
 _FIRES = {o: telemetry.FIRES.labels(o) for o in ("fired", "skipped", "dropped", "missed")}
 
 
@@ -53,7 +55,8 @@ class TickStats:
     fenced: int = 0
     stale: int = 0
     ticks: int = 0
-    lateness_ms: list[float] = field(default_factory=list)
+    # the most recent lateness samples only: a ticker runs for months
+    lateness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=STATS_SAMPLES))
 
 
 class Ticker:
@@ -100,6 +103,7 @@ class Ticker:
             return
         if len(self._configs) + len(missing) > CONFIG_CACHE_SIZE:
             self._configs.clear()
+            self._traces.clear()
         async with self.redis.pipeline(transaction=False) as pipe:
             for sid, _ in missing:
                 pipe.hmget(

@@ -20,6 +20,7 @@ import random
 import secrets
 import socket
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,7 @@ READ_BLOCK_MS = 1000
 RECLAIM_COUNT = 50
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 WORKFLOW_CACHE_S = 2.0
+WORKFLOW_CACHE_SIZE = 10_000
 
 
 @dataclass
@@ -73,7 +75,8 @@ class WorkerStats:
     failed: int = 0
     refused: int = 0
     reclaimed: int = 0
-    start_latency_ms: list[float] = field(default_factory=list)
+    # the most recent samples only: a worker runs for months
+    start_latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 class Worker:
@@ -423,6 +426,8 @@ class Worker:
         )
 
     async def _workflow(self, workflow_id: str) -> WorkflowConfig | None:
+        if len(self._workflows) > WORKFLOW_CACHE_SIZE:
+            self._workflows.clear()
         cached = self._workflows.get(workflow_id)
         if cached is not None and time.monotonic() - cached[0] < WORKFLOW_CACHE_S:
             return cached[1]
