@@ -20,13 +20,27 @@ _ISO = re.compile(
 )
 
 
+MAX_DURATION_MS = 100 * 366 * 86_400_000
+"""Durations are bounded (a century): longer ones are a mistake, and overflow dates."""
+
+MIN_INSTANT_MS = 0  # 1970-01-01T00:00:00Z
+MAX_INSTANT_MS = 253_402_300_799_000  # 9999-12-31T23:59:59Z
+
+
 def parse_duration(text: str | int | float) -> int:
     """Return the duration ``text`` in milliseconds; raise ValueError if malformed."""
+    ms = _parse_duration(text)
+    if ms > MAX_DURATION_MS:
+        raise ValueError(f"duration {text!r} is longer than a century")
+    return ms
+
+
+def _parse_duration(text: str | int | float) -> int:
     if isinstance(text, bool):
         raise ValueError("a duration must be a string such as '15m' or a number of seconds")
     if isinstance(text, int | float):
-        if text < 0:
-            raise ValueError("a duration must not be negative")
+        if not 0 <= text <= MAX_DURATION_MS / 1000:  # also rejects NaN
+            raise ValueError("a duration must be between 0 and a century")
         return round(text * 1000)
     raw = text.strip()
     if not raw:
@@ -77,7 +91,10 @@ def parse_instant(text: str) -> int:
         raise ValueError(f"invalid RFC 3339 instant {text!r}") from exc
     if moment.tzinfo is None:
         raise ValueError(f"instant {text!r} needs a UTC offset, such as 'Z' or '+02:00'")
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+    ms = (moment - _EPOCH) // timedelta(milliseconds=1)
+    if not MIN_INSTANT_MS <= ms <= MAX_INSTANT_MS:
+        raise ValueError(f"instant {text!r} is outside 1970-01-01 .. 9999-12-31")
+    return ms
 
 
 def to_rfc3339(ms: int) -> str:

@@ -11,7 +11,14 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-from service.domain.timeutil import format_duration, parse_duration, parse_instant, to_rfc3339
+from service.domain.timeutil import (
+    MAX_INSTANT_MS,
+    MIN_INSTANT_MS,
+    format_duration,
+    parse_duration,
+    parse_instant,
+    to_rfc3339,
+)
 
 
 def _duration(value: Any) -> int:
@@ -24,6 +31,8 @@ def _instant(value: Any) -> int:
     if isinstance(value, str):
         return parse_instant(value)
     if isinstance(value, int) and not isinstance(value, bool):
+        if not MIN_INSTANT_MS <= value <= MAX_INSTANT_MS:
+            raise ValueError("an instant must be between 1970-01-01 and 9999-12-31")
         return value  # epoch milliseconds, as cronstream holds instants inside
     raise ValueError("an instant must be an RFC 3339 string such as '2026-01-01T00:00:00Z'")
 

@@ -28,7 +28,7 @@ def parse_cursor(cursor: str | None, partitions: int) -> list[str]:
             ms, seq = parse_position(part)
         except ValueError as exc:
             raise ValueError(f"malformed cursor position {part!r}") from exc
-        if ms < 0 or seq < 0:
+        if not (0 <= ms < 2**64 and 0 <= seq < 2**64):
             raise ValueError(f"malformed cursor position {part!r}")
         out.append(f"{ms}-{seq}")
     return out

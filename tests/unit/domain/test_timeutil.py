@@ -45,3 +45,17 @@ def test_instants() -> None:
         parse_instant("2026-01-15T12:00:00")
     with pytest.raises(ValueError):
         parse_instant("yesterday")
+
+
+def test_durations_and_instants_are_bounded() -> None:
+    with pytest.raises(ValueError, match="century"):
+        parse_duration("40000d")
+    with pytest.raises(ValueError, match="century"):
+        parse_duration(1e300)
+    with pytest.raises(ValueError):
+        parse_duration(float("nan"))
+    with pytest.raises(ValueError, match=r"1970-01-01 \.\. 9999-12-31"):
+        parse_instant("0001-01-01T00:00:00Z")
+    with pytest.raises(ValueError, match=r"1970-01-01 \.\. 9999-12-31"):
+        parse_instant("1969-12-31T23:59:59Z")
+    assert parse_instant("9999-12-31T23:59:59Z") == 253_402_300_799_000
