@@ -14,6 +14,11 @@ for _ in range(200):
 CASES = [
     ("GET", "/v1/events?after=99999999999999999999999-0", None),
     ("GET", "/v1/events?after=-1--1", None),
+    ("GET", "/v1/events/stream?after=99999999999999999999999-0", None),
+    ("GET", "/v1/events/stream?after=x&type=" + "A," * 500, None),
+    ("GET", "/v1/schedules/nightly?at=yesterday", None),
+    ("GET", "/v1/schedules/nightly?position=1-2-3", None),
+    ("GET", "/v1/schedules/nightly/history?cursor=-1", None),
     ("GET", "/v1/schedules?cursor=%00%ff[(", None),
     ("GET", "/v1/schedules?limit=99999999999999999999", None),
     ("GET", "/v1/schedules/nightly/next-runs?count=-5", None),
