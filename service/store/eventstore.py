@@ -136,44 +136,33 @@ class EventStore:
         the key was used for another request. A repeated call returns the first
         call's result with ``duplicate=True`` and appends nothing.
         """
-        if telemetry.tracing():
-            types = ",".join(e.type_name() for e in events)
-            with telemetry.span(
-                "cronstream.append",
-                attributes={
-                    "cronstream.event_types": types,
-                    "cronstream.aggregate_id": aggregate_id,
-                    "db.system": "redis",
-                },
-            ) as current:
-                meta = {**meta, "traceparent": telemetry.current_traceparent()}
-                result = await self._append_events(
-                    kind,
-                    aggregate_id,
-                    events,
-                    meta=meta,
-                    expected_version=expected_version,
-                    snapshot=snapshot,
-                    idempotency=idempotency,
-                    status=status,
-                    due=due,
-                    now_ms=now_ms,
-                )
-                if current is not None:
-                    current.set_attribute("cronstream.log_position", result.last_position or "")
-                return result
-        return await self._append_events(
-            kind,
-            aggregate_id,
-            events,
-            meta=meta,
-            expected_version=expected_version,
-            snapshot=snapshot,
-            idempotency=idempotency,
-            status=status,
-            due=due,
-            now_ms=now_ms,
+        attributes = (
+            {
+                "cronstream.event_types": ",".join(e.type_name() for e in events),
+                "cronstream.aggregate_id": aggregate_id,
+                "db.system": "redis",
+            }
+            if telemetry.tracing()
+            else None
         )
+        with telemetry.span("cronstream.append", attributes=attributes) as current:
+            if current is not None:
+                meta = {**meta, "traceparent": telemetry.current_traceparent()}
+            result = await self._append_events(
+                kind,
+                aggregate_id,
+                events,
+                meta=meta,
+                expected_version=expected_version,
+                snapshot=snapshot,
+                idempotency=idempotency,
+                status=status,
+                due=due,
+                now_ms=now_ms,
+            )
+            if current is not None:
+                current.set_attribute("cronstream.log_position", result.last_position or "")
+            return result
 
     async def _append_events(
         self,
