@@ -8,6 +8,7 @@ edges. Durations are milliseconds inside and accept ``"90s"``, ``"15m"``,
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from datetime import UTC, datetime, timedelta
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -97,8 +98,12 @@ def parse_instant(text: str) -> int:
     return ms
 
 
+@lru_cache(maxsize=65_536)
 def to_rfc3339(ms: int) -> str:
-    """Render epoch milliseconds as RFC 3339 UTC with a ``Z`` suffix."""
+    """Render epoch milliseconds as RFC 3339 UTC with a ``Z`` suffix.
+
+    Cached: the ticker renders the same nominal times for every schedule that shares them.
+    """
     moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
     if ms % 1000:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
