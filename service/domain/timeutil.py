@@ -8,8 +8,8 @@ edges. Durations are milliseconds inside and accept ``"90s"``, ``"15m"``,
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
