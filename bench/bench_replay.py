@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,20 +31,16 @@ from redis.asyncio import Redis
 
 from bench.bench_archive import fill
 from bench.common import (
-    REPO_ROOT,
-    Deadline,
     ServiceProcess,
-    free_port,
-    http_ok,
     machine_line,
     redis_server,
+    start_service,
     stop_process,
 )
 from service.audit.replay import Point, replay
 from service.store.keys import Keyspace
 
 SSE_TIMEOUT_S = 600.0
-START_TIMEOUT_S = 30.0
 
 
 async def bench_replay(redis: Redis, keys: Keyspace) -> tuple[int, float, int]:
@@ -58,40 +52,8 @@ async def bench_replay(redis: Redis, keys: Keyspace) -> tuple[int, float, int]:
 
 def start_api(redis_url: str, work_dir: Path) -> ServiceProcess:
     """``cronstream serve --roles api``: only the API, so the figure is the stream's,
-    not that of a projector, ticker and worker catching up with a million events.
-
-    The stream module is imported before the app is built, so this also works on a
-    tree whose app does not import it yet.
-    """
-    port = free_port()
-    log_path = work_dir / "service-api.log"
-    code = (
-        "import sys, service.api.stream; from service.cli.main import main; "
-        "sys.exit(main(sys.argv[1:]))"
-    )
-    args = [sys.executable, "-c", code, "serve", "--roles", "api", "--port", str(port)]
-    args += ["--data-dir", str(work_dir / "data"), "--log-level", "WARNING"]
-    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO_ROOT)}
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            args,
-            cwd=REPO_ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    service = ServiceProcess(process, f"http://127.0.0.1:{port}", log_path)
-    deadline = Deadline(START_TIMEOUT_S)
-    while not deadline.expired():
-        if http_ok(service.base_url + "/healthz"):
-            return service
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    stop_process(process)
-    raise RuntimeError("the service did not start:\n" + service.log_tail())
+    not that of a projector, ticker and worker catching up with a million events."""
+    return start_service(redis_url, work_dir, roles="api")
 
 
 async def bench_sse(base_url: str, count: int) -> tuple[int, float, float]:

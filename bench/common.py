@@ -115,13 +115,17 @@ class ServiceProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def start_service(redis_url: str, work_dir: Path, port: int | None = None) -> ServiceProcess:
+def start_service(
+    redis_url: str, work_dir: Path, port: int | None = None, roles: str | None = None
+) -> ServiceProcess:
     """Start the service as a subprocess and wait (bounded) until /healthz answers 200."""
     port = port or free_port()
     log_path = work_dir / "service.log"
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO_ROOT)}
     args = [sys.executable, "-m", "service", "serve", "--port", str(port)]
     args += ["--data-dir", str(work_dir / "data"), "--log-level", "WARNING"]
+    if roles:
+        args += ["--roles", roles]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             args,
