@@ -36,6 +36,7 @@ from service import telemetry
 from service.clock import Clock
 from service.commands import SCHEDULES, WORKFLOWS, CommandService, RequestContext
 from service.domain import schedule as sched
+from service.domain.retry import retry_delay_ms, should_retry
 from service.domain.timeutil import to_rfc3339
 from service.domain.workflow import HttpTarget as HttpTargetConfig
 from service.domain.workflow import PythonTarget as PythonTargetConfig
@@ -44,7 +45,6 @@ from service.store.eventstore import as_text
 from service.store.keys import Keyspace
 from service.store.runs import GROUP, MAX_DELIVERIES, RunStore, StartedAttempt
 from service.worker.breaker import CircuitBreaker, breaker_host
-from service.worker.retry import retry_delay_ms, should_retry
 from service.worker.targets.base import AttemptResult, RunContext, Target
 from service.worker.targets.http import HttpTarget, make_session
 from service.worker.targets.python import PythonTarget

@@ -13,13 +13,12 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from service.domain.retry import MAX_RETRY_AFTER_S as MAX_RETRY_AFTER_S
+
 T = TypeVar("T")
 
 EXCERPT_LIMIT = 2048
 """The most characters of a response body (or handler result) kept on an attempt."""
-
-MAX_RETRY_AFTER_S = 86_400.0
-"""A ``Retry-After`` is honoured up to one day; anything longer is clamped."""
 
 
 class PermanentFailure(Exception):

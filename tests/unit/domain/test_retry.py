@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from service.domain.retry import backoff_ms, retry_delay_ms, should_retry
 from service.domain.workflow import RetryPolicy
-from service.worker.retry import backoff_ms, retry_delay_ms, should_retry
-from service.worker.targets.base import AttemptResult
+
+
+@dataclass(frozen=True)
+class End:
+    ok: bool
+    retryable: bool
+
 
 # durations given as numbers are seconds; the policy holds milliseconds
 POLICY = RetryPolicy(max_attempts=5, initial_interval="1s", max_interval="10s", backoff=2.0)
-RETRYABLE = AttemptResult.failure("HTTP 500", retryable=True, status=500)
-PERMANENT = AttemptResult.failure("HTTP 410", retryable=False, status=410)
+RETRYABLE = End(ok=False, retryable=True)
+PERMANENT = End(ok=False, retryable=False)
 
 
 @pytest.mark.parametrize(
@@ -69,7 +77,7 @@ def test_should_retry_only_retryable_failures_before_the_last_attempt() -> None:
     assert should_retry(POLICY, 4, RETRYABLE)
     assert not should_retry(POLICY, 5, RETRYABLE)
     assert not should_retry(POLICY, 1, PERMANENT)
-    assert not should_retry(POLICY, 1, AttemptResult.success(200))
+    assert not should_retry(POLICY, 1, End(ok=True, retryable=False))
 
 
 def test_a_single_attempt_policy_never_retries() -> None:

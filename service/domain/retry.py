@@ -11,8 +11,22 @@ larger of the two, and may exceed ``max_interval`` up to the Retry-After bound
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from service.domain.workflow import RetryPolicy
-from service.worker.targets.base import MAX_RETRY_AFTER_S, AttemptResult
+
+MAX_RETRY_AFTER_S = 86_400.0
+"""A ``Retry-After`` is honoured up to one day; anything longer is clamped."""
+
+
+class AttemptEnd(Protocol):
+    """What the retry decision needs to know of an attempt's result."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def retryable(self) -> bool: ...
 
 
 def backoff_ms(policy: RetryPolicy, attempt: int) -> float:
@@ -42,6 +56,6 @@ def retry_delay_ms(
     return round(delay)
 
 
-def should_retry(policy: RetryPolicy, attempt: int, result: AttemptResult) -> bool:
+def should_retry(policy: RetryPolicy, attempt: int, result: AttemptEnd) -> bool:
     """Whether a failed ``attempt`` (1-based) gets another one."""
     return not result.ok and result.retryable and attempt < policy.max_attempts
