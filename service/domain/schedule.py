@@ -86,7 +86,7 @@ class PauseCause(StrEnum):
 class SchedulePaused(Event):
     """v2 (was v1 ``{note}``): says why, so "paused by a failure" is a fact, not a note.
 
-    v1 events are upcast by ``migrations.upcasters``.
+    v1 events are upcast by ``service.domain.upcasters``.
     """
 
     version = 2

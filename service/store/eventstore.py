@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from migrations.upcasters import upcast
 from service import telemetry
 from service.domain.events import Event
+from service.domain.upcasters import upcast
 from service.errors import IdempotencyKeyReused, VersionMismatch
 from service.store.keys import Keyspace
 

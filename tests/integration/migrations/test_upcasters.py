@@ -6,11 +6,11 @@ import orjson
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from migrations.upcasters import schedule_paused_v1_to_v2, upcast
 from projections.projector import Projector
 from service.audit.history import audit
 from service.audit.replay import Point, replay
 from service.domain.schedule import SchedulePaused
+from service.domain.upcasters import schedule_paused_v1_to_v2, upcast
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
 from tests.integration.api.helpers import create_schedule, put_workflow

@@ -137,7 +137,7 @@ async def test_a_timed_out_append_retried_by_the_client_appends_once(
 
 
 async def test_old_event_versions_are_upcast_on_read(redis: Redis, keys: Keyspace) -> None:
-    from migrations import upcasters
+    from service.domain import upcasters
 
     @upcasters.upcaster("LegacyThing", 1)
     def _v1_to_v2(data: dict[str, object]) -> dict[str, object]:
