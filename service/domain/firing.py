@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
-
 from service.domain.events import Event, register
 from service.domain.policies import CatchupPolicy
 from service.domain.schedule import SchedulePolicy
@@ -128,14 +126,7 @@ def due_at(spec: Spec, schedule_id: str, nominal: int | None) -> int | None:
 
 
 # -- events written by the fire script (Lua) ---------------------------------------------
-
-
-class Trigger(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    type: str
-    source: str
-    label: str = ""
+# (the runs a fire queues, and the cancels its overlap policy asks: service.domain.runs)
 
 
 @register
@@ -180,22 +171,3 @@ class FiresMissed(Event):
 class ScheduleCompleted(Event):
     aggregate = "schedule"
     action_count: int
-
-
-@register
-class RunQueued(Event):
-    aggregate = "schedule"
-    run_id: str
-    schedule_id: str
-    workflow_id: str
-    trigger: Trigger
-    nominal_time: Instant | None
-    input: object = None
-
-
-@register
-class RunCancelRequested(Event):
-    aggregate = "schedule"
-    run_id: str
-    requested_by: str
-    terminate: bool
