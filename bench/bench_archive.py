@@ -36,12 +36,13 @@ from redis.asyncio import Redis
 from bench.common import machine_line, redis_server
 from migrations.keyspace import check_keyspace
 from projections.rebuild import rebuild
-from service.audit.archive import archive, read_all
+from service.audit.archive import archive
 from service.audit.restore import restore
 from service.audit.verify import verify
 from service.audit.write_model import rebuild_write_model
 from service.domain import schedule as sched
 from service.domain.timeutil import to_rfc3339
+from service.store.archive_reader import read_all
 from service.store.chain import entry_hash
 from service.store.keys import Keyspace
 

@@ -22,6 +22,7 @@ from redis.commands.core import AsyncScript
 
 from projections.projector import Projector
 from service.errors import CronstreamError
+from service.store.archive_reader import read_all
 from service.store.eventstore import parse_position
 from service.store.keys import Keyspace
 
@@ -61,8 +62,6 @@ async def catch_up_with_archive(
     if archive_dir is None:
         await check_untrimmed(projector.redis, projector.keys, partition)
         return await projector.catch_up(partition)
-    from service.audit.archive import read_all
-
     applied = 0
     start = await projector.checkpoint(partition)
     batch: list[Any] = []

@@ -28,10 +28,10 @@ from service.api import (  # noqa: F401
 from service.api.context import CLOCK, COMMANDS, KEYS, REDIS, SETTINGS, STORE, VIEWS
 from service.api.problems import problem_middleware
 from service.api.routing import setup_routes
-from service.audit.archive import archive_lookup
 from service.clock import Clock, SystemClock
 from service.commands import CommandService, ProjectionWaiter
 from service.config import Settings
+from service.store.archive_reader import archive_lookup
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
 

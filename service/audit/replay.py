@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 
 from projections import schedules
 from projections.batch import Record, ViewBatch
-from service.audit.archive import read_all
 from service.domain.schedule import KIND
+from service.store.archive_reader import read_all
 from service.store.eventstore import (
     EventStore,
     StoredEvent,

@@ -21,9 +21,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from projections.rebuild import RebuildReport, rebuild
-from service.audit import segments
 from service.audit.verify import ChainBreak, verify_archive_only
 from service.audit.write_model import WriteModelReport, rebuild_write_model
+from service.store import segments
 from service.store.keys import Keyspace
 
 BATCH = 1000

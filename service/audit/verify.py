@@ -24,15 +24,16 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from service.audit import segments
-from service.audit.archive import PAGE, chain_hash
-from service.audit.segments import ArchiveError, Manifest
+from service.store import segments
+from service.store.chain import chain_hash
 from service.store.eventstore import as_text, parse_position
 from service.store.keys import Keyspace
+from service.store.segments import ArchiveError, Manifest
 
 ALTERED = "altered"
 MISSING = "missing or out of order"
 MISSING_AT_END = "missing at the end"
+PAGE = 1000
 MAX_PAGES = 1 << 40
 LIVE = "live log"
 

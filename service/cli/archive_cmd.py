@@ -77,10 +77,10 @@ def _stop_at(step: str) -> None:
 def run_archive(args: argparse.Namespace) -> int:
     from migrations.keyspace import check_keyspace
     from service.audit.archive import archive
-    from service.audit.segments import ArchiveError
     from service.domain.timeutil import parse_instant
     from service.server import redis_for
     from service.store.keys import Keyspace
+    from service.store.segments import ArchiveError
 
     try:
         before_ms = parse_instant(args.before)

@@ -16,3 +16,15 @@ SEPARATOR = b"\x1f"
 def entry_hash(prev: bytes, type_: bytes, v: bytes, sid: bytes, data: bytes, meta: bytes) -> str:
     digest = hashlib.sha1(SEPARATOR.join((prev, type_, v, sid, data, meta)), usedforsecurity=False)
     return digest.hexdigest()
+
+
+def chain_hash(fields: dict[str, str]) -> str:
+    """The chain hash of an entry, from its stored fields (as strings)."""
+    return entry_hash(
+        fields.get("prev", "").encode(),
+        fields.get("type", "").encode(),
+        fields.get("v", "").encode(),
+        fields.get("sid", "").encode(),
+        fields.get("data", "").encode(),
+        fields.get("meta", "").encode(),
+    )

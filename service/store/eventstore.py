@@ -62,9 +62,22 @@ class AppendResult:
         return self.positions[-1] if self.positions else None
 
 
-def parse_position(position: str) -> tuple[int, int]:
+Position = tuple[int, int]
+"""A log position as (ms, seq), which sorts in log order."""
+
+
+def parse_position(position: str) -> Position:
     ms, _, seq = position.partition("-")
     return int(ms), int(seq or 0)
+
+
+def format_position(position: Position) -> str:
+    return f"{position[0]}-{position[1]}"
+
+
+def following(position: Position) -> Position:
+    """The smallest position after ``position``."""
+    return position[0], position[1] + 1
 
 
 def decode_entry(partition: int, entry_id: bytes | str, fields: dict[Any, Any]) -> StoredEvent:

@@ -20,12 +20,13 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from migrations.keyspace import check_keyspace
-from service.audit import segments
-from service.audit.archive import STEPS, read_all, read_archive
+from service.audit.archive import STEPS
 from service.audit.restore import restore
 from service.audit.verify import summary, verify
 from service.clock import FixedClock
 from service.domain.timeutil import to_rfc3339
+from service.store import segments
+from service.store.archive_reader import read_all, read_archive
 from service.store.keys import Keyspace
 from tests.integration.audit.helpers import dump, log_ids, scripted_history
 from tests.process import ROOT, env, wait_until

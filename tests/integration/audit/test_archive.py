@@ -11,13 +11,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from service.audit import segments
-from service.audit.archive import archive, read_all, read_archive
+from service.audit.archive import archive
 from service.audit.restore import RestoreRefused, restore
-from service.audit.segments import ArchiveError
 from service.audit.verify import verify
 from service.clock import FixedClock
+from service.store import segments
+from service.store.archive_reader import read_all, read_archive
 from service.store.keys import Keyspace
+from service.store.segments import ArchiveError
 from tests.integration.audit.helpers import (
     START_MS,
     dump,

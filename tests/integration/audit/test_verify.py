@@ -13,10 +13,10 @@ import orjson
 from redis.asyncio import Redis
 
 from migrations.keyspace import check_keyspace
-from service.audit import segments
 from service.audit.archive import archive
 from service.audit.verify import ALTERED, LIVE, MISSING, MISSING_AT_END, summary, verify
 from service.domain.timeutil import to_rfc3339
+from service.store import segments
 from service.store.keys import Keyspace
 from tests.integration.audit.helpers import (
     START_MS,
