@@ -99,6 +99,10 @@ class Keyspace:
     def idem(self, p: int, key: str) -> str:
         return f"{self._p(p)}:idem:{key}"
 
+    def op(self, p: int, token: str) -> str:
+        """The reply of one script call, kept briefly so a retried call repeats nothing."""
+        return f"{self._p(p)}:op:{token}"
+
     # circuit breakers: one hash per target host, all under one hash tag so the
     # breaker script can keep the list of hosts in step on a Redis Cluster
     def breaker(self, host: str) -> str:

@@ -3,17 +3,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
+from functools import cache
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
 
+from service.domain import runs as run_events
+from service.domain.events import Event
 from service.store.eventstore import as_text
 from service.store.keys import Keyspace
+from service.store.scripts import OP_TTL_MS, load_script, new_op
 
 GROUP = "workers"
 MAX_DELIVERIES = 5
+RUN_EVENTS: tuple[type[Event], ...] = (
+    run_events.RunQueued,
+    run_events.RunStarted,
+    run_events.RunAttemptFailed,
+    run_events.RunSucceeded,
+    run_events.RunFailed,
+    run_events.RunTimedOut,
+    run_events.RunCancelled,
+    run_events.RunDeadLettered,
+    run_events.RunCancelRequested,
+    run_events.RunRequeued,
+)
+
+
+@cache
+def event_versions() -> bytes:
+    """The schema version of every event runs.lua writes, as the script takes them."""
+    return orjson.dumps({cls.type_name(): cls.version for cls in RUN_EVENTS})
 
 
 @dataclass(frozen=True)
@@ -31,8 +52,7 @@ class RunStore:
     def __init__(self, redis: Redis, keys: Keyspace) -> None:
         self.redis = redis
         self.keys = keys
-        source = resources.files("service.store").joinpath("runs.lua").read_text()
-        self._script = redis.register_script(source)
+        self._script = load_script(redis, "service.store", "runs.lua")
 
     async def _call(
         self,
@@ -44,18 +64,33 @@ class RunStore:
         meta: dict[str, Any],
         now_ms: int,
         *extra: Any,
+        idem: str = "",
     ) -> list[str]:
+        """One call of runs.lua; its operation token makes the client's retries of it safe."""
         keys = [
             self.keys.run(p, run_id),
             self.keys.queue(p),
             self.keys.log(p),
+            self.keys.chain(p),
             self.keys.aggregate_events(p, kind, sid),
             self.keys.running(p, sid),
             self.keys.buffer(p, sid),
             self.keys.retries(p),
             self.keys.dead(p),
+            self.keys.op(p, new_op()),
+            self.keys.idem(p, "run:" + idem),
         ]
-        args = [action, run_id, orjson.dumps(meta), now_ms, self.keys.run_prefix(p), GROUP, *extra]
+        args = [
+            action,
+            run_id,
+            orjson.dumps(meta),
+            now_ms,
+            self.keys.run_prefix(p),
+            GROUP,
+            event_versions(),
+            OP_TTL_MS,
+            *extra,
+        ]
         reply = await self._script(keys=keys, args=args)
         return [as_text(x) for x in reply]
 
@@ -180,7 +215,6 @@ class RunStore:
     ) -> tuple[str, str]:
         """Queue a run of a workflow with no schedule; returns (OK|DUP|REUSED, run id)."""
         p = self.keys.partition_of(workflow_id)
-        idem = self.keys.idem(p, "run:" + idempotency_key) if idempotency_key else ""
         reply = await self._call(
             p,
             workflow_id,
@@ -192,7 +226,7 @@ class RunStore:
             workflow_id,
             orjson.dumps(trigger),
             orjson.dumps(run_input),
-            idem,
-            fingerprint or "-",
+            (fingerprint or "-") if idempotency_key else "",
+            idem=idempotency_key,
         )
         return reply[0], reply[1] if len(reply) > 1 else ""
