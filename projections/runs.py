@@ -11,29 +11,25 @@ from __future__ import annotations
 from typing import Any
 
 from projections.batch import Record, ViewBatch
+from service.domain.runs import (
+    FINAL_EVENTS,
+    RUN_EVENTS,
+    Run,
+    RunAttemptFailed,
+    RunCancelRequested,
+    RunDeadLettered,
+    RunEvent,
+    RunQueued,
+    RunRequeued,
+    RunStarted,
+    RunStatus,
+    RunSucceeded,
+    evolve,
+    parse_event,
+)
 from service.store.eventstore import StoredEvent, parse_position
 
-EVENTS = frozenset(
-    {
-        "RunQueued",
-        "RunStarted",
-        "RunAttemptFailed",
-        "RunSucceeded",
-        "RunFailed",
-        "RunTimedOut",
-        "RunCancelled",
-        "RunDeadLettered",
-        "RunCancelRequested",
-        "RunRequeued",
-    }
-)
-FINAL = {
-    "RunSucceeded": "succeeded",
-    "RunFailed": "failed",
-    "RunTimedOut": "timedout",
-    "RunCancelled": "cancelled",
-    "RunDeadLettered": "deadlettered",
-}
+EVENTS = frozenset(RUN_EVENTS)
 MAX_ATTEMPTS_KEPT = 100
 
 
@@ -58,21 +54,19 @@ def index_names(record: Record) -> list[str]:
 
 
 async def apply(batch: ViewBatch, event: StoredEvent) -> None:
-    if event.type not in EVENTS:
+    typed = parse_event(event.type, event.data)
+    if typed is None:
         return
-    run_id = event.data.get("run_id")
-    if not isinstance(run_id, str):
-        return
-    name = record_name(run_id)
+    name = record_name(typed.run_id)
     old = await batch.get(name)
     if old is not None and parse_position(old["position"]) >= parse_position(event.position):
         return
-    if event.type == "RunQueued":
+    if isinstance(typed, RunQueued):
         new = _queued(old, event)
     elif old is None:
         return  # a run whose queueing predates this view (cannot happen when built from the log)
     else:
-        new = _next(old, event)
+        new = _next(old, event, typed)
     before = set(index_names(old)) if old is not None else set()
     after = set(index_names(new))
     key = member(new)
@@ -84,9 +78,10 @@ async def apply(batch: ViewBatch, event: StoredEvent) -> None:
 
 
 def _queued(old: Record | None, event: StoredEvent) -> Record:
+    # the record keeps the logged values as written (the trigger's keys in their order)
     data = event.data
     if old is not None:  # released from a buffer, or requeued: keep its history
-        return {**old, "status": "queued", "position": event.position}
+        return {**old, "status": RunStatus.QUEUED.value, "position": event.position}
     return {
         "id": data["run_id"],
         "schedule_id": data.get("schedule_id"),
@@ -94,7 +89,7 @@ def _queued(old: Record | None, event: StoredEvent) -> Record:
         "trigger": data["trigger"],
         "nominal_time": data.get("nominal_time"),
         "input": data.get("input"),
-        "status": "queued",
+        "status": RunStatus.QUEUED.value,
         "queued_at": event.at,
         "started_at": None,
         "finished_at": None,
@@ -104,43 +99,51 @@ def _queued(old: Record | None, event: StoredEvent) -> Record:
     }
 
 
-def _next(old: Record, event: StoredEvent) -> Record:
+def _next(old: Record, event: StoredEvent, typed: RunEvent) -> Record:
     data: dict[str, Any] = event.data
-    new = {**old, "position": event.position}
+    run = evolve(Run(RunStatus(old["status"])), typed)
+    assert run is not None
+    new = {**old, "position": event.position, "status": run.status.value}
     attempts: list[dict[str, Any]] = [dict(a) for a in old["attempts"]]
-    if event.type == "RunStarted":
-        attempts.append(
-            {
-                "attempt": data["attempt"],
-                "worker": data.get("worker"),
-                "started_at": event.at,
-                "finished_at": None,
-                "outcome": "running",
-                "error": None,
-                "status": None,
-                "body_excerpt": None,
-            }
-        )
-        new.update(status="running", started_at=old["started_at"] or event.at)
-    elif event.type == "RunAttemptFailed":
-        _close_attempt(attempts, data, "failed", event.at)
-        new["status"] = "retrying" if data.get("retry_at") else old["status"]
-        if data.get("retry_at"):
-            attempts[-1]["retry_at"] = data["retry_at"]
-    elif event.type in FINAL:
-        if event.type == "RunSucceeded" and data.get("attempt"):
-            _close_attempt(attempts, data, "succeeded", event.at)
-        new.update(status=FINAL[event.type], finished_at=event.at)
-        if event.type == "RunDeadLettered":
-            new["dead_letter_reason"] = data.get("reason")
-        if event.type == "RunCancelled" and attempts and attempts[-1]["outcome"] == "running":
-            attempts[-1].update(outcome="cancelled", finished_at=event.at)
-    elif event.type == "RunCancelRequested":
-        new["cancel_requested"] = True
-    elif event.type == "RunRequeued":
-        new.update(status="queued", finished_at=None)
+    match typed:
+        case RunStarted():
+            attempts.append(
+                {
+                    "attempt": typed.attempt,
+                    "worker": typed.worker,
+                    "started_at": event.at,
+                    "finished_at": None,
+                    "outcome": "running",
+                    "error": None,
+                    "status": None,
+                    "body_excerpt": None,
+                }
+            )
+            new["started_at"] = old["started_at"] or event.at
+        case RunAttemptFailed():
+            _close_attempt(attempts, data, "failed", event.at)
+            if typed.retry_at is not None:
+                attempts[-1]["retry_at"] = data["retry_at"]
+        case RunCancelRequested():
+            new["cancel_requested"] = True
+        case RunRequeued():
+            new["finished_at"] = None
+        case _ if type(typed) in FINAL_EVENTS:
+            _finish(new, attempts, data, typed, event.at)
     new["attempts"] = attempts[-MAX_ATTEMPTS_KEPT:]
     return new
+
+
+def _finish(
+    new: Record, attempts: list[dict[str, Any]], data: dict[str, Any], typed: RunEvent, at: int
+) -> None:
+    if isinstance(typed, RunSucceeded) and typed.attempt:
+        _close_attempt(attempts, data, "succeeded", at)
+    new["finished_at"] = at
+    if isinstance(typed, RunDeadLettered):
+        new["dead_letter_reason"] = data.get("reason")
+    if new["status"] == RunStatus.CANCELLED and attempts and attempts[-1]["outcome"] == "running":
+        attempts[-1].update(outcome="cancelled", finished_at=at)
 
 
 def _close_attempt(

@@ -18,11 +18,31 @@ from typing import Any
 from redis.asyncio import Redis
 
 from service.audit.replay import event_time, read_log
+from service.domain.runs import (
+    FINAL_EVENTS,
+    RunAttemptFailed,
+    RunCancelled,
+    RunDeadLettered,
+    RunEvent,
+    RunFailed,
+    RunQueued,
+    RunStarted,
+    RunStatus,
+    RunTimedOut,
+    parse_event,
+)
 from service.domain.timeutil import to_rfc3339
 from service.store.eventstore import StoredEvent
 from service.store.keys import Keyspace
 
 Changes = dict[str, dict[str, Any]]
+FINISHED = {
+    RunStatus.SUCCEEDED: "succeeded",
+    RunStatus.FAILED: "failed",
+    RunStatus.TIMED_OUT: "timed out",
+    RunStatus.DEAD_LETTERED: "dead-lettered",
+    RunStatus.CANCELLED: "cancelled",
+}
 PRIOR_PAGE = 1000  # events read per call when folding what came before a history page
 
 # events whose item needs the schedule's state before them
@@ -66,6 +86,9 @@ def leaves(value: Any, path: str = "") -> dict[str, Any]:
 
 def outcome(event: StoredEvent) -> str | None:
     """A short outcome of a fire or run event (None for other events)."""
+    run_event = parse_event(event.type, event.data)
+    if run_event is not None:
+        return run_outcome(run_event)
     data = event.data
     match event.type:
         case "ScheduleFired":
@@ -77,26 +100,29 @@ def outcome(event: StoredEvent) -> str | None:
             return f"dropped {data.get('nominal_time')}: {data.get('reason', '')}".rstrip(": ")
         case "FiresMissed":
             return f"missed {data.get('count')} ({data.get('first')} .. {data.get('last')})"
-        case "RunQueued":
-            return f"run {data.get('run_id')} queued"
-        case "RunStarted":
-            return f"run {data.get('run_id')} started (attempt {data.get('attempt')})"
-        case "RunAttemptFailed":
-            return f"run {data.get('run_id')} attempt {data.get('attempt')} failed: " + str(
-                data.get("error", "")
-            )
-        case "RunSucceeded":
-            return f"run {data.get('run_id')} succeeded"
-        case "RunFailed" | "RunTimedOut" | "RunDeadLettered" | "RunCancelled":
-            verb = {
-                "RunFailed": "failed",
-                "RunTimedOut": "timed out",
-                "RunDeadLettered": "dead-lettered",
-                "RunCancelled": "cancelled",
-            }[event.type]
-            why = data.get("error") or data.get("reason") or ""
-            return f"run {data.get('run_id')} {verb}" + (f": {why}" if why else "")
     return None
+
+
+def run_outcome(event: RunEvent) -> str | None:
+    """A short outcome of a run event (None for a cancel asked or a revive)."""
+    run = f"run {event.run_id}"
+    match event:
+        case RunQueued():
+            return f"{run} queued"
+        case RunStarted():
+            return f"{run} started (attempt {event.attempt})"
+        case RunAttemptFailed():
+            return f"{run} attempt {event.attempt} failed: {event.error or ''}"
+        case RunCancelled() | RunDeadLettered():
+            why = event.reason
+        case RunFailed() | RunTimedOut():
+            why = event.error or ""
+        case _:
+            why = ""
+    status = FINAL_EVENTS.get(type(event))
+    if status is None:
+        return None
+    return f"{run} {FINISHED[status]}" + (f": {why}" if why else "")
 
 
 def trigger(event: StoredEvent) -> str | None:

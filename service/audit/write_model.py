@@ -36,6 +36,18 @@ from redis.exceptions import ResponseError
 from service.commands import SCHEDULES, WORKFLOWS, Aggregate
 from service.domain import schedule as sched
 from service.domain.events import event_class
+from service.domain.runs import (
+    IN_FLIGHT_STATUSES,
+    RUN_EVENTS,
+    TERMINAL_STATUSES,
+    Run,
+    RunAttemptFailed,
+    RunQueued,
+    RunStarted,
+    RunStatus,
+    evolve,
+    parse_event,
+)
 from service.domain.timeutil import parse_instant
 from service.store.eventstore import StoredEvent, as_text, decode_entry
 from service.store.keys import Keyspace
@@ -58,14 +70,6 @@ COMMANDS: dict[str, Aggregate[Any, Any]] = {
     **{name: WORKFLOWS for name in ("WorkflowCreated", "WorkflowUpdated", "WorkflowDeleted")},
 }
 RESETS_DUE = frozenset({"ScheduleCreated", "ScheduleUpdated", "ScheduleResumed"})
-RUN_FINAL = {
-    "RunSucceeded": "succeeded",
-    "RunFailed": "failed",
-    "RunTimedOut": "timedout",
-    "RunCancelled": "cancelled",
-    "RunDeadLettered": "deadlettered",
-}
-IN_FLIGHT = frozenset({"queued", "running", "retrying"})
 
 
 @dataclass
@@ -86,7 +90,7 @@ class _Run:
     sid: str
     kind: str
     fields: dict[str, Any]
-    status: str
+    state: Run
     retry_at: int = 0
     dead_at: int = 0
     held: dict[str, Any] | None = None
@@ -191,7 +195,8 @@ class _Fold:
             "attempt": 0,
             "deliveries": 0,
         }
-        self.runs[run_id] = _Run(event.sid, sched.KIND, fields, "buffered", held=held)
+        buffered = Run(RunStatus.BUFFERED)
+        self.runs[run_id] = _Run(event.sid, sched.KIND, fields, buffered, held=held)
         self.buffers.setdefault(event.sid, []).append(run_id)
 
     def _skipped(self, event: StoredEvent) -> None:
@@ -225,29 +230,27 @@ class _Fold:
         }
         if kind == "workflow":
             fields["kind"] = "workflow"
-        self.runs[run_id] = _Run(event.sid, kind, fields, "queued")
+        # a new run hash, as the script that queued (or released) it writes one
+        state = evolve(None, RunQueued.model_validate(data))
+        assert state is not None
+        self.runs[run_id] = _Run(event.sid, kind, fields, state)
 
     def _run_event(self, event: StoredEvent) -> None:
-        run = self.runs.get(str(event.data.get("run_id")))
-        if run is None:
+        typed = parse_event(event.type, event.data)
+        run = self.runs.get(typed.run_id) if typed is not None else None
+        if typed is None or run is None:
             return
-        data = event.data
-        if event.type == "RunStarted":
-            run.status = "running"
-            run.fields["attempt"] = int(data.get("attempt", 0))
-        elif event.type == "RunAttemptFailed" and data.get("retry_at"):
-            run.status = "retrying"
-            run.retry_at = parse_instant(data["retry_at"])
-        elif event.type == "RunCancelRequested":
-            run.fields["cancel"] = "terminate" if data.get("terminate") else "cancel"
-        elif event.type == "RunRequeued":
-            run.status = "queued"
-            run.fields.pop("cancel", None)
-        elif event.type in RUN_FINAL:
-            run.status = RUN_FINAL[event.type]
+        state = evolve(run.state, typed)
+        assert state is not None
+        run.state = state
+        if isinstance(typed, RunStarted):
+            run.fields["attempt"] = typed.attempt
+        elif isinstance(typed, RunAttemptFailed) and typed.retry_at is not None:
+            run.retry_at = typed.retry_at
+        if state.status in TERMINAL_STATUSES:
             run.dead_at = event.at
-            if run.status != "deadlettered":
-                del self.runs[str(data["run_id"])]
+            if state.status is not RunStatus.DEAD_LETTERED:
+                del self.runs[typed.run_id]  # a finished run needs no bookkeeping
 
 
 _HANDLERS: dict[str, Callable[[_Fold, StoredEvent], None]] = {
@@ -257,16 +260,7 @@ _HANDLERS: dict[str, Callable[[_Fold, StoredEvent], None]] = {
     "FiresMissed": _Fold._missed,
     "ScheduleCompleted": _Fold._completed,
     "RunQueued": _Fold._queued,
-    **{
-        name: _Fold._run_event
-        for name in (
-            "RunStarted",
-            "RunAttemptFailed",
-            "RunCancelRequested",
-            "RunRequeued",
-            *RUN_FINAL,
-        )
-    },
+    **{name: _Fold._run_event for name in RUN_EVENTS if name != "RunQueued"},
 }
 
 
@@ -324,6 +318,11 @@ async def _write_records(redis: Redis, keys: Keyspace, p: int, fold: _Fold, now:
         await pipe.execute()
 
 
+def _restored_status(run: Run) -> RunStatus:
+    """A running run's worker went with the old keyspace: its attempt starts again."""
+    return RunStatus.QUEUED if run.status is RunStatus.RUNNING else run.status
+
+
 async def _write_runs(
     redis: Redis, keys: Keyspace, p: int, fold: _Fold, report: WriteModelReport
 ) -> None:
@@ -334,18 +333,20 @@ async def _write_runs(
             raise
     async with redis.pipeline(transaction=False) as pipe:
         for run_id, run in fold.runs.items():
-            status = "queued" if run.status == "running" else run.status
-            report.runs[status] = report.runs.get(status, 0) + 1
-            fields: Any = {**run.fields, "status": status}
+            status = _restored_status(run.state)
+            report.runs[status.value] = report.runs.get(status.value, 0) + 1
+            fields: Any = {**run.fields, "status": status.value}
+            if run.state.cancel is not None:
+                fields["cancel"] = run.state.cancel.value
             pipe.hset(keys.run(p, run_id), mapping=fields)
-            if status in IN_FLIGHT:
+            if status in IN_FLIGHT_STATUSES:
                 pipe.sadd(keys.running(p, run.sid), run_id)
-            if status == "queued":
+            if status is RunStatus.QUEUED:
                 kind = run.fields.get("kind", "schedule")
                 pipe.xadd(keys.queue(p), {"run_id": run_id, "sid": run.sid, "kind": kind})
-            elif status == "retrying":
+            elif status is RunStatus.RETRYING:
                 pipe.zadd(keys.retries(p), {run_id: run.retry_at})
-            elif status == "deadlettered":
+            elif status is RunStatus.DEAD_LETTERED:
                 pipe.zadd(keys.dead(p), {run_id: run.dead_at})
         for sid, held in fold.buffers.items():
             for run_id in held:
