@@ -378,6 +378,8 @@ def _cancel(run: Run, command: Cancel) -> Decision:
     if run.status in TERMINAL_STATUSES:
         return Decision(Reply.DONE, run)
     if run.status is RunStatus.RUNNING:
+        if run.cancel in (command.mode, CancelMode.TERMINATE):
+            return Decision(Reply.REQUESTED, run)  # asked already (terminating asks all)
         asked = replace(run, cancel=command.mode)
         return Decision(Reply.REQUESTED, asked, (RunCancelRequested,))
     # queued, buffered or waiting for a retry: no attempt to stop, it ends here

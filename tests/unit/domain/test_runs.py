@@ -238,6 +238,10 @@ RUNNING = Run(RunStatus.RUNNING, attempt=1)
         (Run(RunStatus.FAILED, 1), Finish(RunOutcome.SUCCEEDED), Reply.DONE, RunStatus.FAILED,
          []),
         (RUNNING, Cancel(), Reply.REQUESTED, RunStatus.RUNNING, ["RunCancelRequested"]),
+        (Run(RunStatus.RUNNING, 1, CancelMode.CANCEL), Cancel(CancelMode.TERMINATE),
+         Reply.REQUESTED, RunStatus.RUNNING, ["RunCancelRequested"]),
+        (Run(RunStatus.RUNNING, 1, CancelMode.TERMINATE), Cancel(), Reply.REQUESTED,
+         RunStatus.RUNNING, []),
         (QUEUED, Cancel(), Reply.CANCELLED, RunStatus.CANCELLED, ["RunCancelled"]),
         (Run(RunStatus.SUCCEEDED), Cancel(), Reply.DONE, RunStatus.SUCCEEDED, []),
         (Run(RunStatus.RETRYING, 1), Requeue(), Reply.OK, RunStatus.QUEUED, []),
@@ -258,7 +262,9 @@ def test_decide(
     assert decision.reply is reply
     assert (decision.run.status if decision.run else None) is status
     assert [e.type_name() for e in decision.events] == events
-    assert decision.refused == (not events and reply is not Reply.OK)
+    assert decision.refused == (
+        reply in {Reply.GONE, Reply.DONE, Reply.STALE, Reply.NOT_DEAD, Reply.EXISTS}
+    )
 
 
 def test_a_revived_run_forgets_the_cancel_asked_and_keeps_its_attempts() -> None:
@@ -314,10 +320,12 @@ def test_the_log_a_decision_writes_tells_the_status_it_decided(
         state = evolve(state, _event(cls, command, decision.run))
     if decision.events:
         assert state == decision.run
-    else:  # a due retry is the one change the log does not show
-        assert decision.refused or (
-            isinstance(command, Requeue) and decision.run == Run(RunStatus.QUEUED, *_rest(run))
-        )
+    elif not decision.refused and decision.reply is Reply.OK:
+        # a due retry is the one change the log does not show
+        assert isinstance(command, Requeue)
+        assert decision.run == Run(RunStatus.QUEUED, *_rest(run))
+    else:
+        assert decision.run == run  # refused, or a cancel asked already
 
 
 def _rest(run: Run | None) -> tuple[int, CancelMode | None]:
