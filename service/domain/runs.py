@@ -400,6 +400,14 @@ def _revive(run: Run) -> Decision:
     return Decision(Reply.OK, Run(RunStatus.QUEUED, run.attempt), (RunRequeued,))
 
 
+def frees_slot(before: Run | None, after: Run | None) -> bool:
+    """Whether a step gave up the run's place among its schedule's runs in flight (the
+    script then releases the oldest held run once no other run holds the slot)."""
+    if before is None or after is None:
+        return False
+    return before.status in IN_FLIGHT_STATUSES and after.status not in IN_FLIGHT_STATUSES
+
+
 # -- the attempt's outcome ---------------------------------------------------------------
 
 
