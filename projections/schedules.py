@@ -12,6 +12,7 @@ from typing import Any
 
 from projections.batch import Record, ViewBatch
 from service.domain.policies import ScheduleStatus
+from service.domain.runs import FINAL_EVENTS, RunStatus
 from service.store.eventstore import StoredEvent, parse_position
 
 COMMAND_EVENTS = frozenset(
@@ -25,10 +26,8 @@ COMMAND_EVENTS = frozenset(
     }
 )
 FIRE_EVENTS = frozenset({"ScheduleFired", "FireSkipped", "FireDropped", "FiresMissed"})
-RUN_CLOSED = frozenset(
-    {"RunSucceeded", "RunFailed", "RunCancelled", "RunTimedOut", "RunDeadLettered"}
-)
-RUN_EVENTS = frozenset({"RunQueued", "RunStarted"}) | RUN_CLOSED
+RUN_CLOSED = {event.type_name(): status for event, status in FINAL_EVENTS.items()}
+RUN_EVENTS = frozenset({"RunQueued", "RunStarted", *RUN_CLOSED})
 INFO_EVENTS = FIRE_EVENTS | RUN_EVENTS
 RECENT_ACTIONS = 10
 
@@ -163,11 +162,11 @@ async def _apply_info(batch: ViewBatch, event: StoredEvent) -> None:
     elif event.type == "RunQueued":
         info["running_runs"] = [*info["running_runs"], data["run_id"]]
         info["last_run_at"] = event.at
-        info["last_run_status"] = "queued"
+        info["last_run_status"] = RunStatus.QUEUED.value
     elif event.type == "RunStarted":
-        info["last_run_status"] = "running"
+        info["last_run_status"] = RunStatus.RUNNING.value
     elif event.type in RUN_CLOSED:
         info["running_runs"] = [r for r in info["running_runs"] if r != data["run_id"]]
-        info["last_run_status"] = event.type.removeprefix("Run").lower()
+        info["last_run_status"] = RUN_CLOSED[event.type].value
     info["recent_actions"] = recent[-RECENT_ACTIONS:]
     batch.put(name, {**record, "info": info, "position": event.position})
