@@ -23,7 +23,6 @@ from service.domain.runs import (
     Cancel,
     CancelMode,
     Create,
-    Decision,
     Finish,
     Release,
     Reply,
@@ -193,7 +192,8 @@ class Domain:
         events = [e.type_name() for e in decision.events]
         if isinstance(command, Start) and decision.reply in (Reply.OK, Reply.DEAD):
             self.deliveries += 1
-        if _queues(command, decision):
+        queued = isinstance(command, Create | Requeue | Revive) and decision.reply is Reply.OK
+        if queued:  # a new queue entry: its deliveries count from zero
             self.deliveries = 0
         if self.held is not None and frees_slot(before, self.run):
             released = decide(self.held, Release())
@@ -218,11 +218,6 @@ class Domain:
             run.cancel if run and run.status not in runs.TERMINAL_STATUSES else None,
             self.held.status if self.held else None,
         )
-
-
-def _queues(command: RunCommand, decision: Decision) -> bool:
-    moved = decision.reply is Reply.OK and isinstance(command, Requeue | Revive | Create)
-    return moved
 
 
 @dataclass
@@ -383,7 +378,7 @@ async def test_the_log_the_script_writes_tells_the_status_it_keeps(
     await redis.xgroup_create(keys.queue(P), GROUP, id="0", mkstream=True)
     script = Script(redis, keys, RunStore(redis, keys))
     state: Run | None = None
-    life = [CREATE, START, finish(R), REQUEUE, START, CANCEL, finish(F), REVIVE]
+    life: list[RunCommand] = [CREATE, START, finish(R), REQUEUE, START, CANCEL, finish(F), REVIVE]
     for command in life:
         await script.step(command)
         entries: Any = await redis.xrange(keys.log(P))
