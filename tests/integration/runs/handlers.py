@@ -26,3 +26,8 @@ async def wait_for_cancel(ctx: RunContext) -> None:
         await asyncio.wait_for(ctx.cancelled.wait(), timeout=20)
     finally:
         saw_cancel.set()
+
+
+async def nap(ctx: RunContext) -> None:
+    """A handler that takes a little while, so runs are in flight when a fault strikes."""
+    await asyncio.sleep(0.02)
