@@ -22,16 +22,19 @@ from service.api.schedules import ID_PARAM, IDEM_KEY, TAG, schedule_id
 from service.audit.fires import FireOutcome, fire_outcomes
 from service.commands import SCHEDULES, WORKFLOWS, validate_input
 from service.domain import schedule as sched
-from service.domain.ids import new_id
+from service.domain.fire import (
+    backfill_requests,
+    backfill_times,
+    check_backfill_range,
+    trigger_request,
+)
 from service.domain.policies import OverlapPolicy
-from service.domain.spec import iter_fire_times
-from service.domain.timeutil import parse_instant, to_rfc3339
+from service.domain.timeutil import parse_instant
 from service.domain.types import Instant
-from service.errors import InvalidInput, ScheduleNotFound
-from service.ticker.fires import FireRequest, FireScript
+from service.domain.workflow import WorkflowConfig
+from service.errors import IdempotencyKeyReused, InvalidInput, ScheduleNotFound
+from service.store.fires import FireScript
 
-BACKFILL_BOUND = 10_000
-BACKFILL_CHUNK = 500
 FIRES_BOUND = 1000
 
 
@@ -79,11 +82,12 @@ async def _live_schedule(request: web.Request, sid: str) -> sched.ScheduleState:
     return state
 
 
-async def _target(request: web.Request, workflow_id: str) -> str:
+async def _workflow(request: web.Request, workflow_id: str) -> WorkflowConfig:
     workflow, _ = await request.app[COMMANDS].load(WORKFLOWS, workflow_id)
     if workflow is None or workflow.deleted:
         raise InvalidInput.one("workflow_id", f"workflow {workflow_id!r} does not exist")
-    return str(workflow.config.target.type)
+    assert isinstance(workflow.config, WorkflowConfig)
+    return workflow.config
 
 
 @route(
@@ -100,53 +104,41 @@ async def trigger(request: web.Request) -> web.StreamResponse:
     sid = schedule_id(request)
     ctx, data = await read_command(request, allow_empty=True)
     body = TriggerBody.model_validate(data)
-    state = await _live_schedule(request, sid)
-    config = state.config
+    config = (await _live_schedule(request, sid)).config
     run_input = body.input if "input" in data else config.input
-    workflow, _ = await request.app[COMMANDS].load(WORKFLOWS, config.workflow_id)
-    if workflow is None or workflow.deleted:
-        raise InvalidInput.one("workflow_id", f"workflow {config.workflow_id!r} does not exist")
-    validate_input(workflow.config, run_input)
-    now = request.app[CLOCK].now_ms()
-    run_id = new_id("run")
-    mode = "manual" if ctx.actor.startswith(("cli:", "ui:")) else "api"
-    fire = FireRequest(
-        schedule_id=sid,
-        mode=mode,
-        fire_time=to_rfc3339(now),
+    workflow = await _workflow(request, config.workflow_id)
+    validate_input(workflow, run_input)
+    fire = trigger_request(
+        sid,
+        config,
+        str(workflow.target.type),
+        now=request.app[CLOCK].now_ms(),
+        actor=ctx.actor,
         meta=ctx.meta(),
-        workflow_id=config.workflow_id,
-        target=str(workflow.config.target.type),
-        overlap=str(body.overlap or config.policy.overlap),
-        buffer_max=config.policy.buffer_max,
-        input=run_input,
-        source=ctx.actor,
+        run_input=run_input,
+        overlap=body.overlap,
         dedupe_key=ctx.storage_key() if ctx.idempotency_key else "",
         fingerprint=ctx.fingerprint,
-        fires=[(now, run_id)],
-        traces=[telemetry.current_traceparent() or ""],
     )
-    outcome, counts = await FireScript(request.app[REDIS], request.app[KEYS]).run(fire)
-    if outcome == "REUSED":
-        from service.errors import IdempotencyKeyReused
-
+    fire.traces = [telemetry.current_traceparent() or ""]
+    reply = await FireScript(request.app[REDIS], request.app[KEYS]).run(fire)
+    if reply.status == "REUSED":
         raise IdempotencyKeyReused(ctx.idempotency_key or "")
-    if outcome == "DUP":
+    if reply.status == "DUP":
         return json_response(
-            {"run_id": counts[0], "fired": 0, "skipped": 0, "dropped": 0, "duplicate": True}
+            {"run_id": reply.run_id, "fired": 0, "skipped": 0, "dropped": 0, "duplicate": True}
         )
-    if outcome != "OK":
+    if reply.status != "OK":
         raise ScheduleNotFound(sid)
-    fired, skipped, dropped = counts[0], counts[1], counts[2]
     return json_response(
         {
-            "run_id": run_id if fired else None,
-            "fired": fired,
-            "skipped": skipped,
-            "dropped": dropped,
+            "run_id": fire.fires[0].run_id if reply.fired else None,
+            "fired": reply.fired,
+            "skipped": reply.skipped,
+            "dropped": reply.dropped,
             "duplicate": False,
         },
-        status=201 if fired else 200,
+        status=201 if reply.fired else 200,
     )
 
 
@@ -163,51 +155,38 @@ async def backfill(request: web.Request) -> web.StreamResponse:
     sid = schedule_id(request)
     ctx, data = await read_command(request)
     body = BackfillBody.model_validate(data)
-    if body.end < body.start:
-        raise InvalidInput.one("end", "must not be before start")
-    state = await _live_schedule(request, sid)
-    config = state.config
-    nominals: list[int] = []
-    for nominal in iter_fire_times(config.spec, body.start - 1):
-        if nominal > body.end:
-            break
-        if len(nominals) >= BACKFILL_BOUND:
-            raise InvalidInput.one(
-                "end", f"the range holds more than {BACKFILL_BOUND} nominal times; split it"
-            )
-        nominals.append(nominal)
-    target = await _target(request, config.workflow_id)
-    now = request.app[CLOCK].now_ms()
+    check_backfill_range(body.start, body.end)
+    config = (await _live_schedule(request, sid)).config
+    times = backfill_times(config.spec, body.start, body.end)
+    workflow = await _workflow(request, config.workflow_id)
+    fires = backfill_requests(
+        sid,
+        config,
+        str(workflow.target.type),
+        times,
+        now=request.app[CLOCK].now_ms(),
+        actor=ctx.actor,
+        meta=ctx.meta(),
+        overlap=body.overlap,
+    )
     script = FireScript(request.app[REDIS], request.app[KEYS])
-    totals = [0, 0, 0]
-    for start in range(0, len(nominals), BACKFILL_CHUNK):
-        chunk = nominals[start : start + BACKFILL_CHUNK]
-        fire = FireRequest(
-            schedule_id=sid,
-            mode="backfill",
-            fire_time=to_rfc3339(now),
-            meta=ctx.meta(),
-            workflow_id=config.workflow_id,
-            target=target,
-            overlap=str(body.overlap or config.policy.overlap),
-            buffer_max=config.policy.buffer_max,
-            input=config.input,
-            source=ctx.actor,
-            fires=[(t, new_id("run")) for t in chunk],
-        )
-        outcome, counts = await script.run(fire)
-        if outcome != "OK":
+    fired = skipped = dropped = 0
+    for fire in fires:
+        reply = await script.run(fire)
+        if reply.status != "OK":
             raise ScheduleNotFound(sid)
-        for i in range(3):
-            totals[i] += counts[i]
-    done = sum(totals)
+        fired, skipped, dropped = (
+            fired + reply.fired,
+            skipped + reply.skipped,
+            dropped + reply.dropped,
+        )
     return json_response(
         {
-            "nominal_times": len(nominals),
-            "fired": totals[0],
-            "skipped": totals[1],
-            "dropped": totals[2],
-            "already_backfilled": len(nominals) - done,
+            "nominal_times": len(times),
+            "fired": fired,
+            "skipped": skipped,
+            "dropped": dropped,
+            "already_backfilled": len(times) - fired - skipped - dropped,
         }
     )
 

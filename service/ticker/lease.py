@@ -16,11 +16,11 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass
-from importlib import resources
 
 from redis.asyncio import Redis
 
 from service.store.keys import Keyspace
+from service.store.scripts import load_script
 
 DEFAULT_TTL_MS = 5000
 
@@ -48,8 +48,7 @@ class Lease:
         # the pid in the token lets operators (and fault tests) see who holds a lease
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
         self.state = LeaseState()
-        source = resources.files("service.ticker").joinpath("lease.lua").read_text()
-        self._script = redis.register_script(source)
+        self._script = load_script(redis, "service.ticker", "lease.lua")
 
     @property
     def margin_s(self) -> float:

@@ -1,9 +1,9 @@
 """The ticker: holds a partition's lease and turns due schedules into fires.
 
-Each partition loop sleeps until the earliest due time (or until the append
-script announces a schedule due now), then fires every due schedule in batches:
-one pipeline reads the schedules, the pure planner decides, one pipeline of fire
-scripts enforces the decisions atomically.
+Each partition loop sleeps until the earliest due time (or until the append script
+announces a schedule due now), then ticks: it reads a batch of due schedules, asks
+the fire plan (service/domain/fire) for each schedule's request, and runs them in one
+pipeline of fire scripts, which enforce them atomically. It decides nothing itself.
 """
 
 from __future__ import annotations
@@ -14,10 +14,8 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any
 
-import orjson
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -25,13 +23,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import telemetry
 from service.clock import Clock
-from service.domain import firing
-from service.domain.ids import new_id
-from service.domain.schedule import ScheduleConfig
+from service.domain.fire import Fence, FireRequest, scheduled_request
 from service.domain.timeutil import to_rfc3339
 from service.store.eventstore import as_text
+from service.store.fires import FireReply, FireScript
 from service.store.keys import Keyspace
-from service.ticker.fires import FireRequest, FireScript
+from service.ticker.due import DueBatch, DueReader
 from service.ticker.lease import DEFAULT_TTL_MS, Lease
 
 log = logging.getLogger(__name__)
@@ -39,9 +36,8 @@ log = logging.getLogger(__name__)
 BATCH_SIZE = 500
 MAX_SLEEP_S = 1.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
-CONFIG_CACHE_SIZE = 200_000
-TARGET_CACHE_S = 1.0
 STATS_SAMPLES = 10_000
+UNKNOWN_TARGET = "http"  # a workflow not found: its runs are queued, and fail in the worker
 _FIRES = {o: telemetry.FIRES.labels(o) for o in ("fired", "skipped", "dropped", "missed")}
 
 
@@ -73,17 +69,11 @@ class Ticker:
         self.redis = redis
         self.keys = keys
         self.clock = clock
-        self.batch_size = batch_size
         self.leases = [Lease(redis, keys, p, lease_ttl_ms, owner) for p in range(keys.partitions)]
         self.script = FireScript(redis, keys)
-        source = resources.files("service.ticker").joinpath("due.lua").read_text()
-        self._due = redis.register_script(source)
+        self.due = DueReader(redis, keys, clock, batch_size)
         self.stats = TickStats()
-        self._configs: dict[tuple[str, int], ScheduleConfig] = {}
         self._wake = [asyncio.Event() for _ in range(keys.partitions)]
-        self._target_cache: dict[str, str] = {}
-        self._traces: dict[str, str | None] = {}  # trace of each schedule's last command
-        self._targets_read_at = 0.0
 
     @property
     def owner(self) -> str:
@@ -96,26 +86,6 @@ class Ticker:
         seconds, micros = await self.redis.time()
         return int(seconds) * 1000 + int(micros) // 1000
 
-    async def _load_configs(self, partition: int, due: list[tuple[str, int]]) -> None:
-        """Read and parse the configs of schedule versions not seen before (one pipeline)."""
-        missing = [(sid, v) for sid, v in due if v and (sid, v) not in self._configs]
-        if not missing:
-            return
-        if len(self._configs) + len(missing) > CONFIG_CACHE_SIZE:
-            self._configs.clear()
-            self._traces.clear()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for sid, _ in missing:
-                pipe.hmget(
-                    self.keys.state(partition, "schedule", sid), ["version", "state", "traceparent"]
-                )
-            snapshots: list[Any] = await pipe.execute()
-        for (sid, _), (version, snapshot, traceparent) in zip(missing, snapshots, strict=True):
-            if snapshot is not None:
-                config = ScheduleConfig.model_validate(orjson.loads(snapshot)["config"])
-                self._configs[(sid, int(version))] = config
-                self._traces[sid] = as_text(traceparent) if traceparent else None
-
     async def tick(self, partition: int) -> int:
         """Fire what is due now on a partition whose lease we hold; return how many
         schedules were looked at (a full batch means: tick again at once)."""
@@ -124,64 +94,45 @@ class Ticker:
 
     async def _tick(self, partition: int) -> tuple[int, int | None, int]:
         """One tick: (schedules looked at, earliest due ms before it, now)."""
+        batch = await self.due.read(partition)
+        if batch.schedules:
+            self.stats.ticks += 1
+            requests = await self._requests(partition, batch)
+            replies = await self._run(requests)
+            self._settle(partition, requests, replies, batch.now)
+        return len(batch.schedules), batch.earliest, batch.now
+
+    async def _requests(self, partition: int, batch: DueBatch) -> list[FireRequest]:
+        """The plan's request for each due schedule (under the lease held now)."""
         lease = self.leases[partition]
-        now_arg = "" if self.clock is None else str(self.clock.now_ms())
-        reply: Any = await self._due(
-            keys=[self.keys.due(partition), self.keys.hwm(partition)],
-            args=[now_arg, self.batch_size, self.keys.state(partition, "schedule", "")],
-        )
-        now, earliest = int(reply[0]), int(reply[1])
-        rows = reply[2:]
-        due = [
-            (
-                as_text(rows[i]),
-                int(rows[i + 1]),
-                as_text(rows[i + 2]),
-                int(rows[i + 3]),
-                int(rows[i + 4]),
-            )
-            for i in range(0, len(rows), 5)
-        ]
-        if not due:
-            return 0, None if earliest < 0 else earliest, now
-        self.stats.ticks += 1
-        await self._load_configs(partition, [(sid, version) for sid, version, *_ in due])
-        configs: dict[str, ScheduleConfig] = {}
+        fence = Fence(lease.owner, lease.state.epoch)
+        await self.due.load_configs(partition, batch.schedules)
+        configs = [self.due.config(due) for due in batch.schedules]
+        targets = await self.due.targets({c.workflow_id for c in configs if c is not None})
         requests = []
-        for sid, version, status, actions, mark in due:
-            request = FireRequest(
-                schedule_id=sid,
-                mode="schedule",
-                token=lease.owner,
-                epoch=lease.state.epoch,
-                version=version,
-                hwm=mark,
-                fire_time=to_rfc3339(now),
-                meta={"actor": f"ticker:{lease.owner}", "epoch": lease.state.epoch},
-            )
-            config = self._configs.get((sid, version))
-            if config is not None and status == "active":
-                configs[sid] = config
-                request = self._planned(request, config, actions, now)
+        for due, config in zip(batch.schedules, configs, strict=True):
+            target = UNKNOWN_TARGET if config is None else targets.get(config.workflow_id)
+            request = scheduled_request(due, config, target or UNKNOWN_TARGET, batch.now, fence)
+            self.stats.lateness_ms.extend(batch.now - fire.at for fire in request.fires)
             requests.append(request)
-        targets = await self._targets({c.workflow_id for c in configs.values()})
-        for request in requests:
-            found = configs.get(request.schedule_id)
-            if found is not None:
-                request.workflow_id = found.workflow_id
-                request.target = targets.get(found.workflow_id, "http")
+        return requests
+
+    async def _run(self, requests: list[FireRequest]) -> list[FireReply]:
         spans = self._fire_spans(requests) if telemetry.tracing() else []
         try:
-            results = await self.script.run_many(requests)
+            return await self.script.run_many(requests)
         finally:
             for fire_span in spans:
                 fire_span.end()
-        for request, (outcome, counts) in zip(requests, results, strict=True):
-            if outcome == "OK":
-                self._count(request, counts, now)
-            if outcome == "FENCED":
+
+    def _settle(
+        self, partition: int, requests: list[FireRequest], replies: list[FireReply], now: int
+    ) -> None:
+        """Count what the scripts did; step down at the first fenced reply."""
+        for request, reply in zip(requests, replies, strict=True):
+            if reply.status == "FENCED":
                 self.stats.fenced += 1
-                lease.lost()
+                self.leases[partition].lost()
                 telemetry.LEASE_HELD.labels(str(partition)).set(0)
                 log.warning(
                     "partition %d: lease lost (fenced); stepping down",
@@ -189,91 +140,52 @@ class Ticker:
                     extra={"partition": partition},
                 )
                 break
-            if outcome == "STALE":
+            if reply.status == "STALE":
                 self.stats.stale += 1
-            elif outcome == "OK":
-                self.stats.fired += counts[0]
-                self.stats.skipped += counts[1]
-                self.stats.dropped += counts[2]
-        return len(due), earliest, now
+            elif reply.status == "OK":
+                self._count(request, reply, now)
 
     def _fire_spans(self, requests: list[FireRequest]) -> list[Any]:
         """A ``schedule.fire`` span per fire, linked to the schedule's last command."""
         spans = []
         for request in requests:
-            link = telemetry.links([self._traces.get(request.schedule_id)])
+            link = telemetry.links([self.due.trace(request.schedule_id)])
+            destination = self.keys.queue(self.keys.partition_of(request.schedule_id))
             request.traces = []
-            for nominal, run_id in request.fires:
+            for fire in request.fires:
                 fire_span = telemetry.tracer().start_span(
                     "schedule.fire",
                     kind=SpanKind.PRODUCER,
                     links=link,
                     attributes={
                         "cronstream.schedule_id": request.schedule_id,
-                        "cronstream.run_id": run_id,
-                        "cronstream.nominal_time": to_rfc3339(nominal or 0),
-                        "cronstream.fire_id": f"{request.schedule_id}:{nominal}:schedule",
+                        "cronstream.run_id": fire.run_id,
+                        "cronstream.nominal_time": to_rfc3339(fire.nominal),
+                        "cronstream.fire_id": fire.fire_id,
                         "messaging.system": "redis",
                         "messaging.operation.type": "publish",
-                        "messaging.destination.name": self.keys.queue(
-                            self.keys.partition_of(request.schedule_id)
-                        ),
+                        "messaging.destination.name": destination,
                     },
                 )
                 spans.append(fire_span)
                 request.traces.append(telemetry.traceparent_of(fire_span) or "")
         return spans
 
-    def _count(self, request: FireRequest, counts: list[Any], now: int) -> None:
-        for outcome, count in zip(("fired", "skipped", "dropped"), counts, strict=False):
+    def _count(self, request: FireRequest, reply: FireReply, now: int) -> None:
+        self.stats.fired += reply.fired
+        self.stats.skipped += reply.skipped
+        self.stats.dropped += reply.dropped
+        for outcome, count in (
+            ("fired", reply.fired),
+            ("skipped", reply.skipped),
+            ("dropped", reply.dropped),
+        ):
             if count:
-                _FIRES[outcome].inc(int(count))
+                _FIRES[outcome].inc(count)
         if request.missed is not None:
             _FIRES["missed"].inc(request.missed.count)
-        for nominal, _ in request.fires:
-            telemetry.FIRE_LATENESS.observe(max(0, now - (nominal or now)) / 1000)
-
-    def _planned(
-        self, request: FireRequest, config: ScheduleConfig, actions: int, now: int
-    ) -> FireRequest:
-        spec = config.spec
-        sid = request.schedule_id
-        remaining = None if config.max_actions is None else max(config.max_actions - actions, 0)
-
-        def jittered(nominal: int) -> int:
-            return firing.due_at(spec, sid, nominal) or nominal
-
-        actual = jittered if spec.jitter > 0 else None
-        plan = firing.plan(spec, config.policy, request.hwm, now, remaining, actual=actual)
-        request.new_hwm = plan.new_hwm
-        request.next_due = firing.due_at(spec, sid, plan.next_nominal)
-        request.fires = [(t, new_id("run")) for t in plan.fire]
-        request.missed = plan.missed
-        request.max_actions = config.max_actions
-        request.overlap = str(config.policy.overlap)
-        request.buffer_max = config.policy.buffer_max
-        request.input = config.input
-        for nominal in plan.fire:
-            self.stats.lateness_ms.append(now - (jittered(nominal) if actual else nominal))
-        return request
-
-    async def _targets(self, workflow_ids: set[str]) -> dict[str, str]:
-        """The target type of each workflow ('none' runs complete at once), cached briefly:
-        a workflow's target type changes rarely, and a fire reads it for every due time."""
-        if time.monotonic() - self._targets_read_at > TARGET_CACHE_S:
-            self._target_cache.clear()
-            self._targets_read_at = time.monotonic()
-        ordered = sorted(w for w in workflow_ids if w not in self._target_cache)
-        if not ordered:
-            return self._target_cache
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for wid in ordered:
-                pipe.hget(self.keys.state(self.keys.partition_of(wid), "workflow", wid), "state")
-            raws: list[Any] = await pipe.execute()
-        for wid, raw in zip(ordered, raws, strict=True):
-            if raw is not None:
-                self._target_cache[wid] = orjson.loads(raw)["config"]["target"]["type"]
-        return self._target_cache
+        for fire in request.fires:
+            telemetry.FIRE_LATENESS.observe(max(0, now - fire.nominal) / 1000)
 
     # -- the loop -----------------------------------------------------------------
 

@@ -7,9 +7,9 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from service.clock import FixedClock
+from service.store.fires import FireScript
 from service.store.keys import Keyspace
 from service.store.runs import RunStore
-from service.ticker.fires import FireScript
 from service.ticker.ticker import Ticker
 from tests.integration.ticker.helpers import MINUTE, fired, leader, of_type, setup
 
@@ -60,8 +60,8 @@ async def test_a_repeated_fire_call_appends_nothing(
     script.run_many = capture  # type: ignore[method-assign]
     await ticker.tick(0)
     before = await redis.xlen(keys.log(0))
-    outcome, _ = await FireScript(redis, keys).run(captured[0])  # the same call again
-    assert outcome == "STALE"
+    reply = await FireScript(redis, keys).run(captured[0])  # the same call again
+    assert reply.status == "STALE"
     assert await redis.xlen(keys.log(0)) == before
 
 

@@ -1,0 +1,94 @@
+"""What a fire does while an earlier run of its schedule still runs: the overlap policy.
+
+The decision needs the schedule's running runs and held (buffered) runs, which only
+Redis sees at the moment of the fire, so the fire script enforces it. The policy is
+translated here into the rule the script applies (``OverlapRule``: what to do while
+runs are running, how many runs may wait, whether to cancel the running ones), and
+``decide`` is that same rule in Python. A contract test runs one decision table
+against both (tests/integration/store/test_fire_contract.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from service.domain.policies import OverlapPolicy
+
+NO_TARGET = "none"
+"""A workflow target whose run is the fire event itself: it succeeds at once, so it
+never overlaps with anything."""
+
+
+class WhileRunning(StrEnum):
+    """What a fire does while runs of its schedule are running."""
+
+    FIRE = "fire"
+    SKIP = "skip"
+    HOLD = "hold"  # wait in the schedule's buffer, if there is room
+
+
+class CancelOthers(StrEnum):
+    """What a held fire asks of the running runs."""
+
+    NO = ""
+    CANCEL = "cancel"
+    TERMINATE = "terminate"
+
+
+@dataclass(frozen=True)
+class OverlapRule:
+    while_running: WhileRunning
+    bound: int = 0  # how many runs may be held at once (HOLD)
+    cancel: CancelOthers = CancelOthers.NO
+
+
+class Outcome(StrEnum):
+    FIRE = "fire"  # the run is queued now
+    SKIP = "skip"  # nothing runs (FireSkipped)
+    DROP = "drop"  # the buffer is full (FireDropped)
+    HOLD = "hold"  # the run waits in the buffer until the running runs close
+
+
+@dataclass(frozen=True)
+class OverlapDecision:
+    outcome: Outcome
+    cancel: tuple[str, ...] = ()  # running runs asked to cancel (HOLD)
+    terminate: bool = False  # ...and to stop at once rather than cooperatively
+
+
+def overlap_rule(policy: OverlapPolicy, buffer_max: int, target: str) -> OverlapRule:
+    """The rule the fire script applies for a schedule's overlap policy."""
+    if policy is OverlapPolicy.ALLOW_ALL or target == NO_TARGET:
+        return OverlapRule(WhileRunning.FIRE)
+    if policy is OverlapPolicy.SKIP:
+        return OverlapRule(WhileRunning.SKIP)
+    bound = 1 if policy is OverlapPolicy.BUFFER_ONE else buffer_max
+    cancel = {
+        OverlapPolicy.CANCEL_OTHER: CancelOthers.CANCEL,
+        OverlapPolicy.TERMINATE_OTHER: CancelOthers.TERMINATE,
+    }.get(policy, CancelOthers.NO)
+    return OverlapRule(WhileRunning.HOLD, bound, cancel)
+
+
+def decide(rule: OverlapRule, running: Sequence[str], held: int) -> OverlapDecision:
+    """One fire's outcome, given the runs running and the number of runs held now."""
+    if not running or rule.while_running is WhileRunning.FIRE:
+        return OverlapDecision(Outcome.FIRE)
+    if rule.while_running is WhileRunning.SKIP:
+        return OverlapDecision(Outcome.SKIP)
+    if held >= rule.bound:
+        return OverlapDecision(Outcome.DROP)
+    if rule.cancel is CancelOthers.NO:
+        return OverlapDecision(Outcome.HOLD)
+    return OverlapDecision(
+        Outcome.HOLD, tuple(running), terminate=rule.cancel is CancelOthers.TERMINATE
+    )
+
+
+def overlap_decision(
+    policy: OverlapPolicy, buffer_max: int, target: str, running: Sequence[str], held: int
+) -> OverlapDecision:
+    """The overlap policy's decision for one fire."""
+    return decide(overlap_rule(policy, buffer_max, target), running, held)

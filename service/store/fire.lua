@@ -1,0 +1,207 @@
+-- Fire one schedule: check the fence, the schedule and its high-water mark (the
+-- ticker), or the call's operation record (a trigger or a backfill), then append each
+-- fire's outcome and the runs it starts, atomically. What fires is decided in
+-- service/domain/fire: this script applies the plan it is given, and the overlap rule
+-- it is given against the runs Redis holds now.
+--
+-- KEYS[1]  cs:{p}:lease                   KEYS[7]  cs:{p}:log:chain (the chain's head)
+-- KEYS[2]  cs:{p}:epoch                   KEYS[8]  cs:{p}:queue (run queue stream)
+-- KEYS[3]  cs:{p}:state:schedule:<sid>    KEYS[9]  cs:{p}:running:<sid> (set of run ids)
+-- KEYS[4]  cs:{p}:hwm                     KEYS[10] cs:{p}:buffer:<sid> (list of held runs)
+-- KEYS[5]  cs:{p}:due                     KEYS[11] cs:{p}:events:schedule:<sid>
+-- KEYS[6]  cs:{p}:log
+-- every mode but 'schedule' (the ticker's fires are made safe by the high-water mark):
+-- KEYS[12] cs:{p}:op:<token>: this call's first reply, answered to its retries
+-- KEYS[13] backfill: cs:{p}:backfilled:<sid>, the nominal times backfilled ever;
+--          a trigger with an Idempotency-Key: cs:{p}:idem:fire:<key>
+-- then, from KEYS[h.runs_from]: cs:{p}:run:<run id> of each fire, in order.
+-- Not passed, since their ids are read here (from KEYS[9]): the run hashes of the running
+-- runs a held fire asks to cancel, built from h.run_prefix (the partition's slot).
+--
+-- ARGV[1]  a JSON object: mode ('schedule', 'manual', 'api', 'backfill'); owner, epoch
+--          (the lease, mode 'schedule'); version, hwm, new_hwm (the expected schedule
+--          version and high-water mark, and the new mark); next_due ('' when the spec
+--          has no more times); sid, workflow_id, target (the workflow's target type);
+--          while_running ('fire', 'skip', 'hold'), bound, cancel ('', 'cancel',
+--          'terminate'): the overlap rule; input, meta (JSON); fire_time (RFC 3339);
+--          source; idempotency_key (true: a trigger with a key, KEYS[13]), fingerprint,
+--          dedupe_ttl; op_ttl; missed_count,
+--          missed_first, missed_last; max_actions ('' for none); runs_from; run_prefix;
+--          versions (event type -> schema version)
+-- ARGV[2..] per fire: nominal ms, nominal (RFC 3339), run id, fire id, traceparent of
+--          its fire span ('' when tracing is off): stored with the run and in its meta
+--
+-- Returns {'OK', fired, skipped, dropped, completed} | {'FENCED'} | {'INACTIVE'}
+--       | {'STALE', version, mark} | {'DUP', run id} | {'GONE'} | {'REUSED'}
+--
+-- Guarantees: a holder that lost its lease appends nothing (FENCED); a fire decided on
+-- an older version of the schedule appends nothing (STALE); a nominal time at or below
+-- the high-water mark never fires again, so a repeated ticker call appends nothing; a
+-- repeated trigger or backfill call (the same operation token) answers its first reply
+-- and appends nothing; a backfilled nominal time never fires twice; the due index
+-- moves in the same step.
+
+local h = cjson.decode(ARGV[1])
+local mode = h.mode
+local sid = h.sid
+local versions = h.versions
+local scheduled = mode == 'schedule'
+local keyed = (mode == 'manual' or mode == 'api') and h.idempotency_key
+
+local function answer(reply)
+  if scheduled then return reply end
+  return op_record(KEYS[12], h.op_ttl, reply)
+end
+
+if scheduled then
+  if redis.call('GET', KEYS[1]) ~= h.owner or redis.call('GET', KEYS[2]) ~= h.epoch then
+    return {'FENCED'}
+  end
+else
+  local first = op_replay(KEYS[12])
+  if first then return first end
+end
+
+local state = redis.call('HMGET', KEYS[3], 'version', 'status')
+local status = state[2]
+if not status or status == 'deleted' then
+  if scheduled then redis.call('ZREM', KEYS[5], sid) end
+  return answer({'GONE'})
+end
+
+if scheduled then
+  if status ~= 'active' then
+    redis.call('ZREM', KEYS[5], sid)
+    return {'INACTIVE'}
+  end
+  local mark = redis.call('HGET', KEYS[4], sid) or '0'
+  if state[1] ~= h.version or mark ~= h.hwm then
+    return {'STALE', state[1] or '0', mark}
+  end
+elseif keyed then
+  local fp = redis.call('HGET', KEYS[13], 'fp')
+  if fp then
+    if fp ~= h.fingerprint then return answer({'REUSED'}) end
+    return answer({'DUP', redis.call('HGET', KEYS[13], 'run_id')})
+  end
+end
+
+local base_meta = h.meta
+local meta = base_meta
+
+-- the fire's trace context joins the meta of the events it appends
+local function with_trace(tp)
+  if tp == '' then return base_meta end
+  if base_meta == '{}' then return '{"traceparent":' .. cjson.encode(tp) .. '}' end
+  return string.sub(base_meta, 1, -2) .. ',"traceparent":' .. cjson.encode(tp) .. '}'
+end
+
+local function append(event_type, data)
+  chain_append(KEYS[6], KEYS[7], KEYS[11], event_type, versions[event_type], sid, data, meta)
+end
+
+local trigger_type = scheduled and 'schedule' or mode
+local trigger = cjson.encode({type = trigger_type, source = h.source, label = ''})
+local input = h.input
+
+local function queue(run_key, run_id, nominal, traceparent)
+  append('RunQueued', run_queued_json(run_id, sid, h.workflow_id, trigger, nominal, input))
+  if h.target == 'none' then
+    -- the fire event is the whole action: the run succeeds at once
+    append('RunSucceeded', '{"run_id":' .. cjson.encode(run_id) .. ',"attempt":0}')
+    return
+  end
+  redis.call('HSET', run_key, 'sid', sid, 'workflow_id', h.workflow_id, 'trigger', trigger,
+    'nominal', nominal, 'input', input, 'status', 'queued', 'attempt', 0, 'deliveries', 0,
+    'traceparent', traceparent)
+  redis.call('XADD', KEYS[8], '*', 'run_id', run_id, 'sid', sid)
+  redis.call('SADD', KEYS[9], run_id)
+end
+
+local function hold(run_key, run_id, nominal, traceparent, running)
+  redis.call('HSET', run_key, 'sid', sid, 'workflow_id', h.workflow_id, 'trigger', trigger,
+    'nominal', nominal, 'input', input, 'status', 'buffered', 'attempt', 0, 'deliveries', 0,
+    'traceparent', traceparent)
+  if h.cancel ~= '' then
+    for _, other in ipairs(running) do
+      redis.call('HSET', h.run_prefix .. other, 'cancel', h.cancel)
+      append('RunCancelRequested', cjson.encode({run_id = other, requested_by = run_id,
+        terminate = h.cancel == 'terminate'}))
+    end
+  end
+  redis.call('RPUSH', KEYS[10], cjson.encode({run_id = run_id, nominal = nominal,
+    trigger = trigger, input = input, workflow_id = h.workflow_id}))
+end
+
+local function fired(fire_id, nominal, run_id, held)
+  append('ScheduleFired', cjson.encode({fire_id = fire_id, nominal_time = nominal,
+    fire_time = h.fire_time, epoch = tonumber(h.epoch) or 0, trigger = trigger_type,
+    run_id = run_id, held = held}))
+end
+
+-- the overlap rule (service/domain/fire/overlap.py: decide)
+local function overlap(running)
+  if #running == 0 or h.while_running == 'fire' then return 'fire' end
+  if h.while_running == 'skip' then return 'skip' end
+  if redis.call('LLEN', KEYS[10]) >= tonumber(h.bound) then return 'drop' end
+  return 'hold'
+end
+
+local no_runs = {}
+local fired_count, skipped, dropped = 0, 0, 0
+local n = (#ARGV - 1) / 5
+for i = 0, n - 1 do
+  local nominal_ms, nominal = ARGV[2 + i * 5], ARGV[3 + i * 5]
+  local run_id, fire_id, traceparent = ARGV[4 + i * 5], ARGV[5 + i * 5], ARGV[6 + i * 5]
+  local run_key = KEYS[h.runs_from + i]
+  meta = with_trace(traceparent)
+  if mode ~= 'backfill' or redis.call('SADD', KEYS[13], nominal_ms) == 1 then
+    local running = no_runs
+    if h.while_running ~= 'fire' then running = redis.call('SMEMBERS', KEYS[9]) end
+    local outcome = overlap(running)
+    if outcome == 'fire' then
+      fired(fire_id, nominal, run_id, false)
+      queue(run_key, run_id, nominal, traceparent)
+      fired_count = fired_count + 1
+    elseif outcome == 'skip' then
+      append('FireSkipped', cjson.encode({fire_id = fire_id, nominal_time = nominal,
+        reason = 'overlap', running = running}))
+      skipped = skipped + 1
+    elseif outcome == 'drop' then
+      append('FireDropped', cjson.encode({fire_id = fire_id, nominal_time = nominal,
+        reason = 'buffer_full'}))
+      dropped = dropped + 1
+    else
+      fired(fire_id, nominal, run_id, true)
+      hold(run_key, run_id, nominal, traceparent, running)
+      fired_count = fired_count + 1
+    end
+  end
+end
+
+meta = base_meta
+local completed = 0
+if scheduled then
+  if tonumber(h.missed_count) > 0 then
+    append('FiresMissed', cjson.encode({count = tonumber(h.missed_count), first = h.missed_first,
+      last = h.missed_last, reason = 'catchup'}))
+  end
+  redis.call('HSET', KEYS[4], sid, h.new_hwm)
+  local actions = redis.call('HINCRBY', KEYS[3], 'actions', fired_count)
+  if h.max_actions ~= '' and actions >= tonumber(h.max_actions) then
+    completed = 1
+    -- the status field overrides the snapshot's (see EventStore.load)
+    redis.call('HSET', KEYS[3], 'status', 'completed')
+    redis.call('HINCRBY', KEYS[3], 'version', 1)
+    append('ScheduleCompleted', cjson.encode({action_count = actions}))
+    redis.call('ZREM', KEYS[5], sid)
+  elseif h.next_due == '' then
+    redis.call('ZREM', KEYS[5], sid)
+  else
+    redis.call('ZADD', KEYS[5], h.next_due, sid)
+  end
+elseif keyed then
+  redis.call('HSET', KEYS[13], 'fp', h.fingerprint, 'run_id', ARGV[4])
+  redis.call('PEXPIRE', KEYS[13], h.dedupe_ttl)
+end
+return answer({'OK', fired_count, skipped, dropped, completed})

@@ -1,0 +1,165 @@
+"""The fire script's adapter: a domain ``FireRequest`` in, the script's reply out.
+
+The ticker's requests run pipelined and carry no operation token (the high-water mark
+makes a repeated call append nothing, and the ticker's path stays lean); every other
+request runs singly with a fresh token, so the client's retry of a call whose reply was
+lost answers the first reply and appends nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+
+from service.domain.fire import (
+    FireDropped,
+    FireMode,
+    FireRequest,
+    FireSkipped,
+    FiresMissed,
+    ScheduleCompleted,
+    ScheduleFired,
+)
+from service.domain.runs import RunCancelRequested, RunQueued, RunSucceeded
+from service.domain.timeutil import to_rfc3339
+from service.store.eventstore import as_text
+from service.store.keys import Keyspace
+from service.store.scripts import OP_TTL_MS, load_script, new_op
+
+IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
+"""How long a trigger's Idempotency-Key answers with its first run."""
+
+EVENT_VERSIONS = {
+    cls.type_name(): str(cls.version)
+    for cls in (
+        ScheduleFired,
+        FireSkipped,
+        FireDropped,
+        FiresMissed,
+        ScheduleCompleted,
+        RunQueued,
+        RunSucceeded,
+        RunCancelRequested,
+    )
+}
+"""The schema version of each event the script appends."""
+
+
+@dataclass(frozen=True)
+class FireReply:
+    """OK | FENCED (the lease is lost) | STALE (planned on an older schedule or mark) |
+    INACTIVE | GONE (no such schedule) | DUP (an Idempotency-Key's repeat: ``run_id`` is
+    the first run) | REUSED (a key reused with another request)."""
+
+    status: str
+    fired: int = 0
+    skipped: int = 0
+    dropped: int = 0
+    completed: bool = False
+    run_id: str = ""
+
+
+class FireScript:
+    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._script = load_script(redis, "service.store", "fire.lua")
+
+    async def run(self, request: FireRequest) -> FireReply:
+        """One request; a trigger's or backfill's with an operation token of its own."""
+        op = "" if request.mode is FireMode.SCHEDULE else new_op()
+        keys, args = self._call(request, op)
+        return _parse(await self._script(keys=keys, args=args))
+
+    async def run_many(self, requests: list[FireRequest]) -> list[FireReply]:
+        """The ticker's requests, in one pipeline."""
+        if not requests:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for request in requests:
+                keys, args = self._call(request, "")
+                await self._script(keys=keys, args=args, client=pipe)
+            replies = await pipe.execute()
+        return [_parse(reply) for reply in replies]
+
+    def _keys(self, r: FireRequest, p: int, op: str) -> list[str]:
+        sid = r.schedule_id
+        keys = [
+            self.keys.lease(p),
+            self.keys.epoch(p),
+            self.keys.state(p, "schedule", sid),
+            self.keys.hwm(p),
+            self.keys.due(p),
+            self.keys.log(p),
+            self.keys.chain(p),
+            self.keys.queue(p),
+            self.keys.running(p, sid),
+            self.keys.buffer(p, sid),
+            self.keys.aggregate_events(p, "schedule", sid),
+        ]
+        if op:
+            keys.append(self.keys.op(p, op))
+        if r.mode is FireMode.BACKFILL:
+            keys.append(self.keys.backfilled(p, sid))
+        elif r.dedupe_key:
+            keys.append(self.keys.idem(p, "fire:" + r.dedupe_key))
+        return keys
+
+    def _call(self, r: FireRequest, op: str) -> tuple[list[str], list[Any]]:
+        p = self.keys.partition_of(r.schedule_id)
+        keys = self._keys(r, p, op)
+        runs_from = len(keys) + 1
+        keys += [self.keys.run(p, fire.run_id) for fire in r.fires]
+        args: list[Any] = [orjson.dumps(_header(r, runs_from, self.keys.run_prefix(p)))]
+        traces = r.traces
+        for i, fire in enumerate(r.fires):
+            trace = traces[i] if i < len(traces) else ""
+            args += [fire.nominal, to_rfc3339(fire.nominal), fire.run_id, fire.fire_id, trace]
+        return keys, args
+
+
+def _header(r: FireRequest, runs_from: int, run_prefix: str) -> dict[str, Any]:
+    missed = r.missed
+    return {
+        "mode": r.mode.value,
+        "owner": r.fence.owner if r.fence else "",
+        "epoch": str(r.fence.epoch) if r.fence else "0",
+        "version": str(r.version),
+        "hwm": str(r.hwm),
+        "new_hwm": str(r.new_hwm),
+        "next_due": "" if r.next_due is None else str(r.next_due),
+        "sid": r.schedule_id,
+        "workflow_id": r.workflow_id,
+        "target": r.target,
+        "while_running": r.overlap.while_running.value,
+        "bound": r.overlap.bound,
+        "cancel": r.overlap.cancel.value,
+        "input": orjson.dumps(r.input).decode(),
+        "meta": orjson.dumps(r.meta).decode(),
+        "fire_time": to_rfc3339(r.fire_time),
+        "source": r.source,
+        "idempotency_key": bool(r.dedupe_key),
+        "fingerprint": r.fingerprint or "-",
+        "dedupe_ttl": IDEMPOTENCY_TTL_MS,
+        "op_ttl": OP_TTL_MS,
+        "missed_count": missed.count if missed else 0,
+        "missed_first": to_rfc3339(missed.first) if missed else "",
+        "missed_last": to_rfc3339(missed.last) if missed else "",
+        "max_actions": "" if r.max_actions is None else str(r.max_actions),
+        "runs_from": runs_from,
+        "run_prefix": run_prefix,
+        "versions": EVENT_VERSIONS,
+    }
+
+
+def _parse(reply: Any) -> FireReply:
+    status = as_text(reply[0])
+    if status == "OK":
+        fired, skipped, dropped, completed = (int(x) for x in reply[1:5])
+        return FireReply(status, fired, skipped, dropped, bool(completed))
+    if status == "DUP":
+        return FireReply(status, run_id=as_text(reply[1]))
+    return FireReply(status)
