@@ -6,6 +6,8 @@
 -- KEYS[4]  the aggregate's event index (list)  cs:{p}:events:<kind>:<id>
 -- KEYS[5]  the partition's due index (zset)     cs:{p}:due
 -- KEYS[6]  the partition's high-water marks     cs:{p}:hwm
+-- KEYS[7]  the head of the log's hash chain     cs:{p}:log:chain
+-- KEYS[8]  the channel a due schedule is announced on (pub/sub)  cs:{p}:due:wake
 -- ARGV[1]  expected version (-1: any)
 -- ARGV[2]  request fingerprint (same key, other request -> REUSED)
 -- ARGV[3]  idempotency record TTL in ms
@@ -43,16 +45,8 @@ local n = tonumber(ARGV[9])
 local ids = {}
 for i = 0, n - 1 do
   local base = 10 + i * 4
-  -- the hash chain: each entry carries the previous entry's hash and its own
-  local prev = redis.call('GET', KEYS[1] .. ':chain') or ''
-  local hash = redis.sha1hex(prev .. '\31' .. ARGV[base] .. '\31' .. ARGV[base + 1] .. '\31' ..
-    ARGV[5] .. '\31' .. ARGV[base + 2] .. '\31' .. ARGV[base + 3])
-  local id = redis.call('XADD', KEYS[1], '*',
-    'type', ARGV[base], 'v', ARGV[base + 1], 'sid', ARGV[5],
-    'data', ARGV[base + 2], 'meta', ARGV[base + 3], 'prev', prev, 'hash', hash)
-  redis.call('SET', KEYS[1] .. ':chain', hash)
-  ids[#ids + 1] = id
-  redis.call('RPUSH', KEYS[4], id)
+  ids[#ids + 1] = chain_append(KEYS[1], KEYS[7], KEYS[4], ARGV[base], ARGV[base + 1], ARGV[5],
+    ARGV[base + 2], ARGV[base + 3])
 end
 
 local version = current + n
@@ -64,17 +58,13 @@ if type(traceparent) == 'string' then
   redis.call('HSET', KEYS[2], 'traceparent', traceparent)
 end
 if ARGV[6] == 'reset' then
-  local now = tonumber(ARGV[8])
-  if ARGV[8] == '' then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
+  local now = (ARGV[8] == '') and now_ms() or tonumber(ARGV[8])
   local mark = tonumber(redis.call('HGET', KEYS[6], ARGV[5]) or '0')
   if now > mark then
     redis.call('HSET', KEYS[6], ARGV[5], now)
   end
   redis.call('ZADD', KEYS[5], now, ARGV[5])
-  redis.call('PUBLISH', KEYS[5] .. ':wake', ARGV[5])  -- a sleeping ticker looks now
+  redis.call('PUBLISH', KEYS[8], ARGV[5])  -- a sleeping ticker looks now
 elseif ARGV[6] == 'drop' then
   redis.call('ZREM', KEYS[5], ARGV[5])
 end

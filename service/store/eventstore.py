@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import orjson
@@ -19,7 +18,9 @@ from service import telemetry
 from service.domain.events import Event
 from service.domain.upcasters import upcast
 from service.errors import IdempotencyKeyReused, VersionMismatch
+from service.store.boundary import translate_redis_errors
 from service.store.keys import Keyspace
+from service.store.scripts import load_script
 
 ANY_VERSION = -1
 
@@ -112,9 +113,9 @@ class EventStore:
         self.keys = keys
         # finds events an archive run trimmed from the log (CRONSTREAM_ARCHIVE_DIR)
         self.archive_lookup = archive_lookup
-        source = resources.files("service.store").joinpath("append.lua").read_text()
-        self._append = redis.register_script(source)
+        self._append = load_script(redis, "service.store", "append.lua")
 
+    @translate_redis_errors
     async def load(self, kind: str, aggregate_id: str) -> tuple[dict[str, Any] | None, int]:
         """The aggregate's write-model snapshot and version (None, 0 if it never existed)."""
         p = self.keys.partition_of(aggregate_id)
@@ -129,6 +130,7 @@ class EventStore:
             snapshot["status"] = as_text(status)
         return snapshot, int(version or 0)
 
+    @translate_redis_errors
     async def append(
         self,
         kind: str,
@@ -213,6 +215,8 @@ class EventStore:
             self.keys.aggregate_events(p, kind, aggregate_id),
             self.keys.due(p),
             self.keys.hwm(p),
+            self.keys.chain(p),
+            self.keys.wake(p),
         ]
         reply = await self._append(keys=keys, args=args)
         outcome = as_text(reply[0])
@@ -223,6 +227,7 @@ class EventStore:
         ids = [i for i in as_text(reply[2]).split(",") if i]
         return AppendResult(int(as_text(reply[1])), ids, duplicate=outcome == "DUP")
 
+    @translate_redis_errors
     async def idempotency_record(self, aggregate_id: str, key: str) -> dict[str, str] | None:
         p = self.keys.partition_of(aggregate_id)
         raw = await self.redis.hgetall(self.keys.idem(p, key))
@@ -230,6 +235,7 @@ class EventStore:
             return None
         return {as_text(k): as_text(v) for k, v in raw.items()}
 
+    @translate_redis_errors
     async def save_response(self, aggregate_id: str, key: str, status: int, body: bytes) -> None:
         """Keep the first response to a keyed request, so a retry gets the same answer."""
         p = self.keys.partition_of(aggregate_id)
@@ -239,12 +245,14 @@ class EventStore:
             pipe.hsetnx(idem, "response_body", body)
             await pipe.execute()
 
+    @translate_redis_errors
     async def read(self, partition: int, after: str, count: int) -> list[StoredEvent]:
         """Up to ``count`` events of a partition strictly after position ``after``."""
         start = "-" if after in ("", "0", "0-0") else f"({after}"
         entries: Any = await self.redis.xrange(self.keys.log(partition), min=start, count=count)
         return [decode_entry(partition, eid, fields) for eid, fields in entries]
 
+    @translate_redis_errors
     async def read_aggregate(
         self, kind: str, aggregate_id: str, offset: int = 0, limit: int = 100
     ) -> list[StoredEvent]:
@@ -271,10 +279,12 @@ class EventStore:
             by_id.update(await self.archive_lookup(p, missing))  # trimmed into the archive
         return [by_id[i] for i in wanted if i in by_id]
 
+    @translate_redis_errors
     async def count_aggregate(self, kind: str, aggregate_id: str) -> int:
         p = self.keys.partition_of(aggregate_id)
         return int(await self.redis.llen(self.keys.aggregate_events(p, kind, aggregate_id)))
 
+    @translate_redis_errors
     async def last_position(self, partition: int) -> str | None:
         entries = await self.redis.xrevrange(self.keys.log(partition), count=1)
         if not entries:
