@@ -7,7 +7,7 @@ the excluded times. Every nominal time in a range gets exactly one outcome.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
@@ -67,12 +67,18 @@ def segments(events: list[StoredEvent]) -> list[Segment]:
     return out
 
 
-def fire_outcomes(
-    events: list[StoredEvent], start: int, end: int, now: int, bound: int
-) -> tuple[list[FireOutcome], bool]:
-    recorded: dict[int, FireOutcome] = {}
-    backfilled: dict[int, dict[str, Any]] = {}
-    missed: list[tuple[int, int]] = []
+@dataclass
+class _Recorded:
+    """What the log says happened to nominal times: fired, skipped, dropped, backfilled,
+    and the ranges recorded as missed."""
+
+    outcomes: dict[int, FireOutcome] = field(default_factory=dict)
+    backfilled: dict[int, dict[str, Any]] = field(default_factory=dict)
+    missed: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _recorded(events: list[StoredEvent]) -> _Recorded:
+    found = _Recorded()
     for event in events:
         data = event.data
         if event.type == "ScheduleFired":
@@ -83,51 +89,70 @@ def fire_outcomes(
                 "held": data.get("held", False),
             }
             if data["trigger"] == "schedule":
-                recorded[nominal] = FireOutcome(
+                found.outcomes[nominal] = FireOutcome(
                     nominal_time=nominal, outcome="fired", detail=detail
                 )
             elif data["trigger"] == "backfill":
-                backfilled[nominal] = detail
+                found.backfilled[nominal] = detail
         elif event.type in ("FireSkipped", "FireDropped"):
             nominal = parse_instant(data["nominal_time"])
             outcome = "skipped" if event.type == "FireSkipped" else "dropped"
-            recorded[nominal] = FireOutcome(
+            found.outcomes[nominal] = FireOutcome(
                 nominal_time=nominal, outcome=outcome, detail={"reason": data["reason"]}
             )
         elif event.type == "FiresMissed":
-            missed.append((parse_instant(data["first"]), parse_instant(data["last"])))
+            found.missed.append((parse_instant(data["first"]), parse_instant(data["last"])))
+    return found
 
+
+def _in_segment(
+    segment: Segment,
+    low: int,
+    high: int,
+    found: _Recorded,
+    now: int,
+    bound: int,
+    out: dict[int, FireOutcome],
+) -> bool:
+    """The outcome of every nominal time of one spec segment in [low, high]; True when
+    the segment held more times than ``bound``."""
+    result = preview(Spec.model_validate(segment.spec), low - 1, bound)
+    truncated = len(result.times) >= bound and result.times[-1].nominal <= high
+    for excluded in result.excluded:
+        if excluded.nominal <= high:
+            out.setdefault(
+                excluded.nominal,
+                FireOutcome(
+                    nominal_time=excluded.nominal,
+                    outcome="excluded",
+                    detail={"reason": excluded.reason},
+                ),
+            )
+    for time in result.times:
+        nominal = time.nominal
+        if nominal > high:
+            break
+        out[nominal] = _outcome(nominal, segment, found.outcomes, found.missed, now)
+        if nominal in found.backfilled:
+            out[nominal].detail["backfill"] = found.backfilled[nominal]
+    return truncated
+
+
+def fire_outcomes(
+    events: list[StoredEvent], start: int, end: int, now: int, bound: int
+) -> tuple[list[FireOutcome], bool]:
+    found = _recorded(events)
     out: dict[int, FireOutcome] = {}
     truncated = False
     for segment in segments(events):
         low = max(start, segment.start)
         high = end if segment.end is None else min(end, segment.end)
-        if low > high:
-            continue
-        result = preview(Spec.model_validate(segment.spec), low - 1, bound)
-        if len(result.times) >= bound and result.times[-1].nominal <= high:
-            truncated = True
-        for excluded in result.excluded:
-            if excluded.nominal <= high:
-                out.setdefault(
-                    excluded.nominal,
-                    FireOutcome(
-                        nominal_time=excluded.nominal,
-                        outcome="excluded",
-                        detail={"reason": excluded.reason},
-                    ),
-                )
-        for time in result.times:
-            nominal = time.nominal
-            if nominal > high:
-                break
-            out[nominal] = _outcome(nominal, segment, recorded, missed, now)
-            if nominal in backfilled:
-                out[nominal].detail["backfill"] = backfilled[nominal]
-    for nominal, recorded_outcome in recorded.items():
+        if low <= high:
+            truncated = _in_segment(segment, low, high, found, now, bound, out) or truncated
+    for nominal, recorded_outcome in found.outcomes.items():
         if start <= nominal <= end and nominal not in out:
             out[nominal] = recorded_outcome  # e.g. a skipped backfill before the schedule began
-    for nominal, detail in backfilled.items():
+    for nominal, detail in found.backfilled.items():
         if start <= nominal <= end and nominal not in out:
             out[nominal] = FireOutcome(
                 nominal_time=nominal, outcome="backfilled", detail={"backfill": detail}
