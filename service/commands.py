@@ -245,26 +245,9 @@ class CommandService:
                 new_state = aggregate.evolve(new_state, aggregate_id, event)
             assert new_state is not None
             expected = ctx.if_match if ctx.if_match is not None else version
-            meta = ctx.meta()
-            if self.clock is not None:
-                # the injected clock, not Redis's, decides when the command took effect
-                meta["effective_at"] = self.clock.now_ms()
             try:
-                result = await self.store.append(
-                    aggregate.kind,
-                    aggregate_id,
-                    events,
-                    meta=meta,
-                    expected_version=expected,
-                    snapshot=aggregate.snapshot(new_state),
-                    status=aggregate.status(new_state),
-                    due=aggregate.due_change(new_state, events),
-                    now_ms=self.clock.now_ms() if self.clock is not None else None,
-                    idempotency=Idempotency(
-                        key=key,
-                        fingerprint=ctx.fingerprint or key,
-                        ttl_ms=AUTO_KEY_TTL_MS if ctx.idempotency_key is None else self.ttl_ms,
-                    ),
+                result = await self._append(
+                    aggregate, aggregate_id, events, new_state, expected, key, ctx
                 )
             except VersionMismatch:
                 if ctx.if_match is not None:
@@ -274,6 +257,37 @@ class CommandService:
             created = state is None or bool(getattr(state, "deleted", False))
             return Outcome(result.version, result.positions, result.duplicate, created)
         raise Conflict(f"{aggregate_id!r} is changing too often; try again")
+
+    async def _append(
+        self,
+        aggregate: Aggregate[S, C],
+        aggregate_id: str,
+        events: list[Event],
+        new_state: S,
+        expected: int,
+        key: str,
+        ctx: RequestContext,
+    ) -> AppendResult:
+        meta = ctx.meta()
+        if self.clock is not None:
+            # the injected clock, not Redis's, decides when the command took effect
+            meta["effective_at"] = self.clock.now_ms()
+        return await self.store.append(
+            aggregate.kind,
+            aggregate_id,
+            events,
+            meta=meta,
+            expected_version=expected,
+            snapshot=aggregate.snapshot(new_state),
+            status=aggregate.status(new_state),
+            due=aggregate.due_change(new_state, events),
+            now_ms=self.clock.now_ms() if self.clock is not None else None,
+            idempotency=Idempotency(
+                key=key,
+                fingerprint=ctx.fingerprint or key,
+                ttl_ms=AUTO_KEY_TTL_MS if ctx.idempotency_key is None else self.ttl_ms,
+            ),
+        )
 
     async def _wait_for(self, aggregate_id: str, result: AppendResult) -> None:
         if result.last_position is None:

@@ -11,9 +11,50 @@ from pydantic.json_schema import models_json_schema
 
 from service.api.context import json_response
 from service.api.models import Problem
-from service.api.routing import ROUTES, route
+from service.api.routing import ROUTES, Route, route
 
 REF = "#/components/schemas/{model}"
+
+
+Keyed = dict[Any, dict[str, Any]]  # (model, mode) -> its JSON schema
+
+
+def _operation(r: Route, keyed: Keyed) -> dict[str, Any]:
+    """One route as an OpenAPI operation."""
+    op: dict[str, Any] = {
+        "summary": r.summary,
+        "tags": [r.tag],
+        "operationId": r.handler.__name__,
+        "parameters": [
+            {
+                "name": p.name,
+                "in": p.location,
+                "required": p.required or p.location == "path",
+                "description": p.description,
+                "schema": {"type": p.type},
+            }
+            for p in (*r.params, *r.headers)
+        ],
+        "responses": {
+            "default": {
+                "description": "An RFC 9457 problem",
+                "content": {
+                    "application/problem+json": {"schema": keyed[(Problem, "serialization")]}
+                },
+            }
+        },
+    }
+    if r.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": keyed[(r.body, "validation")]}},
+        }
+    ok: dict[str, Any] = {"description": "OK"}
+    if r.response is not None:
+        schema = keyed.get((r.response, "serialization")) or keyed[(r.response, "validation")]
+        ok["content"] = {"application/json": {"schema": schema}}
+    op["responses"][str(r.status)] = ok
+    return op
 
 
 def openapi_document() -> dict[str, Any]:
@@ -28,40 +69,7 @@ def openapi_document() -> dict[str, Any]:
     keyed, defs = models_json_schema(modes, ref_template=REF)
     paths: dict[str, Any] = {}
     for r in ROUTES:
-        op: dict[str, Any] = {
-            "summary": r.summary,
-            "tags": [r.tag],
-            "operationId": r.handler.__name__,
-            "parameters": [
-                {
-                    "name": p.name,
-                    "in": p.location,
-                    "required": p.required or p.location == "path",
-                    "description": p.description,
-                    "schema": {"type": p.type},
-                }
-                for p in (*r.params, *r.headers)
-            ],
-            "responses": {
-                "default": {
-                    "description": "An RFC 9457 problem",
-                    "content": {
-                        "application/problem+json": {"schema": keyed[(Problem, "serialization")]}
-                    },
-                }
-            },
-        }
-        if r.body is not None:
-            op["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": keyed[(r.body, "validation")]}},
-            }
-        ok: dict[str, Any] = {"description": "OK"}
-        if r.response is not None:
-            schema = keyed.get((r.response, "serialization")) or keyed[(r.response, "validation")]
-            ok["content"] = {"application/json": {"schema": schema}}
-        op["responses"][str(r.status)] = ok
-        paths.setdefault(r.path, {})[r.method.lower()] = op
+        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, keyed)
     return {
         "openapi": "3.1.0",
         "info": {"title": "cronstream", "version": "1", "description": "Schedules for workflows"},
