@@ -40,7 +40,7 @@ class FirePlan:
     missed: Missed | None = None
     new_hwm: int = 0
     next_due: int | None = None  # when to look again (the next actual time); None: never
-    completes: bool = False
+    completes: bool = False  # the last action allowed by max_actions is among ``fire``
 
     @property
     def changes_anything(self) -> bool:
@@ -75,19 +75,21 @@ def plan(
         return FirePlan(new_hwm=hwm, next_due=due_at(spec, schedule_id, next_nominal))
     fire = _select(due, policy, now_ms, grace_ms)
     completes = remaining is not None and len(fire) >= remaining
-    if completes:
+    if completes and fire:
+        # the schedule completes with its last action: later times are left undecided,
+        # for the next step in case the overlap policy does not run that action
         fire = fire[:remaining]
+        later = [t for t in due if t > fire[-1]]
+        next_nominal = later[0] if later else next_nominal
+        due = due[: len(due) - len(later)]
     chosen = set(fire)
     not_run = [t for t in due if t not in chosen]
-    if completes and fire:
-        # times after the last action belong to a completed schedule, not to catch-up
-        not_run = [t for t in not_run if t < fire[-1]]
     return FirePlan(
         fire=fire,
         fire_at=[actual.get(t, t) for t in fire],
         missed=Missed(len(not_run), not_run[0], not_run[-1]) if not_run else None,
         new_hwm=due[-1],
-        next_due=None if completes else due_at(spec, schedule_id, next_nominal),
+        next_due=due_at(spec, schedule_id, next_nominal),
         completes=completes,
     )
 

@@ -445,3 +445,25 @@ async def test_a_timed_out_fire_retried_by_the_client_fires_once(
         assert await fired(redis, keys, "s") == ["2026-01-15T12:01:00Z"]
     finally:
         await slow.aclose()
+
+
+async def test_a_last_action_skipped_by_overlap_leaves_the_schedule_due(
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+) -> None:
+    await setup(api, target="http", max_actions=2)  # overlap: skip
+    ticker = await leader(redis, keys, clock)
+    await ticker.tick(0)
+    clock.advance(MINUTE)
+    await ticker.tick(0)  # 12:01 fires; its run keeps running
+    clock.advance(MINUTE)
+    await ticker.tick(0)  # 12:02 would be the last action, but is skipped
+    assert len(await of_type(redis, keys, "s", "FireSkipped")) == 1
+    assert await redis.zscore(keys.due(0), "s") is not None
+    [run] = [m.decode() for m in await redis.smembers(keys.running(0, "s"))]
+    await RunStore(redis, keys).finish(
+        0, "s", "schedule", run, outcome="succeeded", meta={}, now_ms=clock.now_ms()
+    )
+    clock.advance(MINUTE)
+    await ticker.tick(0)  # 12:03: the second action completes the schedule
+    assert await fired(redis, keys, "s") == ["2026-01-15T12:01:00Z", "2026-01-15T12:03:00Z"]
+    assert len(await of_type(redis, keys, "s", "ScheduleCompleted")) == 1
