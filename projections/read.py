@@ -10,6 +10,7 @@ import orjson
 from redis.asyncio import Redis
 
 from projections import schedules, workflows
+from service.store.boundary import translate_redis_errors
 from service.store.keys import Keyspace
 
 Record = dict[str, Any]
@@ -86,10 +87,12 @@ class ViewReader:
         record: Record = orjson.loads(raw)
         return None if record.get("deleted") else record
 
+    @translate_redis_errors
     async def schedule(self, schedule_id: str) -> Record | None:
         p = self.keys.partition_of(schedule_id)
         return await self._record(p, schedules.record_name(schedule_id))
 
+    @translate_redis_errors
     async def workflow(self, workflow_id: str) -> Record | None:
         p = self.keys.partition_of(workflow_id)
         return await self._record(p, workflows.record_name(workflow_id))
@@ -118,6 +121,7 @@ class ViewReader:
                     out.append(record)
         return out
 
+    @translate_redis_errors
     async def list_schedules(
         self, where: ScheduleFilter, after: str | None, limit: int
     ) -> tuple[list[Record], str | None]:
@@ -137,6 +141,7 @@ class ViewReader:
         more = await self._ids(where.index(), found[-1]["id"], 1) if found else []
         return found, (found[-1]["id"] if found and more else None)
 
+    @translate_redis_errors
     async def list_workflows(
         self, after: str | None, limit: int
     ) -> tuple[list[Record], str | None]:
@@ -144,6 +149,7 @@ class ViewReader:
         records = await self._records("workflow", ids[:limit])
         return records, (ids[limit - 1] if len(ids) > limit else None)
 
+    @translate_redis_errors
     async def run(self, run_id: str) -> Record | None:
         for p in range(self.keys.partitions):
             record = await self._record(p, f"run:{run_id}")
@@ -151,6 +157,7 @@ class ViewReader:
                 return record
         return None
 
+    @translate_redis_errors
     async def list_runs(
         self, where: RunFilter, before: str | None, limit: int
     ) -> tuple[list[Record], str | None]:
@@ -181,5 +188,6 @@ class ViewReader:
             per_partition.append([m.decode() if isinstance(m, bytes) else m for m in raw])
         return list(heapq.merge(*per_partition, reverse=True))[:limit]
 
+    @translate_redis_errors
     async def schedules_of_workflow(self, workflow_id: str, limit: int = 10) -> list[str]:
         return await self._ids(f"schedules:workflow:{workflow_id}", None, limit)

@@ -97,7 +97,14 @@ class InvalidInput(CronstreamError, ValueError):
 
 
 class StoreUnavailable(CronstreamError, ConnectionError):
-    """Redis could not be reached, or did not answer in time (the outcome is unknown)."""
+    """Redis could not be reached, or did not answer in time (the outcome is unknown).
+
+    Raised by the store adapters (service/store/boundary.py) from the Redis error.
+    """
+
+    def __init__(self, where: str, detail: str) -> None:
+        self.where = where
+        super().__init__(f"the event store cannot be reached ({where}): {detail}")
 
 
 class KeyspaceVersionError(CronstreamError, RuntimeError):

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service import telemetry
 from service.api.context import KEYS, REDIS
 from service.api.routing import route
+from service.store.boundary import translate_redis_errors
 from service.store.eventstore import as_text, parse_position
 from service.store.runs import GROUP
 from service.worker.breaker import CircuitBreaker
@@ -66,6 +67,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     )
 
 
+@translate_redis_errors
 async def refresh_gauges(app: web.Application) -> None:
     """Gauges read from Redis at scrape time: queues, projections, leases, schedules."""
     redis, keys = app[REDIS], app[KEYS]

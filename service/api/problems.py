@@ -8,8 +8,6 @@ from typing import Any
 import orjson
 from aiohttp import web
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.api.context import SETTINGS
 from service.errors import (
@@ -88,7 +86,7 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         return problem(422, "Idempotency key reused", str(exc))
     except Conflict as exc:
         return problem(409, "Conflict", str(exc))
-    except (StoreUnavailable, RedisConnectionError, RedisTimeoutError, ConnectionError) as exc:
+    except StoreUnavailable as exc:
         log.warning("redis unavailable while serving %s %s: %s", request.method, request.path, exc)
         return problem(503, "Service unavailable", "the event store cannot be reached; retry later")
     except Exception:

@@ -30,6 +30,7 @@ from projections import schedules
 from projections.batch import Record, ViewBatch
 from service.domain.schedule import KIND
 from service.store.archive_reader import read_all
+from service.store.boundary import translate_redis_errors
 from service.store.eventstore import (
     EventStore,
     StoredEvent,
@@ -137,6 +138,7 @@ async def read_log(
         yield event
 
 
+@translate_redis_errors
 async def read_live(
     redis: Redis, keys: Keyspace, partition: int, after: str = "0-0"
 ) -> AsyncIterator[StoredEvent]:

@@ -19,6 +19,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from service.store import segments
+from service.store.boundary import translate_redis_errors
 from service.store.eventstore import (
     ArchiveLookup,
     StoredEvent,
@@ -134,6 +135,7 @@ async def _read_live(redis: Redis, keys: Keyspace, cursor: _Cursor) -> AsyncIter
             yield cursor.passed(as_text(raw_id), segments.as_str_fields(raw_fields))
 
 
+@translate_redis_errors
 async def read_all(
     redis: Redis,
     keys: Keyspace,

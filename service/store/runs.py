@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from service.domain import runs as run_events
 from service.domain.events import Event
+from service.store.boundary import translate_redis_errors
 from service.store.eventstore import as_text
 from service.store.keys import Keyspace
 from service.store.scripts import OP_TTL_MS, load_script, new_op
@@ -54,6 +55,7 @@ class RunStore:
         self.keys = keys
         self._script = load_script(redis, "service.store", "runs.lua")
 
+    @translate_redis_errors
     async def _call(
         self,
         p: int,
@@ -94,6 +96,7 @@ class RunStore:
         reply = await self._script(keys=keys, args=args)
         return [as_text(x) for x in reply]
 
+    @translate_redis_errors
     async def locate(self, run_id: str) -> tuple[int, str, str] | None:
         """(partition, aggregate id, aggregate kind) of a run, or None if unknown."""
         for p in range(self.keys.partitions):

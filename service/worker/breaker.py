@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 
 from service.clock import Clock
 from service.domain.timeutil import to_rfc3339
+from service.store.boundary import translate_redis_errors
 from service.store.keys import Keyspace
 
 DEFAULT_THRESHOLD = 5
@@ -93,6 +94,7 @@ class CircuitBreaker:
         raw = await self.redis.hgetall(self.keys.breaker(host))
         return _render(host, raw)
 
+    @translate_redis_errors
     async def states(self) -> list[dict[str, Any]]:
         """Every host that has recorded an outcome, by name."""
         members = await self.redis.zrange(self.keys.breaker_hosts, 0, -1)
