@@ -7,22 +7,30 @@ like ``projections rebuild``. Also runnable as ``python -m service.cli.archive_c
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from service.config import Settings
+from redis.asyncio import Redis
+
+from service.cli.common import add_data_dir, with_redis
+from service.store.keys import Keyspace
+
+if TYPE_CHECKING:
+    from service.audit.archive import ArchiveReport
+    from service.cli.common import Subparsers
 
 STOP_AT_ENV = "CRONSTREAM_ARCHIVE_STOP_AT"
 """Test hook: the archive process stops itself (SIGSTOP) at this step (see archive.STEPS)."""
+DATA_DIR_HELP = "embedded Redis data dir"
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: Subparsers) -> None:
     verify = sub.add_parser("verify", help="check the hash chain of the log (and archive)")
     verify.add_argument("--archive", type=Path, default=None, help="archive directory to include")
-    _data_dir(verify)
+    add_data_dir(verify, DATA_DIR_HELP)
     verify.set_defaults(func=run_verify)
 
     archive = sub.add_parser(
@@ -33,39 +41,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     archive.add_argument(
         "--segment-entries", type=int, default=100_000, help="entries per segment file"
     )
-    _data_dir(archive)
+    add_data_dir(archive, DATA_DIR_HELP)
     archive.set_defaults(func=run_archive)
 
     restore = sub.add_parser("restore", help="put an archive back into an empty Redis")
     restore.add_argument("directory", type=Path, help="archive directory")
-    _data_dir(restore)
+    add_data_dir(restore, DATA_DIR_HELP)
     restore.set_defaults(func=run_restore)
-
-
-def _data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=None, help="embedded Redis data dir")
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return Settings.from_env().with_overrides(data_dir=getattr(args, "data_dir", None))
 
 
 def run_verify(args: argparse.Namespace) -> int:
     from service.audit.verify import summary, verify
-    from service.server import redis_for
-    from service.store.keys import Keyspace
 
-    settings = _settings(args)
-
-    async def go() -> bool:
-        async with redis_for(settings) as conn:
-            report = await verify(
-                conn.client, Keyspace(settings.key_prefix, settings.partitions), args.archive
-            )
+    async def work(redis: Redis, keys: Keyspace) -> int:
+        report = await verify(redis, keys, args.archive)
         print(summary(report))
-        return report.intact
+        return 0 if report.intact else 1
 
-    return 0 if asyncio.run(go()) else 1
+    return with_redis(args, work)
 
 
 def _stop_at(step: str) -> None:
@@ -78,8 +71,6 @@ def run_archive(args: argparse.Namespace) -> int:
     from migrations.keyspace import check_keyspace
     from service.audit.archive import archive
     from service.domain.timeutil import parse_instant
-    from service.server import redis_for
-    from service.store.keys import Keyspace
     from service.store.segments import ArchiveError
 
     try:
@@ -87,58 +78,51 @@ def run_archive(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"--before: {exc}", file=sys.stderr)
         return 2
-    settings = _settings(args)
 
-    async def go() -> int:
-        async with redis_for(settings) as conn:
-            keys = Keyspace(settings.key_prefix, settings.partitions)
-            await check_keyspace(conn.client, keys)
-            try:
-                report = await archive(
-                    conn.client,
-                    keys,
-                    before_ms,
-                    args.to,
-                    segment_entries=args.segment_entries,
-                    on_step=_stop_at,
-                )
-            except ArchiveError as exc:
-                print(f"archive stopped, nothing more trimmed: {exc}", file=sys.stderr)
-                return 1
-        for part in report.partitions:
-            print(
-                f"partition {part.partition}: archived {part.entries} entries in "
-                f"{part.segments} segment(s) ({part.bytes:,} bytes), trimmed {part.trimmed} "
-                f"from the log; bound: {part.reason}"
-                + (
-                    f"; discarded {len(part.discarded)} unfinished file(s)"
-                    if part.discarded
-                    else ""
-                )
+    async def work(redis: Redis, keys: Keyspace) -> int:
+        await check_keyspace(redis, keys)
+        try:
+            report = await archive(
+                redis,
+                keys,
+                before_ms,
+                args.to,
+                segment_entries=args.segment_entries,
+                on_step=_stop_at,
             )
-        print(f"archived {report.entries} entries to {args.to} in {report.seconds:.2f}s")
+        except ArchiveError as exc:
+            print(f"archive stopped, nothing more trimmed: {exc}", file=sys.stderr)
+            return 1
+        _print_archive(report, args.to)
         return 0
 
-    return asyncio.run(go())
+    return with_redis(args, work)
+
+
+def _print_archive(report: ArchiveReport, directory: Path) -> None:
+    for part in report.partitions:
+        discarded = (
+            f"; discarded {len(part.discarded)} unfinished file(s)" if part.discarded else ""
+        )
+        print(
+            f"partition {part.partition}: archived {part.entries} entries in "
+            f"{part.segments} segment(s) ({part.bytes:,} bytes), trimmed {part.trimmed} "
+            f"from the log; bound: {part.reason}" + discarded
+        )
+    print(f"archived {report.entries} entries to {directory} in {report.seconds:.2f}s")
 
 
 def run_restore(args: argparse.Namespace) -> int:
     from migrations.keyspace import check_keyspace
     from service.audit.restore import RestoreRefused, restore
-    from service.server import redis_for
-    from service.store.keys import Keyspace
 
-    settings = _settings(args)
-
-    async def go() -> int:
-        async with redis_for(settings) as conn:
-            keys = Keyspace(settings.key_prefix, settings.partitions)
-            try:
-                await check_keyspace(conn.client, keys)
-                report = await restore(conn.client, keys, args.directory)
-            except RestoreRefused as exc:
-                print(f"restore refused: {exc}", file=sys.stderr)
-                return 1
+    async def work(redis: Redis, keys: Keyspace) -> int:
+        try:
+            await check_keyspace(redis, keys)
+            report = await restore(redis, keys, args.directory)
+        except RestoreRefused as exc:
+            print(f"restore refused: {exc}", file=sys.stderr)
+            return 1
         model = report.write_model
         print(
             f"restored {report.entries} entries in {report.partitions} partition(s) from "
@@ -148,7 +132,7 @@ def run_restore(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return asyncio.run(go())
+    return with_redis(args, work)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from service.api.audit import AuditPage
 from service.audit.history import diff
-from service.cli import replay_cmd
+from service.cli import audit_cmd
 from service.clock import FixedClock
 from service.store.keys import Keyspace
 from tests.integration.ticker.helpers import MINUTE, leader, setup
@@ -109,7 +109,7 @@ async def test_history_of_an_unknown_schedule_is_404(api: TestClient) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cronstream")
-    replay_cmd.add_parsers(p.add_subparsers(dest="command", required=True))
+    audit_cmd.add_parsers(p.add_subparsers(dest="command", required=True))
     return p
 
 

@@ -19,7 +19,7 @@ from migrations.keyspace import (
     check_keyspace,
     migrate,
 )
-from service.cli import replay_cmd
+from service.cli import migrate_cmd
 from service.errors import KeyspaceVersionError
 from service.store.keys import Keyspace
 
@@ -177,7 +177,7 @@ async def test_cli_migrate(
 ) -> None:
     monkeypatch.setenv("REDIS_URL", redis_url)
     parser = argparse.ArgumentParser(prog="cronstream")
-    replay_cmd.add_parsers(parser.add_subparsers(dest="command", required=True))
+    migrate_cmd.add_parsers(parser.add_subparsers(dest="command", required=True))
     await redis.hset(keys.meta, "version", 1)
     args = parser.parse_args(["migrate", "--wait", "1"])
     assert await asyncio.to_thread(args.func, args) == 0

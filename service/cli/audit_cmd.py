@@ -1,31 +1,32 @@
-"""``cronstream audit``, ``replay`` and ``migrate``: they read (or migrate) Redis directly.
+"""``cronstream audit`` and ``replay``: a schedule's history and past states, from the log.
 
-``audit`` and ``replay`` answer from the log (and archives) alone, never from a
-view, so they work on a keyspace whose views are stale or gone.
+They read Redis directly and answer from the log (and archives) alone, never from
+a view, so they work on a keyspace whose views are stale or gone.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
 from service.api import render
+from service.cli.common import add_data_dir, with_redis
 from service.cli.output import emit
-from service.config import Settings
 from service.domain.timeutil import parse_instant, to_rfc3339
 from service.store.keys import Keyspace
+
+if TYPE_CHECKING:
+    from service.cli.common import Subparsers
 
 AUDIT_COLUMNS = ("at", "type", "actor", "trigger", "outcome", "changes")
 REPLAY_COLUMNS = ("id", "workflow_id", "status", "version", "spec.cron", "updated_at", "note")
 
 
-def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parsers(sub: Subparsers) -> None:
     audit = sub.add_parser(
         "audit", help="every event of a schedule: time, actor, what changed, trigger, outcome"
     )
@@ -45,30 +46,11 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     _common(replay, default_output="json")
     replay.set_defaults(func=run_replay)
 
-    migrate = sub.add_parser("migrate", help="bring the Redis keyspace to this build's version")
-    migrate.add_argument(
-        "--wait",
-        type=float,
-        default=30.0,
-        help="seconds to wait for another migrate's lock before refusing (default 30)",
-    )
-    _data_dir(migrate)
-    migrate.set_defaults(func=run_migrate)
-
 
 def _common(parser: argparse.ArgumentParser, default_output: str) -> None:
     parser.add_argument("--archive", type=Path, default=None, help="archive directory to read too")
     parser.add_argument("--output", choices=("json", "table"), default=default_output)
-    _data_dir(parser)
-
-
-def _data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=None,
-        help="embedded Redis data (default $CRONSTREAM_DATA_DIR or ./.cronstream)",
-    )
+    add_data_dir(parser)
 
 
 def _instant(text: str) -> int:
@@ -76,18 +58,6 @@ def _instant(text: str) -> int:
         return parse_instant(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _with_redis(args: argparse.Namespace, work: Callable[[Redis, Keyspace], Awaitable[int]]) -> int:
-    from service.server import redis_for
-
-    settings = Settings.from_env().with_overrides(data_dir=getattr(args, "data_dir", None))
-
-    async def go() -> int:
-        async with redis_for(settings) as conn:
-            return await work(conn.client, Keyspace(settings.key_prefix, settings.partitions))
-
-    return asyncio.run(go())
 
 
 def run_audit(args: argparse.Namespace) -> int:
@@ -103,7 +73,7 @@ def run_audit(args: argparse.Namespace) -> int:
         emit({"schedule_id": args.schedule_id, "items": items}, args.output, AUDIT_COLUMNS)
         return 0
 
-    return _with_redis(args, work)
+    return with_redis(args, work)
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -137,22 +107,5 @@ def run_replay(args: argparse.Namespace) -> int:
         emit({**header, "items": items}, args.output, REPLAY_COLUMNS)
         return 0
 
-    return _with_redis(args, work)
+    return with_redis(args, work)
 
-
-def run_migrate(args: argparse.Namespace) -> int:
-    from migrations.keyspace import migrate
-
-    async def work(redis: Redis, keys: Keyspace) -> int:
-        report = await migrate(redis, keys, wait_s=args.wait)
-        if report.stamped_fresh:
-            print(f"fresh keyspace: recorded version {report.after}")
-        elif not report.applied:
-            print(f"keyspace already at version {report.after}: nothing to do")
-        else:
-            for line in report.applied:
-                print(f"applied {line}")
-            print(f"keyspace migrated from version {report.before} to {report.after}")
-        return 0
-
-    return _with_redis(args, work)

@@ -1,0 +1,51 @@
+"""``cronstream serve``: run the service's roles in this process."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from typing import TYPE_CHECKING
+
+from service.cli.common import add_data_dir, settings
+from service.config import ALL_ROLES
+
+if TYPE_CHECKING:
+    from service.cli.common import Subparsers
+
+
+def add_parsers(sub: Subparsers) -> None:
+    serve = sub.add_parser("serve", help="run the service (all roles by default)")
+    serve.add_argument(
+        "--roles",
+        default=",".join(ALL_ROLES),
+        help=f"comma-separated roles (default: all of {','.join(ALL_ROLES)})",
+    )
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    add_data_dir(serve)
+    serve.add_argument("--log-level", default="INFO")
+    serve.add_argument(
+        "--log-format",
+        choices=("json", "text"),
+        default="json",
+        help="one JSON object per line (default), or text for a terminal",
+    )
+    serve.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from service.server import serve
+    from service.telemetry import setup_logging
+
+    setup_logging(args.log_level, args.log_format)
+    roles = tuple(r.strip() for r in args.roles.split(",") if r.strip())
+    unknown = sorted(set(roles) - set(ALL_ROLES))
+    if unknown:
+        print(f"cronstream: unknown role(s) {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    config = settings(args).with_overrides(
+        host=args.host, port=args.port, roles=roles, metrics_port_given=args.port is not None
+    )
+    asyncio.run(serve(config))
+    return 0
