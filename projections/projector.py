@@ -3,7 +3,8 @@
 A batch's view changes and the checkpoint move are one script call that first
 checks the checkpoint is still where the batch started (apply.lua), so two
 projectors on one partition never apply an event twice, and a view is always a
-deterministic function of the log up to its checkpoint.
+deterministic function of the log up to its checkpoint. While a rebuild holds the
+projection (projections/switch.py) nothing is applied: the projector waits.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ RECORD_KINDS = ("schedule", "workflow")
 BATCH_SIZE = 500
 BLOCK_MS = 1000
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+HELD = -1
+"""apply.lua's answer while a rebuild holds the projection."""
+HELD_POLL_S = 0.05
 
 
 class Projector:
@@ -62,7 +66,12 @@ class Projector:
         return raw.decode() if isinstance(raw, bytes) else (raw or "")
 
     async def apply_batch(self, partition: int, start: str, events: list[StoredEvent]) -> bool:
-        """Apply ``events`` (which follow checkpoint ``start``); False if another did first."""
+        """Apply ``events`` (which follow checkpoint ``start``); False if another did first
+        or a rebuild holds the projection."""
+        return await self._applied(partition, start, events) > 0
+
+    async def _applied(self, partition: int, start: str, events: list[StoredEvent]) -> int:
+        """apply.lua's answer: 1 applied, 0 the checkpoint moved, HELD."""
         if telemetry.tracing():
             with telemetry.span(
                 "cronstream.project",
@@ -78,7 +87,7 @@ class Projector:
                 return await self._apply_batch(partition, start, events)
         return await self._apply_batch(partition, start, events)
 
-    async def _apply_batch(self, partition: int, start: str, events: list[StoredEvent]) -> bool:
+    async def _apply_batch(self, partition: int, start: str, events: list[StoredEvent]) -> int:
         batch = ViewBatch(self.redis, self.keys.view_prefix(partition, self.namespace))
         names = [f"{kind}:{e.sid}" for e in events for kind in RECORD_KINDS]
         names += [
@@ -92,13 +101,28 @@ class Projector:
                 await handler(batch, event)
         view_keys, ops = batch.operations()
         applied = await self._apply(
-            keys=[self.keys.checkpoint(partition, self.name), *view_keys],
+            keys=[
+                self.keys.checkpoint(partition, self.name),
+                self.keys.projection_hold(partition, self.name),
+                *view_keys,
+            ],
             args=[start, events[-1].position, *ops],
         )
-        return bool(applied)
+        return int(applied)
 
     async def step(self, partition: int, block_ms: int | None = None) -> int:
-        """Apply the next batch after the checkpoint; return how many events it held."""
+        """Apply the next batch after the checkpoint; return how many events it held.
+
+        Following the log (``block_ms``), a held projection is polled, not spun on."""
+        applied = await self._advance(partition, block_ms)
+        if applied == HELD:
+            if block_ms is not None:
+                await asyncio.sleep(min(block_ms / 1000, HELD_POLL_S))
+            return 0
+        return applied
+
+    async def _advance(self, partition: int, block_ms: int | None) -> int:
+        """Events applied by the next batch, or HELD."""
         start = await self.checkpoint(partition)
         if block_ms is None:
             events = await self.store.read(partition, start, self.batch_size)
@@ -113,17 +137,21 @@ class Projector:
             ]
         if not events:
             return 0
-        if not await self.apply_batch(partition, start, events):
-            return 0
+        applied = await self._applied(partition, start, events)
+        if applied <= 0:
+            return HELD if applied == HELD else 0
         if self.on_applied is not None:
             self.on_applied(partition, events[-1].position)
         return len(events)
 
     async def catch_up(self, partition: int, max_batches: int = 1_000_000) -> int:
-        """Apply everything in the log now; return the number of events applied."""
+        """Apply everything in the log now; return the number of events applied (it stops
+        early while a rebuild holds the projection)."""
         total = 0
         for _ in range(max_batches):
-            applied = await self.step(partition)
+            applied = await self._advance(partition, None)
+            if applied == HELD:
+                break
             if applied == 0 and await self.checkpoint(partition) == (
                 await self.store.last_position(partition) or ""
             ):

@@ -3,8 +3,10 @@
 ``rebuild`` drops every view and replays the log into it. ``shadow_rebuild``
 builds the views into the ``shadow`` namespace with their own checkpoint while
 the live ones keep serving, reports how the two differ, and switches to the
-shadow (one script per partition) only when they agree or when forced — so a
-projection change can be checked on production data before it goes live.
+shadow only when they agree or when forced — so a projection change can be
+checked on production data before it goes live. Dropping and switching views
+run in bounded batches while the projection is held (``switch``), never as one
+long script.
 """
 
 from __future__ import annotations
@@ -12,15 +14,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from projections.projector import Projector
+from projections.switch import BATCH, Views, drop_views, scan_names, switch_views
 from service.errors import CronstreamError
 from service.store.archive_reader import read_all
 from service.store.eventstore import parse_position
@@ -82,7 +83,12 @@ async def catch_up_with_archive(
 
 
 async def rebuild(
-    redis: Redis, keys: Keyspace, namespace: str = "view", archive_dir: Path | None = None
+    redis: Redis,
+    keys: Keyspace,
+    namespace: str = "view",
+    archive_dir: Path | None = None,
+    *,
+    batch: int = BATCH,
 ) -> RebuildReport:
     """Drop the views and rebuild them from the log (and the archive, if the log was trimmed).
 
@@ -90,18 +96,19 @@ async def rebuild(
     running projector never sees the views half rebuilt from a trimmed log.
     """
     if archive_dir is not None and namespace == "view":
-        report = await shadow_rebuild(redis, keys, True, force=True, archive_dir=archive_dir)
+        report = await shadow_rebuild(
+            redis, keys, True, force=True, archive_dir=archive_dir, batch=batch
+        )
         return RebuildReport(keys.partitions, 0, report.events, report.seconds)
     for p in range(keys.partitions):
         await check_untrimmed(redis, keys, p)
-    reset = redis.register_script(resources.files("projections").joinpath("reset.lua").read_text())
     projector = Projector(redis, keys, namespace=namespace)
+    views = Views(projector.name, namespace)
     started = time.perf_counter()
     dropped = 0
     events = 0
     for p in range(keys.partitions):
-        pattern = keys.view_prefix(p, namespace).replace("[", "\\[") + "*"
-        dropped += int(await reset(keys=[keys.checkpoint(p, projector.name)], args=[pattern]))
+        dropped += await drop_views(redis, keys, p, views, batch)
         events += await projector.catch_up(p)
     return RebuildReport(keys.partitions, dropped, events, time.perf_counter() - started)
 
@@ -110,6 +117,7 @@ async def rebuild(
 
 SHADOW_NAMESPACE = "shadow"
 SHADOW_PROJECTION = "views-shadow"
+SHADOW = Views(SHADOW_PROJECTION, SHADOW_NAMESPACE)
 SETTLE_ATTEMPTS = 5
 SETTLE_TIMEOUT_S = 10.0
 LISTED = 100  # keys named per category in a report; the counts are always exact
@@ -174,19 +182,10 @@ class ShadowReport:
         return "\n".join(lines)
 
 
-def _script(redis: Redis, name: str) -> AsyncScript:
-    return redis.register_script(resources.files("projections").joinpath(name).read_text())
-
-
-def _pattern(keys: Keyspace, p: int, namespace: str) -> str:
-    return keys.view_prefix(p, namespace).replace("[", "\\[") + "*"
-
-
 async def _names(redis: Redis, keys: Keyspace, p: int, namespace: str) -> set[str]:
-    prefix = keys.view_prefix(p, namespace)
-    out = set()
-    async for raw in redis.scan_iter(match=_pattern(keys, p, namespace), count=1000):
-        out.add((raw.decode() if isinstance(raw, bytes) else str(raw))[len(prefix) :])
+    out: set[str] = set()
+    async for names in scan_names(redis, keys.view_prefix(p, namespace), READ_CHUNK):
+        out.update(names)
     return out
 
 
@@ -273,42 +272,58 @@ async def shadow_rebuild(
     *,
     force: bool = False,
     archive_dir: Path | None = None,
+    batch: int = BATCH,
 ) -> ShadowReport:
     """Build every view into the ``shadow`` namespace, diff it against the live views,
     and switch to it when ``switch`` and the diff is empty (or ``force``); otherwise
     drop the shadow keys. The live views are untouched unless switched."""
-    reset = _script(redis, "reset.lua")
-    swap = _script(redis, "switch.lua")
     live = Projector(redis, keys)
     shadow = Projector(redis, keys, name=SHADOW_PROJECTION, namespace=SHADOW_NAMESPACE)
     started = time.perf_counter()
     diffs: list[PartitionDiff] = []
     events = 0
     for p in range(keys.partitions):
-        shadow_checkpoint = keys.checkpoint(p, SHADOW_PROJECTION)
-        await reset(keys=[shadow_checkpoint], args=[_pattern(keys, p, SHADOW_NAMESPACE)])
-        applied = await catch_up_with_archive(shadow, p, archive_dir)
-        more, live_at, shadow_at = await _settle(live, shadow, p)
-        applied += more
+        await drop_views(redis, keys, p, SHADOW, batch)
+        applied, d = await _build_and_diff(live, shadow, p, archive_dir)
         events += applied
-        d = PartitionDiff(p, live_at, shadow_at)
-        await diff_views(redis, keys, p, d)
-        if await live.checkpoint(p) != live_at:
-            d.live_position = await live.checkpoint(p)  # moved while comparing: unsettled
         diffs.append(d)
     switching = switch and (force or all(d.empty for d in diffs))
     for p in range(keys.partitions):
-        shadow_checkpoint = keys.checkpoint(p, SHADOW_PROJECTION)
         if switching:
-            await swap(
-                keys=[keys.checkpoint(p, live.name), shadow_checkpoint],
-                args=[
-                    _pattern(keys, p, "view"),
-                    _pattern(keys, p, SHADOW_NAMESPACE),
-                    keys.view_prefix(p, "view"),
-                    keys.view_prefix(p, SHADOW_NAMESPACE),
-                ],
-            )
+            events += await _switch(live, shadow, p, batch)
         else:
-            await reset(keys=[shadow_checkpoint], args=[_pattern(keys, p, SHADOW_NAMESPACE)])
+            await drop_views(redis, keys, p, SHADOW, batch)
     return ShadowReport(diffs, events, time.perf_counter() - started, switching)
+
+
+async def _build_and_diff(
+    live: Projector, shadow: Projector, p: int, archive_dir: Path | None
+) -> tuple[int, PartitionDiff]:
+    """Build a partition's shadow views, settle, and compare them with the live ones."""
+    applied = await catch_up_with_archive(shadow, p, archive_dir)
+    more, live_at, shadow_at = await _settle(live, shadow, p)
+    d = PartitionDiff(p, live_at, shadow_at)
+    await diff_views(live.redis, live.keys, p, d)
+    if await live.checkpoint(p) != live_at:
+        d.live_position = await live.checkpoint(p)  # moved while comparing: unsettled
+    return applied + more, d
+
+
+async def _switch(live: Projector, shadow: Projector, p: int, batch: int) -> int:
+    """Switch a partition's live views to the shadow; return the events the shadow
+    applied once the live projection was held."""
+    caught_up: list[int] = []
+
+    async def past_the_live_views() -> None:
+        caught_up.append(await shadow.catch_up(p))
+
+    await switch_views(
+        live.redis,
+        live.keys,
+        p,
+        Views(live.name, live.namespace),
+        SHADOW,
+        past_the_live_views,
+        batch,
+    )
+    return sum(caught_up)

@@ -108,4 +108,3 @@ def run_replay(args: argparse.Namespace) -> int:
         return 0
 
     return with_redis(args, work)
-

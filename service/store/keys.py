@@ -116,6 +116,12 @@ class Keyspace:
     def checkpoint(self, p: int, projection: str = PROJECTION_VIEWS) -> str:
         return f"{self._p(p)}:proj:{projection}"
 
+    def projection_hold(self, p: int, projection: str = PROJECTION_VIEWS) -> str:
+        """Held (a token, with a TTL) while a rebuild rewrites a projection's views in
+        batches: apply.lua applies nothing meanwhile. Outside ``proj:``, whose keys are
+        all checkpoint hashes."""
+        return f"{self._p(p)}:hold:{projection}"
+
     def view_prefix(self, p: int, namespace: str = "view") -> str:
         return f"{self._p(p)}:{namespace}:"
 
