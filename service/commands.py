@@ -32,6 +32,7 @@ from service.errors import (
     WorkflowInUse,
     WorkflowNotFound,
 )
+from service.store.boundary import translate_redis_errors
 from service.store.eventstore import (
     AppendResult,
     EventStore,
@@ -179,6 +180,7 @@ class ProjectionWaiter:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    @translate_redis_errors
     async def wait(self, partition: int, position: str, timeout_s: float) -> bool:
         target = parse_position(position)
         deadline = time.monotonic() + timeout_s

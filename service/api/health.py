@@ -9,6 +9,7 @@ from aiohttp import web
 from service.api.context import CLOCK, KEYS, REDIS, SETTINGS, json_response
 from service.api.models import Health
 from service.api.routing import route
+from service.store.boundary import translate_redis_errors
 from service.store.eventstore import as_text, parse_position
 
 LAG_COUNT_BOUND = 1000
@@ -26,6 +27,7 @@ async def healthz(_request: web.Request) -> web.StreamResponse:
     tag="health",
     response=Health,
 )
+@translate_redis_errors
 async def readyz(request: web.Request) -> web.StreamResponse:
     redis, keys = request.app[REDIS], request.app[KEYS]
     bound_s = request.app[SETTINGS].readiness_lag_s
