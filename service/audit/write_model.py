@@ -246,7 +246,7 @@ class _Fold:
         if isinstance(typed, RunStarted):
             run.fields["attempt"] = typed.attempt
         elif isinstance(typed, RunAttemptFailed) and typed.retry_at is not None:
-            run.retry_at = typed.retry_at
+            run.retry_at = parse_instant(typed.retry_at)
         if state.status in TERMINAL_STATUSES:
             run.dead_at = event.at
             if state.status is not RunStatus.DEAD_LETTERED:

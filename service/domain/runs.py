@@ -19,14 +19,13 @@ A run's life::
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
 from service.domain.events import Event, register
 from service.domain.retry import retry_delay_ms, should_retry
-from service.domain.types import Instant
 from service.domain.workflow import RetryPolicy
 
 
@@ -102,7 +101,12 @@ class Trigger(BaseModel):
 
 
 class RunEvent(Event):
-    """Base of the run events: every one names its run."""
+    """Base of the run events: every one names its run.
+
+    Times in a run event's data are RFC 3339 text as the writer rendered it (the
+    event's own append time is the log's): they are kept as text, not parsed, so that
+    reading a run event stays cheap for the views that fold every one of them.
+    """
 
     aggregate = "schedule"
     run_id: str
@@ -115,7 +119,7 @@ class RunQueued(RunEvent):
     schedule_id: str | None
     workflow_id: str
     trigger: Trigger
-    nominal_time: Instant | None
+    nominal_time: str | None  # RFC 3339; None for a run now
     input: object = None
 
 
@@ -133,12 +137,12 @@ class _AttemptEnd(RunEvent):
     error: str | None = None
     status: int | None = None  # the target's HTTP status
     body_excerpt: str | None = None
-    finished_at: Instant | None = None
+    finished_at: str | None = None
 
 
 @register
 class RunAttemptFailed(_AttemptEnd):
-    retry_at: Instant | None = None  # set when another attempt follows
+    retry_at: str | None = None  # RFC 3339, set when another attempt follows
 
 
 @register
@@ -221,26 +225,29 @@ class Run:
     attempt: int = 0
     cancel: CancelMode | None = None  # asked while running (or of a queued run by a fire)
 
+    def moved(self, status: RunStatus) -> Run:
+        return Run(status, self.attempt, self.cancel)
+
 
 def evolve(run: Run | None, event: RunEvent) -> Run | None:
     """The run after ``event``, as the log tells it (a run starts with ``RunQueued``)."""
     if isinstance(event, RunQueued):
         # released from a buffer keeps what it had; a new run starts afresh
-        return Run(RunStatus.QUEUED) if run is None else replace(run, status=RunStatus.QUEUED)
+        return Run(RunStatus.QUEUED) if run is None else run.moved(RunStatus.QUEUED)
     if run is None:
         return None
     match event:
         case RunStarted():
-            return replace(run, status=RunStatus.RUNNING, attempt=event.attempt)
+            return Run(RunStatus.RUNNING, event.attempt, run.cancel)
         case RunAttemptFailed():
-            return replace(run, status=RunStatus.RETRYING) if event.retry_at else run
+            return run.moved(RunStatus.RETRYING) if event.retry_at else run
         case RunCancelRequested():
             mode = CancelMode.TERMINATE if event.terminate else CancelMode.CANCEL
-            return replace(run, cancel=mode)
+            return Run(run.status, run.attempt, mode)
         case RunRequeued():
-            return replace(run, status=RunStatus.QUEUED, cancel=None)
+            return Run(RunStatus.QUEUED, run.attempt)
     final = FINAL_EVENTS.get(type(event))
-    return run if final is None else replace(run, status=final)
+    return run if final is None else run.moved(final)
 
 
 def fold(events: list[RunEvent], run: Run | None = None) -> Run | None:
@@ -353,11 +360,11 @@ def _start(run: Run, command: Start) -> Decision:
     if run.status in UNSTARTABLE_STATUSES:
         return Decision(Reply.DONE, run)
     if run.cancel is not None:
-        return Decision(Reply.CANCELLED, replace(run, status=RunStatus.CANCELLED), (RunCancelled,))
+        return Decision(Reply.CANCELLED, run.moved(RunStatus.CANCELLED), (RunCancelled,))
     if command.deliveries + 1 > command.max_deliveries:
-        dead = replace(run, status=RunStatus.DEAD_LETTERED)
+        dead = run.moved(RunStatus.DEAD_LETTERED)
         return Decision(Reply.DEAD, dead, (RunDeadLettered,))
-    started = replace(run, status=RunStatus.RUNNING, attempt=run.attempt + 1)
+    started = Run(RunStatus.RUNNING, run.attempt + 1, run.cancel)
     return Decision(Reply.OK, started, (RunStarted,))
 
 
@@ -371,7 +378,7 @@ def _finish(run: Run, command: Finish) -> Decision:
     events: list[type[RunEvent]] = [RunAttemptFailed] if outcome.records_failed_attempt else []
     if outcome is not RunOutcome.RETRY:
         events.append(OUTCOME_EVENTS[outcome])
-    return Decision(Reply.OK, replace(run, status=outcome.status), tuple(events))
+    return Decision(Reply.OK, run.moved(outcome.status), tuple(events))
 
 
 def _cancel(run: Run, command: Cancel) -> Decision:
@@ -380,10 +387,10 @@ def _cancel(run: Run, command: Cancel) -> Decision:
     if run.status is RunStatus.RUNNING:
         if run.cancel in (command.mode, CancelMode.TERMINATE):
             return Decision(Reply.REQUESTED, run)  # asked already (terminating asks all)
-        asked = replace(run, cancel=command.mode)
+        asked = Run(run.status, run.attempt, command.mode)
         return Decision(Reply.REQUESTED, asked, (RunCancelRequested,))
     # queued, buffered or waiting for a retry: no attempt to stop, it ends here
-    return Decision(Reply.CANCELLED, replace(run, status=RunStatus.CANCELLED), (RunCancelled,))
+    return Decision(Reply.CANCELLED, run.moved(RunStatus.CANCELLED), (RunCancelled,))
 
 
 def _requeue(run: Run, command: Requeue | Release) -> Decision:
@@ -391,7 +398,7 @@ def _requeue(run: Run, command: Requeue | Release) -> Decision:
     if run.status is not waiting:
         return Decision(Reply.DONE, run)
     events: tuple[type[RunEvent], ...] = () if isinstance(command, Requeue) else (RunQueued,)
-    return Decision(Reply.OK, replace(run, status=RunStatus.QUEUED), events)
+    return Decision(Reply.OK, run.moved(RunStatus.QUEUED), events)
 
 
 def _revive(run: Run) -> Decision:
