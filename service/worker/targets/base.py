@@ -49,6 +49,8 @@ class AttemptResult:
     status: int | None = None  # the HTTP status, if any
     body_excerpt: str | None = None  # at most EXCERPT_LIMIT characters
     retry_after_s: float | None = None  # from Retry-After on 429/503, <= MAX_RETRY_AFTER_S
+    timed_out: bool = False  # the attempt ran out of time
+    stopped: bool = False  # the attempt was cancelled or terminated before it ended
 
     @classmethod
     def success(cls, status: int | None = None, body_excerpt: str | None = None) -> AttemptResult:
@@ -74,11 +76,17 @@ class AttemptResult:
         )
 
 
-CANCELLED = AttemptResult.failure("cancelled", retryable=False)
+CANCELLED = AttemptResult(ok=False, retryable=False, error="cancelled", stopped=True)
+"""The attempt stopped because the run was asked to cancel."""
+
+TERMINATED = AttemptResult(ok=False, retryable=False, error="terminated", stopped=True)
+"""The attempt was stopped without being asked (a terminate request)."""
 
 
 def timed_out(timeout_s: float) -> AttemptResult:
-    return AttemptResult.failure(f"timed out after {timeout_s:g}s", retryable=True)
+    return AttemptResult(
+        ok=False, retryable=True, error=f"timed out after {timeout_s:g}s", timed_out=True
+    )
 
 
 class Target(Protocol):

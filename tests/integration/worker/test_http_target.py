@@ -254,6 +254,7 @@ async def test_a_hanging_target_times_out_retryably(
     started = time.monotonic()
     result = await make_target(session, target.url("/hang")).attempt(context(timeout_s=0.3))
     assert not result.ok and result.retryable
+    assert result.timed_out and not result.stopped
     assert result.error is not None and "timed out" in result.error
     assert time.monotonic() - started < 3
 
@@ -277,6 +278,7 @@ async def test_cancel_during_the_request_aborts_it(
     result = await asyncio.wait_for(attempt, 5)
 
     assert (result.ok, result.retryable, result.error) == (False, False, "cancelled")
+    assert (result.stopped, result.timed_out) == (True, False)
 
 
 async def test_already_cancelled_run_sends_nothing(
@@ -285,7 +287,7 @@ async def test_already_cancelled_run_sends_nothing(
     ctx = context()
     ctx.cancelled.set()
     result = await make_target(session, target.url("/ok")).attempt(ctx)
-    assert result.error == "cancelled" and not target.received
+    assert result.error == "cancelled" and result.stopped and not target.received
 
 
 @pytest.mark.parametrize(
@@ -401,7 +403,7 @@ async def test_connection_refused_fails_retryably(session: aiohttp.ClientSession
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     result = await make_target(session, f"http://127.0.0.1:{port}/hook").attempt(context())
-    assert (result.ok, result.retryable) == (False, True)
+    assert (result.ok, result.retryable, result.timed_out) == (False, True, False)
     assert result.error is not None and result.error.startswith("cannot connect")
 
 

@@ -114,6 +114,7 @@ async def test_a_slow_async_handler_is_cancelled_at_the_time_limit() -> None:
     started = time.monotonic()
     result = await run("async_slow", context(timeout_s=0.3))
     assert (result.ok, result.retryable, result.error) == (False, True, "timed out after 0.3s")
+    assert (result.timed_out, result.stopped) == (True, False)
     assert time.monotonic() - started < 3
     assert handlers.finished.is_set()  # the task was cancelled and awaited, not left running
 
@@ -122,6 +123,7 @@ async def test_a_slow_sync_handler_times_out_and_finishes_in_the_background() ->
     started = time.monotonic()
     result = await run("sync_slow", context(timeout_s=0.3))
     assert (result.ok, result.retryable, result.error) == (False, True, "timed out after 0.3s")
+    assert result.timed_out
     assert time.monotonic() - started < 3
     assert not handlers.finished.is_set()  # still running in its thread
     handlers.release.set()
@@ -137,6 +139,7 @@ async def test_cancelling_an_async_handler_cancels_its_task() -> None:
     result = await asyncio.wait_for(attempt, 5)
 
     assert (result.ok, result.retryable, result.error) == (False, False, "cancelled")
+    assert (result.stopped, result.timed_out) == (True, False)
     assert handlers.finished.is_set()
 
 
@@ -148,7 +151,7 @@ async def test_a_sync_handler_can_observe_cancellation() -> None:
     ctx.cancelled.set()
     result = await asyncio.wait_for(attempt, 5)
 
-    assert result.error == "cancelled"
+    assert result.error == "cancelled" and result.stopped
     await wait_for(handlers.finished)  # the handler saw the flag and returned
 
 
@@ -156,4 +159,4 @@ async def test_a_run_cancelled_before_the_attempt_does_not_call_the_handler() ->
     ctx = context()
     ctx.cancelled.set()
     result = await run("sync_ok", ctx)
-    assert result.error == "cancelled" and handlers.seen == []
+    assert result.error == "cancelled" and result.stopped and handlers.seen == []
