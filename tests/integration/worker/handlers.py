@@ -82,3 +82,14 @@ def sync_cooperative(ctx: RunContext) -> str:
         release.wait(0.01)
     finished.set()
     return "stopped early" if ctx.cancelled.is_set() else "ran out"
+
+
+async def sleep_input(ctx: RunContext) -> None:
+    """Takes ``input["sleep_s"]`` seconds, so a test can keep a worker's slot busy."""
+    seen.append(ctx)
+    await asyncio.sleep(float(ctx.input["sleep_s"]))
+
+
+async def says_timed_out(ctx: RunContext) -> None:
+    """Fails with a message about a timeout, without the attempt running out of time."""
+    raise RuntimeError("upstream timed out")
