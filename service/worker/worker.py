@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 WORKFLOW_CACHE_S = 2.0
 WORKFLOW_CACHE_SIZE = 10_000
 DEFAULT_TIMEOUT_MS = 300_000
+CANCEL_GRACE_S = 5.0
 
 
 class Worker:
@@ -62,6 +63,7 @@ class Worker:
         clock: Clock | None = None,
         consumer: str | None = None,
         breaker: CircuitBreaker | None = None,
+        drain_timeout_s: float = 10.0,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -70,6 +72,7 @@ class Worker:
         self.idle_bound_ms = idle_bound_ms
         self.max_deliveries = max_deliveries
         self.clock = clock
+        self.drain_timeout_s = drain_timeout_s
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self.actor = f"worker:{self.consumer}"
         self.runs = RunStore(redis, keys)
@@ -121,15 +124,21 @@ class Worker:
             for task in loops:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await self.drain()
+            await self.drain(self.drain_timeout_s)
             await self.attempts.session.close()
 
     async def drain(self, timeout_s: float = 10.0) -> None:
-        """Wait (bounded) for runs in flight; what does not finish is reclaimed elsewhere."""
-        if self.slots.tasks:
-            await asyncio.wait(set(self.slots.tasks), timeout=timeout_s)
-        for task in list(self.slots.tasks):
+        """Wait (bounded) for runs in flight, then cancel the rest and wait (bounded) for
+        them to unwind; their entries stay pending and are reclaimed elsewhere."""
+        if not self.slots.tasks:
+            return
+        _, pending = await asyncio.wait(set(self.slots.tasks), timeout=timeout_s)
+        for task in pending:
             task.cancel()
+        if pending:
+            _, stuck = await asyncio.wait(pending, timeout=CANCEL_GRACE_S)
+            if stuck:
+                log.warning("%d run(s) did not stop when cancelled", len(stuck))
 
     async def ensure_group(self, partition: int) -> None:
         await self.consumer_loop.ensure_group(partition)

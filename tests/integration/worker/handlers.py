@@ -93,3 +93,13 @@ async def sleep_input(ctx: RunContext) -> None:
 async def says_timed_out(ctx: RunContext) -> None:
     """Fails with a message about a timeout, without the attempt running out of time."""
     raise RuntimeError("upstream timed out")
+
+
+async def slow_to_stop(ctx: RunContext) -> None:
+    """Needs a few turns of the event loop to clean up once cancelled."""
+    started.set()
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        await asyncio.sleep(0.1)
+        finished.set()

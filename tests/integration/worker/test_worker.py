@@ -1,4 +1,4 @@
-"""The worker against a real Redis: reclaiming order, outcomes."""
+"""The worker against a real Redis: reclaiming order, outcomes, shutdown."""
 
 from __future__ import annotations
 
@@ -107,3 +107,20 @@ async def test_a_failure_that_speaks_of_a_timeout_is_not_a_timeout(
         await until(lambda: worker.stats.failed == 2, "both runs to end")
     ends = {d["run_id"]: t for t, d, _ in await run_events(redis, keys)}
     assert (ends[failed], ends[timed_out]) == ("RunFailed", "RunTimedOut")
+
+
+async def test_shutdown_cancels_runs_past_the_drain_time_and_waits_for_them(
+    api: TestClient, redis: Redis, keys: Keyspace
+) -> None:
+    await workflow(api, "slow_to_stop")
+    await run_now(api)
+    worker = make_worker(redis, keys, drain_timeout_s=0.1)
+    async with running(worker) as task:
+        await until(handlers.started.is_set, "the handler to start")
+    assert task.done()
+    # the run unwound before the worker returned, and before its session was closed
+    assert handlers.finished.is_set()
+    assert not worker.slots.tasks
+    assert worker.attempts.session is not None and worker.attempts.session.closed
+    pending = await redis.xpending(keys.queue(0), GROUP)
+    assert pending["pending"] == 1  # left for another worker to reclaim
