@@ -74,7 +74,7 @@ class Worker:
         self.clock = clock
         self.drain_timeout_s = drain_timeout_s
         self.consumer = consumer or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self.actor = f"worker:{self.consumer}"
+        self.actor = f"worker:{self.consumer}"  # who the run events say did it
         self.runs = RunStore(redis, keys)
         self.breaker = breaker or CircuitBreaker(redis, keys, clock=clock)
         self.stats = WorkerStats()
@@ -175,7 +175,7 @@ class Worker:
             entry.kind,
             entry.run_id,
             entry.entry_id,
-            self.consumer,
+            self.actor,
             now,
             to_rfc3339(now),
             self.max_deliveries,

@@ -1,4 +1,4 @@
-"""The worker against a real Redis: reclaiming order, outcomes, shutdown."""
+"""The worker against a real Redis: reclaiming order, outcomes, shutdown, who is recorded."""
 
 from __future__ import annotations
 
@@ -107,6 +107,23 @@ async def test_a_failure_that_speaks_of_a_timeout_is_not_a_timeout(
         await until(lambda: worker.stats.failed == 2, "both runs to end")
     ends = {d["run_id"]: t for t, d, _ in await run_events(redis, keys)}
     assert (ends[failed], ends[timed_out]) == ("RunFailed", "RunTimedOut")
+
+
+async def test_run_events_name_the_worker_one_way(
+    api: TestClient, redis: Redis, keys: Keyspace
+) -> None:
+    await workflow(api, "async_ok")
+    run_id = await run_now(api, {"n": 1})
+    worker = make_worker(redis, keys)
+    async with running(worker):
+        await until(lambda: worker.stats.succeeded == 1, "the run to succeed")
+    recorded = {
+        (t, who)
+        for t, data, meta in await run_events(redis, keys)
+        if data["run_id"] == run_id and t != "RunQueued"
+        for who in (meta["actor"], data.get("worker", meta["actor"]))
+    }
+    assert recorded == {(t, f"worker:{worker.consumer}") for t in ("RunStarted", "RunSucceeded")}
 
 
 async def test_shutdown_cancels_runs_past_the_drain_time_and_waits_for_them(
