@@ -1,20 +1,21 @@
 """The Run aggregate: one execution of a workflow, started by a fire or a run-now.
 
-Pure: the statuses, the events the scripts write (``store/runs.lua`` and
-``ticker/fire.lua``), ``decide(run, command) -> Decision`` (the rules the run script
-enforces atomically in Redis), ``evolve(run, event) -> run`` (what the log says of a
-run, for the views, the write-model rebuild and the audit trail), and the outcome of
-an attempt (``attempt_verdict``, which the worker applies). The contract test runs one
-table of transitions against ``decide`` and against the script, so the two cannot
-drift.
+Pure: the statuses, the events the run and fire scripts write, ``decide(run, command)
+-> Decision`` (the rules the run script, ``runs.lua``, enforces atomically in Redis),
+``evolve(run, event) -> run`` (what the log says of a run, for the views, the
+write-model rebuild and the audit trail), and the outcome of an attempt
+(``attempt_verdict``, which the worker applies). The contract test runs one table of
+transitions against ``decide`` and against the script, so the two cannot drift.
 
 A run's life::
 
     buffered --RunQueued--> queued --RunStarted--> running --RunSucceeded--> succeeded
-                              ^                      |  \\--RunFailed/RunTimedOut--> failed/timedout
-                              |                      |   \\--RunCancelled--> cancelled
-                              +--(due retry)-- retrying <--RunAttemptFailed(retry_at)
-    failed/timedout/deadlettered --RunRequeued--> queued
+                              ^                     |  --RunFailed, RunTimedOut--> failed, timedout
+                              |                     |  --RunCancelled--> cancelled
+                              |                     |  --RunDeadLettered--> deadlettered
+                              +--(due)-- retrying <-+  (RunAttemptFailed with a retry time)
+    failed, timedout, deadlettered --RunRequeued--> queued
+    buffered, queued, retrying --RunCancelled--> cancelled (nothing to stop)
 """
 
 from __future__ import annotations
