@@ -9,8 +9,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from service.domain import runs as run_events
-from service.domain.events import Event
+from service.domain.runs import RUN_EVENTS
 from service.store.boundary import translate_redis_errors
 from service.store.eventstore import as_text
 from service.store.keys import Keyspace
@@ -18,24 +17,10 @@ from service.store.scripts import OP_TTL_MS, load_script, new_op
 
 GROUP = "workers"
 MAX_DELIVERIES = 5
-RUN_EVENTS: tuple[type[Event], ...] = (
-    run_events.RunQueued,
-    run_events.RunStarted,
-    run_events.RunAttemptFailed,
-    run_events.RunSucceeded,
-    run_events.RunFailed,
-    run_events.RunTimedOut,
-    run_events.RunCancelled,
-    run_events.RunDeadLettered,
-    run_events.RunCancelRequested,
-    run_events.RunRequeued,
-)
-
-
 @cache
 def event_versions() -> bytes:
     """The schema version of every event runs.lua writes, as the script takes them."""
-    return orjson.dumps({cls.type_name(): cls.version for cls in RUN_EVENTS})
+    return orjson.dumps({name: cls.version for name, cls in RUN_EVENTS.items()})
 
 
 @dataclass(frozen=True)
