@@ -120,7 +120,9 @@ async def trigger(request: web.Request) -> web.StreamResponse:
         dedupe_key=ctx.storage_key() if ctx.idempotency_key else "",
         fingerprint=ctx.fingerprint,
     )
-    fire.traces = [telemetry.current_traceparent() or ""]
+    traceparent = telemetry.current_traceparent()
+    if traceparent:
+        fire.traces = [traceparent]
     reply = await FireScript(request.app[REDIS], request.app[KEYS]).run(fire)
     if reply.status == "REUSED":
         raise IdempotencyKeyReused(ctx.idempotency_key or "")

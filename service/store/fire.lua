@@ -14,7 +14,8 @@
 -- KEYS[12] cs:{p}:op:<token>: this call's first reply, answered to its retries
 -- KEYS[13] backfill: cs:{p}:backfilled:<sid>, the nominal times backfilled ever;
 --          a trigger with an Idempotency-Key: cs:{p}:idem:fire:<key>
--- then, from KEYS[h.runs_from]: cs:{p}:run:<run id> of each fire, in order.
+-- then, from KEYS[h.runs_from]: cs:{p}:run:<run id> of each fire, in order (none for a
+-- workflow of target 'none': its runs succeed at once and have no hash).
 -- Not passed, since their ids are read here (from KEYS[9]): the run hashes of the running
 -- runs a held fire asks to cancel, built from h.run_prefix (the partition's slot).
 --
@@ -27,9 +28,10 @@
 --          source; idempotency_key (true: a trigger with a key, KEYS[13]), fingerprint,
 --          dedupe_ttl; op_ttl; missed_count,
 --          missed_first, missed_last; max_actions ('' for none); runs_from; run_prefix;
---          versions (event type -> schema version)
--- ARGV[2..] per fire: nominal ms, nominal (RFC 3339), run id, fire id, traceparent of
---          its fire span ('' when tracing is off): stored with the run and in its meta
+--          traced (true: each fire carries a traceparent); versions (event type -> schema
+--          version)
+-- ARGV[2..] per fire: nominal ms, nominal (RFC 3339), run id, fire id, and when h.traced,
+--          the traceparent of its fire span: stored with the run and in its events' meta
 --
 -- Returns {'OK', fired, skipped, dropped, completed} | {'FENCED'} | {'INACTIVE'}
 --       | {'STALE', version, mark} | {'DUP', run id} | {'GONE'} | {'REUSED'}
@@ -149,10 +151,11 @@ end
 
 local no_runs = {}
 local fired_count, skipped, dropped = 0, 0, 0
-local n = (#ARGV - 1) / 5
-for i = 0, n - 1 do
-  local nominal_ms, nominal = ARGV[2 + i * 5], ARGV[3 + i * 5]
-  local run_id, fire_id, traceparent = ARGV[4 + i * 5], ARGV[5 + i * 5], ARGV[6 + i * 5]
+local stride = h.traced and 5 or 4
+for i = 0, (#ARGV - 1) / stride - 1 do
+  local at = 2 + i * stride
+  local nominal_ms, nominal, run_id, fire_id = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
+  local traceparent = h.traced and ARGV[at + 4] or ''
   local run_key = KEYS[h.runs_from + i]
   meta = with_trace(traceparent)
   if mode ~= 'backfill' or redis.call('SADD', KEYS[13], nominal_ms) == 1 then

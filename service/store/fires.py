@@ -8,13 +8,13 @@ lost answers the first reply and appends nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
 
 from service.domain.fire import (
+    NO_TARGET,
     FireDropped,
     FireMode,
     FireRequest,
@@ -48,8 +48,7 @@ EVENT_VERSIONS = {
 """The schema version of each event the script appends."""
 
 
-@dataclass(frozen=True)
-class FireReply:
+class FireReply(NamedTuple):
     """OK | FENCED (the lease is lost) | STALE (planned on an older schedule or mark) |
     INACTIVE | GONE (no such schedule) | DUP (an Idempotency-Key's repeat: ``run_id`` is
     the first run) | REUSED (a key reused with another request)."""
@@ -112,19 +111,21 @@ class FireScript:
         p = self.keys.partition_of(r.schedule_id)
         keys = self._keys(r, p, op)
         runs_from = len(keys) + 1
-        keys += [self.keys.run(p, fire.run_id) for fire in r.fires]
+        if r.target != NO_TARGET:  # a run of no target succeeds at once: it has no hash
+            keys += [self.keys.run(p, fire.run_id) for fire in r.fires]
         args: list[Any] = [orjson.dumps(_header(r, runs_from, self.keys.run_prefix(p)))]
         traces = r.traces
         for i, fire in enumerate(r.fires):
-            trace = traces[i] if i < len(traces) else ""
-            args += [fire.nominal, to_rfc3339(fire.nominal), fire.run_id, fire.fire_id, trace]
+            args += [fire.nominal, to_rfc3339(fire.nominal), fire.run_id, fire.fire_id]
+            if traces:
+                args.append(traces[i] if i < len(traces) else "")
         return keys, args
 
 
 def _header(r: FireRequest, runs_from: int, run_prefix: str) -> dict[str, Any]:
     missed = r.missed
     return {
-        "mode": r.mode.value,
+        "mode": r.mode,
         "owner": r.fence.owner if r.fence else "",
         "epoch": str(r.fence.epoch) if r.fence else "0",
         "version": str(r.version),
@@ -134,9 +135,9 @@ def _header(r: FireRequest, runs_from: int, run_prefix: str) -> dict[str, Any]:
         "sid": r.schedule_id,
         "workflow_id": r.workflow_id,
         "target": r.target,
-        "while_running": r.overlap.while_running.value,
+        "while_running": r.overlap.while_running,
         "bound": r.overlap.bound,
-        "cancel": r.overlap.cancel.value,
+        "cancel": r.overlap.cancel,
         "input": orjson.dumps(r.input).decode(),
         "meta": orjson.dumps(r.meta).decode(),
         "fire_time": to_rfc3339(r.fire_time),
@@ -151,6 +152,7 @@ def _header(r: FireRequest, runs_from: int, run_prefix: str) -> dict[str, Any]:
         "max_actions": "" if r.max_actions is None else str(r.max_actions),
         "runs_from": runs_from,
         "run_prefix": run_prefix,
+        "traced": bool(r.traces),
         "versions": EVENT_VERSIONS,
     }
 

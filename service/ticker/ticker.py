@@ -110,10 +110,12 @@ class Ticker:
         configs = [self.due.config(due) for due in batch.schedules]
         targets = await self.due.targets({c.workflow_id for c in configs if c is not None})
         requests = []
+        lateness = self.stats.lateness_ms
         for due, config in zip(batch.schedules, configs, strict=True):
             target = UNKNOWN_TARGET if config is None else targets.get(config.workflow_id)
             request = scheduled_request(due, config, target or UNKNOWN_TARGET, batch.now, fence)
-            self.stats.lateness_ms.extend(batch.now - fire.at for fire in request.fires)
+            for fire in request.fires:
+                lateness.append(batch.now - fire.at)
             requests.append(request)
         return requests
 

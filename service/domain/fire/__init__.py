@@ -24,6 +24,7 @@ from service.domain.fire.events import (
     ScheduleFired,
 )
 from service.domain.fire.overlap import (
+    NO_TARGET,
     Outcome,
     OverlapDecision,
     OverlapRule,
@@ -51,6 +52,7 @@ from service.domain.fire.requests import (
 __all__ = [
     "BACKFILL_BOUND",
     "BACKFILL_CHUNK",
+    "NO_TARGET",
     "ON_TIME_GRACE_MS",
     "DueSchedule",
     "Fence",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from service.domain.policies import OverlapPolicy
 
@@ -58,18 +59,23 @@ class OverlapDecision:
     terminate: bool = False  # ...and to stop at once rather than cooperatively
 
 
+FIRE = OverlapRule(WhileRunning.FIRE)
+SKIP = OverlapRule(WhileRunning.SKIP)
+_CANCELS = {
+    OverlapPolicy.CANCEL_OTHER: CancelOthers.CANCEL,
+    OverlapPolicy.TERMINATE_OTHER: CancelOthers.TERMINATE,
+}
+
+
+@lru_cache(maxsize=1024)
 def overlap_rule(policy: OverlapPolicy, buffer_max: int, target: str) -> OverlapRule:
     """The rule the fire script applies for a schedule's overlap policy."""
-    if policy is OverlapPolicy.ALLOW_ALL or target == NO_TARGET:
-        return OverlapRule(WhileRunning.FIRE)
-    if policy is OverlapPolicy.SKIP:
-        return OverlapRule(WhileRunning.SKIP)
-    bound = 1 if policy is OverlapPolicy.BUFFER_ONE else buffer_max
-    cancel = {
-        OverlapPolicy.CANCEL_OTHER: CancelOthers.CANCEL,
-        OverlapPolicy.TERMINATE_OTHER: CancelOthers.TERMINATE,
-    }.get(policy, CancelOthers.NO)
-    return OverlapRule(WhileRunning.HOLD, bound, cancel)
+    if policy == OverlapPolicy.ALLOW_ALL or target == NO_TARGET:
+        return FIRE
+    if policy == OverlapPolicy.SKIP:
+        return SKIP
+    bound = 1 if policy == OverlapPolicy.BUFFER_ONE else buffer_max
+    return OverlapRule(WhileRunning.HOLD, bound, _CANCELS.get(policy, CancelOthers.NO))
 
 
 def decide(rule: OverlapRule, running: Sequence[str], held: int) -> OverlapDecision:

@@ -31,7 +31,7 @@ class Missed:
     last: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FirePlan:
     """The outcome of every nominal time in (hwm, new_hwm]: fired, or counted in ``missed``."""
 
@@ -41,10 +41,6 @@ class FirePlan:
     new_hwm: int = 0
     next_due: int | None = None  # when to look again (the next actual time); None: never
     completes: bool = False  # the last action allowed by max_actions is among ``fire``
-
-    @property
-    def changes_anything(self) -> bool:
-        return bool(self.fire or self.missed or self.completes)
 
 
 def due_at(spec: Spec, schedule_id: str, nominal: int | None) -> int | None:
@@ -82,15 +78,18 @@ def plan(
         later = [t for t in due if t > fire[-1]]
         next_nominal = later[0] if later else next_nominal
         due = due[: len(due) - len(later)]
-    chosen = set(fire)
-    not_run = [t for t in due if t not in chosen]
+    missed = None
+    if len(fire) < len(due):
+        chosen = set(fire)
+        not_run = [t for t in due if t not in chosen]
+        missed = Missed(len(not_run), not_run[0], not_run[-1])
     return FirePlan(
-        fire=fire,
-        fire_at=[actual.get(t, t) for t in fire],
-        missed=Missed(len(not_run), not_run[0], not_run[-1]) if not_run else None,
-        new_hwm=due[-1],
-        next_due=due_at(spec, schedule_id, next_nominal),
-        completes=completes,
+        fire,
+        [actual.get(t, t) for t in fire] if actual else fire,
+        missed,
+        due[-1],
+        due_at(spec, schedule_id, next_nominal),
+        completes,
     )
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-from service.domain.fire.overlap import OverlapRule, WhileRunning, overlap_rule
+from service.domain.fire.overlap import SKIP, OverlapRule, overlap_rule
 from service.domain.fire.planning import Missed, plan
 from service.domain.ids import new_id
 from service.domain.policies import OverlapPolicy, ScheduleStatus
@@ -47,16 +47,16 @@ def new_run_id() -> str:
 def fire_id(schedule_id: str, nominal_ms: int, mode: FireMode, run_id: str = "") -> str:
     """The id of a fire: (schedule id, nominal time, kind); a trigger's kind names its
     run, since a trigger's nominal time is only the moment it was asked for."""
-    kind = f"{mode}:{run_id}" if mode in (FireMode.MANUAL, FireMode.API) else mode.value
-    return f"{schedule_id}:{nominal_ms}:{kind}"
+    if mode is FireMode.MANUAL or mode is FireMode.API:
+        return f"{schedule_id}:{nominal_ms}:{mode}:{run_id}"
+    return f"{schedule_id}:{nominal_ms}:{mode}"
 
 
 def trigger_mode(actor: str) -> FireMode:
     return FireMode.MANUAL if actor.startswith(PEOPLE) else FireMode.API
 
 
-@dataclass(frozen=True)
-class Fire:
+class Fire(NamedTuple):
     nominal: int  # ms
     at: int  # the actual (jittered) time it was due, ms
     run_id: str
@@ -71,8 +71,7 @@ class Fence:
     epoch: int
 
 
-@dataclass(frozen=True)
-class DueSchedule:
+class DueSchedule(NamedTuple):
     """A due schedule as the ticker read it: the script re-checks version and mark."""
 
     schedule_id: str
@@ -82,7 +81,7 @@ class DueSchedule:
     hwm: int
 
 
-@dataclass
+@dataclass(slots=True)
 class FireRequest:
     """Everything the fire script needs to fire (or skip) one schedule's nominal times."""
 
@@ -92,7 +91,7 @@ class FireRequest:
     meta: dict[str, Any]
     workflow_id: str = ""
     target: str = "http"
-    overlap: OverlapRule = field(default_factory=lambda: OverlapRule(WhileRunning.SKIP))
+    overlap: OverlapRule = SKIP
     input: Any = None
     source: str = ""
     fires: list[Fire] = field(default_factory=list)
@@ -121,33 +120,37 @@ def scheduled_request(
 ) -> FireRequest:
     """The ticker's request for a due schedule. Without a config or when not active,
     the request plans nothing: the script drops the schedule from the due index."""
-    request = FireRequest(
-        schedule_id=due.schedule_id,
-        mode=FireMode.SCHEDULE,
-        fire_time=now,
-        meta={"actor": f"ticker:{fence.owner}", "epoch": fence.epoch},
+    sid = due.schedule_id
+    meta = {"actor": f"ticker:{fence.owner}", "epoch": fence.epoch}
+    if config is None or due.status != ScheduleStatus.ACTIVE:
+        return FireRequest(
+            sid, FireMode.SCHEDULE, now, meta, fence=fence, version=due.version, hwm=due.hwm
+        )
+    max_actions = config.max_actions
+    remaining = None if max_actions is None else max(max_actions - due.actions, 0)
+    policy = config.policy
+    planned = plan(config.spec, policy, sid, due.hwm, now, remaining)
+    return FireRequest(
+        sid,
+        FireMode.SCHEDULE,
+        now,
+        meta,
+        workflow_id=config.workflow_id,
+        target=target,
+        overlap=overlap_rule(policy.overlap, policy.buffer_max, target),
+        input=config.input,
+        fires=[
+            Fire(t, at, run_ids(), fire_id(sid, t, FireMode.SCHEDULE))
+            for t, at in zip(planned.fire, planned.fire_at, strict=True)
+        ],
         fence=fence,
         version=due.version,
         hwm=due.hwm,
+        new_hwm=planned.new_hwm,
+        next_due=planned.next_due,
+        missed=planned.missed,
+        max_actions=max_actions,
     )
-    if config is None or due.status != ScheduleStatus.ACTIVE:
-        return request
-    sid = due.schedule_id
-    remaining = None if config.max_actions is None else max(config.max_actions - due.actions, 0)
-    planned = plan(config.spec, config.policy, sid, due.hwm, now, remaining)
-    request.workflow_id = config.workflow_id
-    request.target = target
-    request.overlap = overlap_rule(config.policy.overlap, config.policy.buffer_max, target)
-    request.input = config.input
-    request.new_hwm = planned.new_hwm
-    request.next_due = planned.next_due
-    request.missed = planned.missed
-    request.max_actions = config.max_actions
-    request.fires = [
-        Fire(t, at, run_ids(), fire_id(sid, t, FireMode.SCHEDULE))
-        for t, at in zip(planned.fire, planned.fire_at, strict=True)
-    ]
-    return request
 
 
 def trigger_request(
