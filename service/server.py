@@ -98,48 +98,61 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         keys = Keyspace(settings.key_prefix, settings.partitions)
         await check_keyspace(conn.client, keys)
         async with contextlib.AsyncExitStack() as stack:
-            if "api" in settings.roles:
-                app = create_app(settings, conn.client, projector="projector" in settings.roles)
-                runner = web.AppRunner(app, access_log=None)
-                await runner.setup()
-                stack.push_async_callback(runner.cleanup)
-                site = web.TCPSite(runner, settings.host, settings.port)
-                await site.start()
-                log.info(
-                    "serving on http://%s:%d (redis %s)", settings.host, settings.port, conn.url
-                )
-                print(f"cronstream: serving on http://{settings.host}:{settings.port}", flush=True)
-            elif settings.metrics_port_given:
-                # a process without the API answers /healthz and /metrics on --port
-                runner = web.AppRunner(metrics_app(settings, conn.client), access_log=None)
-                await runner.setup()
-                stack.push_async_callback(runner.cleanup)
-                await web.TCPSite(runner, settings.host, settings.port).start()
-            if "projector" in settings.roles and "api" not in settings.roles:
-                tasks = _projector_tasks(conn.client, keys, stop)
-                stack.push_async_callback(_cancel_all, tasks)
-            if "ticker" in settings.roles:
-                ticker = Ticker(conn.client, keys, lease_ttl_ms=settings.lease_ttl_ms)
-                task = asyncio.create_task(ticker.run(stop), name="ticker")
-                stack.push_async_callback(_cancel_all, [task])
-                log.info("ticker %s competing for %d partition(s)", ticker.owner, keys.partitions)
-            if "worker" in settings.roles:
-                worker = Worker(
-                    conn.client,
-                    keys,
-                    CommandService(
-                        EventStore(conn.client, keys),
-                        ProjectionWaiter(conn.client, keys),
-                        wait_timeout_s=0,
-                    ),
-                    concurrency=settings.worker_concurrency,
-                    idle_bound_ms=settings.reclaim_idle_ms,
-                )
-                task = asyncio.create_task(worker.run(stop), name="worker")
-                stack.push_async_callback(_cancel_all, [task])
-                log.info("worker %s consuming %d partition(s)", worker.consumer, keys.partitions)
+            await _start_http(settings, conn, stack)
+            _start_loops(settings, conn.client, keys, stop, stack)
             await stop.wait()
             log.info("shutting down")
+
+
+async def _start_http(
+    settings: Settings, conn: RedisConnection, stack: contextlib.AsyncExitStack
+) -> None:
+    """The API (with the projector when both roles are here), or /metrics alone."""
+    if "api" in settings.roles:
+        app = create_app(settings, conn.client, projector="projector" in settings.roles)
+    elif settings.metrics_port_given:
+        # a process without the API answers /healthz and /metrics on --port
+        app = metrics_app(settings, conn.client)
+    else:
+        return
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    if "api" in settings.roles:
+        log.info("serving on http://%s:%d (redis %s)", settings.host, settings.port, conn.url)
+        print(f"cronstream: serving on http://{settings.host}:{settings.port}", flush=True)
+
+
+def _start_loops(
+    settings: Settings,
+    redis: Redis,
+    keys: Keyspace,
+    stop: asyncio.Event,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """The projector (when the API does not run it), ticker and worker loops of this process."""
+    if "projector" in settings.roles and "api" not in settings.roles:
+        stack.push_async_callback(_cancel_all, _projector_tasks(redis, keys, stop))
+    if "ticker" in settings.roles:
+        ticker = Ticker(redis, keys, lease_ttl_ms=settings.lease_ttl_ms)
+        task = asyncio.create_task(ticker.run(stop), name="ticker")
+        stack.push_async_callback(_cancel_all, [task])
+        log.info("ticker %s competing for %d partition(s)", ticker.owner, keys.partitions)
+    if "worker" in settings.roles:
+        commands = CommandService(
+            EventStore(redis, keys), ProjectionWaiter(redis, keys), wait_timeout_s=0
+        )
+        worker = Worker(
+            redis,
+            keys,
+            commands,
+            concurrency=settings.worker_concurrency,
+            idle_bound_ms=settings.reclaim_idle_ms,
+        )
+        task = asyncio.create_task(worker.run(stop), name="worker")
+        stack.push_async_callback(_cancel_all, [task])
+        log.info("worker %s consuming %d partition(s)", worker.consumer, keys.partitions)
 
 
 def _projector_tasks(redis: Redis, keys: Keyspace, stop: asyncio.Event) -> list[asyncio.Task[None]]:

@@ -137,28 +137,21 @@ def start_redis_server(
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    args = [
-        find_redis_server(),
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dir",
-        str(data_dir.resolve()),
-        "--appendonly",
-        "yes" if appendonly else "no",
-        "--appendfsync",
-        "everysec",
-        "--save",
-        "",
-        "--daemonize",
-        "no",
-        "--logfile",
-        log_name,
-        "--protected-mode",
-        "yes",
-        *extra_args,
-    ]
+    directives = {
+        "bind": "127.0.0.1",
+        "port": str(port),
+        "dir": str(data_dir.resolve()),
+        "appendonly": "yes" if appendonly else "no",
+        "appendfsync": "everysec",
+        "save": "",
+        "daemonize": "no",
+        "logfile": log_name,
+        "protected-mode": "yes",
+    }
+    args = [find_redis_server()]
+    for name, value in directives.items():
+        args += [f"--{name}", value]
+    args += extra_args
     process = subprocess.Popen(
         args,
         stdin=subprocess.DEVNULL,
