@@ -26,10 +26,9 @@
 --          while_running ('fire', 'skip', 'hold'), bound, cancel ('', 'cancel',
 --          'terminate'): the overlap rule; input, meta (JSON); fire_time (RFC 3339);
 --          source; idempotency_key (true: a trigger with a key, KEYS[13]), fingerprint,
---          dedupe_ttl; op_ttl; missed_count,
---          missed_first, missed_last; max_actions ('' for none); runs_from; run_prefix;
---          traced (true: each fire carries a traceparent); versions (event type -> schema
---          version)
+--          dedupe_ttl; op_ttl; missed_count, missed_first, missed_last; max_actions (''
+--          for none); runs_from; run_prefix; traced (true: each fire carries a
+--          traceparent); versions (event type -> schema version, from the event models)
 -- ARGV[2..] per fire: nominal ms, nominal (RFC 3339), run id, fire id, and when h.traced,
 --          the traceparent of its fire span: stored with the run and in its events' meta
 --
