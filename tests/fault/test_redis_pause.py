@@ -29,7 +29,7 @@ from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
 from service.worker.worker import Worker
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 RUNS = 400
 PAUSES = 3
