@@ -19,16 +19,17 @@
 -- Not passed, since their ids are read here (from KEYS[9]): the run hashes of the running
 -- runs a held fire asks to cancel, built from h.run_prefix (the partition's slot).
 --
--- ARGV[1]  a JSON object: mode ('schedule', 'manual', 'api', 'backfill'); owner, epoch
---          (the lease, mode 'schedule'); version, hwm, new_hwm (the expected schedule
---          version and high-water mark, and the new mark); next_due ('' when the spec
---          has no more times); sid, workflow_id, target (the workflow's target type);
---          while_running ('fire', 'skip', 'hold'), bound, cancel ('', 'cancel',
---          'terminate'): the overlap rule; input, meta (JSON); fire_time (RFC 3339);
---          source; idempotency_key (true: a trigger with a key, KEYS[13]), fingerprint,
---          dedupe_ttl; op_ttl; missed_count, missed_first, missed_last; max_actions (''
---          for none); runs_from; run_prefix; traced (true: each fire carries a
---          traceparent); versions (event type -> schema version, from the event models)
+-- ARGV[1]  a JSON object: mode ('schedule', 'manual', 'api', 'backfill'); sid,
+--          workflow_id, target (the workflow's target type); while_running ('fire',
+--          'skip', 'hold'), bound, cancel ('', 'cancel', 'terminate'): the overlap rule;
+--          input, meta (JSON); fire_time (RFC 3339); runs_from; run_prefix; traced (true:
+--          each fire carries a traceparent); then
+--          mode 'schedule': owner, epoch (the lease); version, hwm, new_hwm (the expected
+--          schedule version and high-water mark, and the new mark); next_due ('' when
+--          the spec has no more times); missed_count, missed_first, missed_last;
+--          max_actions ('' for none);
+--          other modes: source; idempotency_key (true: a trigger with a key, KEYS[13]),
+--          fingerprint, dedupe_ttl; op_ttl
 -- ARGV[2..] per fire: nominal ms, nominal (RFC 3339), run id, fire id, and when h.traced,
 --          the traceparent of its fire span: stored with the run and in its events' meta
 --
@@ -42,10 +43,12 @@
 -- and appends nothing; a backfilled nominal time never fires twice; the due index
 -- moves in the same step.
 
+-- `versions` (event type -> schema version) is set in front of the prelude at load, from
+-- the event models (service/store/fires.py: fire_source).
+
 local h = cjson.decode(ARGV[1])
 local mode = h.mode
 local sid = h.sid
-local versions = h.versions
 local scheduled = mode == 'schedule'
 local keyed = (mode == 'manual' or mode == 'api') and h.idempotency_key
 
@@ -102,7 +105,7 @@ local function append(event_type, data)
 end
 
 local trigger_type = scheduled and 'schedule' or mode
-local trigger = cjson.encode({type = trigger_type, source = h.source, label = ''})
+local trigger = cjson.encode({type = trigger_type, source = h.source or '', label = ''})
 local input = h.input
 
 local function queue(run_key, run_id, nominal, traceparent)

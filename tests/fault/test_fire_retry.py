@@ -22,8 +22,8 @@ from service.api.app import create_app
 from service.clock import FixedClock
 from service.config import Settings
 from service.server import connect
+from service.store.fires import fire_source
 from service.store.keys import Keyspace
-from service.store.scripts import source
 from tests.fault.proxy import DropReplyProxy
 from tests.integration.ticker.helpers import MINUTE, setup
 
@@ -35,7 +35,7 @@ NOW = "2026-01-15T12:00:00Z"  # the clock fixture's time
 @pytest.fixture
 async def proxy(redis: Redis, redis_url: str) -> AsyncIterator[DropReplyProxy]:
     # loaded up front, so the call whose reply is lost is the script itself
-    await redis.script_load(source("service.store", "fire.lua"))
+    await redis.script_load(fire_source())
     port = urlparse(redis_url).port
     assert port is not None
     async with DropReplyProxy(port) as running:
