@@ -123,3 +123,21 @@ async def test_python_and_the_fire_script_follow_the_table(
 ) -> None:
     assert python_outcome(policy, running, held, target) == expected
     assert await script_outcome(redis, keys, policy, running, held, target) == expected
+
+
+async def test_the_script_writes_the_event_models_versions(
+    redis: Redis, keys: Keyspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.domain.fire import ScheduleFired
+    from service.domain.runs import RunQueued
+    from service.store import fires
+
+    monkeypatch.setattr(ScheduleFired, "version", 7)
+    monkeypatch.setattr(RunQueued, "version", 3)
+    fires.fire_source.cache_clear()
+    try:
+        await script_outcome(redis, keys, "skip", False, 0, "http")
+    finally:
+        fires.fire_source.cache_clear()
+    written = {f[b"type"]: f[b"v"] for _, f in await redis.xrange(keys.log(0))}
+    assert written == {b"ScheduleFired": b"7", b"RunQueued": b"3"}
