@@ -7,8 +7,10 @@ import socket
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -45,6 +47,36 @@ class ApiClient:
         headers: dict[str, str] | None = None,
         query: dict[str, Any] | None = None,
     ) -> Reply:
+        request = self._build(method, path, body, headers, query)
+        with self._open(request, self.timeout_s) as response:
+            raw = response.read()
+            return Reply(
+                response.status, orjson.loads(raw) if raw else None, dict(response.headers)
+            )
+
+    @contextmanager
+    def stream(
+        self,
+        path: str,
+        *,
+        headers: dict[str, str] | None = None,
+        query: dict[str, Any] | None = None,
+        read_timeout_s: float,
+    ) -> Iterator[IO[bytes]]:
+        """A GET whose body is read as it comes (an event stream); a read that waits
+        longer than ``read_timeout_s`` raises TimeoutError."""
+        request = self._build("GET", path, None, headers, query)
+        with self._open(request, read_timeout_s) as response:
+            yield response
+
+    def _build(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        headers: dict[str, str] | None,
+        query: dict[str, Any] | None,
+    ) -> urllib.request.Request:
         url = self.base_url + path
         if query:
             kept = {k: str(v) for k, v in query.items() if v is not None}
@@ -57,19 +89,23 @@ class ApiClient:
             request.add_header("Content-Type", "application/json")
         for name, value in (headers or {}).items():
             request.add_header(name, value)
+        return request
+
+    @staticmethod
+    @contextmanager
+    def _open(request: urllib.request.Request, timeout_s: float) -> Iterator[Any]:
+        """The response; an HTTP error status as ApiError with the problem document."""
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                raw = response.read()
-                return Reply(
-                    response.status, orjson.loads(raw) if raw else None, dict(response.headers)
-                )
+            response = urllib.request.urlopen(request, timeout=timeout_s)
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:
                 problem = orjson.loads(raw) if raw else {}
             except orjson.JSONDecodeError:
                 problem = {"detail": raw.decode(errors="replace")[:500]}
-            raise ApiError(exc.code, problem) from None
+            raise ApiError(exc.code, problem if isinstance(problem, dict) else {}) from None
+        with response:
+            yield response
 
 
 def _user() -> str:

@@ -12,13 +12,16 @@ import asyncio
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from redis.asyncio import Redis
 
+from service.cli.output import FORMATS
 from service.config import Settings
+from service.domain.timeutil import parse_duration, parse_instant
 from service.store.keys import Keyspace
 
 if TYPE_CHECKING:
@@ -40,7 +43,17 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("CRONSTREAM_URL", "http://127.0.0.1:8080"),
         help="API address (default $CRONSTREAM_URL or http://127.0.0.1:8080)",
     )
-    parser.add_argument("--output", "-o", choices=("table", "json"), default="table")
+    add_output_option(parser)
+
+
+def add_output_option(parser: argparse.ArgumentParser, default: str = "table") -> None:
+    parser.add_argument(
+        "--output",
+        "-o",
+        choices=FORMATS,
+        default=default,
+        help=f"table, json or yaml (default {default})",
+    )
 
 
 def settings(args: argparse.Namespace) -> Settings:
@@ -63,7 +76,43 @@ def with_redis(args: argparse.Namespace, work: Work) -> int:
 def read_json_file(path: str) -> Any:
     """A JSON document from a file, or from stdin for ``-``."""
     raw = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
-    return orjson.loads(raw)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{'stdin' if path == '-' else path}: invalid JSON: {exc}") from None
+
+
+@dataclass(frozen=True)
+class JsonValue:
+    """A JSON option's value (``null`` included), told apart from an option not given."""
+
+    value: Any
+
+
+def json_value(text: str) -> JsonValue:
+    """argparse type of a JSON option: argparse names the option when the text is not JSON."""
+    try:
+        return JsonValue(orjson.loads(text))
+    except orjson.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"invalid JSON: {exc}") from None
+
+
+def duration_text(text: str) -> str:
+    """argparse type of a duration option: checked here, sent as typed."""
+    try:
+        parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def instant_text(text: str) -> str:
+    """argparse type of an RFC 3339 instant option: checked here, sent as typed."""
+    try:
+        parse_instant(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def idempotency_header(key: str | None) -> dict[str, str]:

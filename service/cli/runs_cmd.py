@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from service.cli.client import ApiClient
 from service.cli.common import add_client_options
-from service.cli.output import emit
+from service.cli.output import emit, emit_document, emit_record, emit_table
 
 if TYPE_CHECKING:
     from service.cli.common import Subparsers
@@ -21,6 +22,20 @@ COLUMNS = (
     "status",
     "queued_at",
     "finished_at",
+)
+RECORD_FIELDS = (
+    "id",
+    "schedule_id",
+    "workflow_id",
+    "trigger.type",
+    "nominal_time",
+    "status",
+    "input",
+    "queued_at",
+    "started_at",
+    "finished_at",
+    "cancel_requested",
+    "dead_letter_reason",
 )
 ATTEMPT_COLUMNS = ("attempt", "outcome", "status", "error", "started_at", "finished_at")
 ACTION_COLUMNS = ("run_id", "outcome")
@@ -59,11 +74,10 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
 
 def _get(client: ApiClient, args: argparse.Namespace) -> int:
     reply = client.request("GET", f"/v1/runs/{args.id}")
-    if args.output == "table":
-        emit(reply.body, "table", COLUMNS)
-        emit({"items": reply.body["attempts"]}, "table", ATTEMPT_COLUMNS)
-    else:
-        emit(reply.body, args.output, COLUMNS)
+    if not emit_document(reply.body, args.output):
+        emit_record(reply.body, RECORD_FIELDS, sys.stdout)
+        sys.stdout.write("\n")
+        emit_table(reply.body["attempts"], ATTEMPT_COLUMNS)
     return 0
 
 

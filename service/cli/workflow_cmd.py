@@ -7,16 +7,29 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from service.cli.client import ApiClient
-from service.cli.common import add_client_options, idempotency_header, read_json_file
-from service.cli.output import emit
+from service.cli.common import add_client_options, idempotency_header, json_value, read_json_file
+from service.cli.output import emit, emit_document, emit_record
 
 if TYPE_CHECKING:
     from service.cli.common import Subparsers
 
 COLUMNS = ("id", "name", "target.type", "version", "updated_at")
+RECORD_FIELDS = (
+    "id",
+    "name",
+    "description",
+    "target.type",
+    "target.url",
+    "target.method",
+    "target.handler",
+    "input_schema",
+    "retry",
+    "timeout",
+    "version",
+    "created_at",
+    "updated_at",
+)
 
 
 def add_parsers(sub: Subparsers) -> None:
@@ -39,7 +52,7 @@ def add_parsers(sub: Subparsers) -> None:
     listing.add_argument("--cursor")
     run_now = actions.add_parser("run", help="run a workflow now (trigger: manual)")
     run_now.add_argument("id")
-    run_now.add_argument("--input", help="run input as JSON")
+    run_now.add_argument("--input", type=json_value, help="run input as JSON")
     run_now.add_argument("--idempotency-key")
     for action in actions.choices.values():
         add_client_options(action)
@@ -75,7 +88,9 @@ def _put(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _get(client: ApiClient, args: argparse.Namespace) -> int:
-    emit(client.request("GET", f"/v1/workflows/{args.id}").body, args.output, COLUMNS)
+    workflow = client.request("GET", f"/v1/workflows/{args.id}").body
+    if not emit_document(workflow, args.output):
+        emit_record(workflow, RECORD_FIELDS, sys.stdout)
     return 0
 
 
@@ -86,7 +101,7 @@ def _list(client: ApiClient, args: argparse.Namespace) -> int:
 
 
 def _run_now(client: ApiClient, args: argparse.Namespace) -> int:
-    body = {"input": orjson.loads(args.input)} if args.input is not None else {}
+    body = {"input": args.input.value} if args.input is not None else {}
     headers = idempotency_header(args.idempotency_key)
     reply = client.request("POST", f"/v1/workflows/{args.id}/runs", body, headers=headers)
     emit(reply.body, args.output, ("run_id", "duplicate"))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from service.cli.spec_cmd import add_parser
 from service.domain.spec import Spec, preview
@@ -144,3 +145,73 @@ def test_runs_without_a_server_in_a_fresh_process() -> None:
     )
     assert bad.returncode == 2
     assert "expected 5 fields" in bad.stderr
+
+
+def test_intervals_are_accepted_beside_cron(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["spec", "next", "15m", "--after", "2024-01-01T00:07:00Z", "--count", "3"]
+    code, out, err = run(argv, capsys)
+    assert (code, err) == (0, "")
+    assert out.splitlines() == [
+        "2024-01-01T00:15:00Z",
+        "2024-01-01T00:30:00Z",
+        "2024-01-01T00:45:00Z",
+    ]
+    argv = ["spec", "next", "1h/15m", "0 0 * * *", "--after", "2023-12-31T23:30:00Z"]
+    code, out, _ = run([*argv, "--count", "3"], capsys)
+    assert out.splitlines() == [
+        "2024-01-01T00:00:00Z",
+        "2024-01-01T00:15:00Z",
+        "2024-01-01T01:15:00Z",
+    ]
+
+
+def test_jitter_shows_the_actual_time_beside_the_nominal(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["spec", "next", "15m", "--jitter", "5m", "--schedule-id", "poller"]
+    code, out, err = run([*argv, "--after", "2024-01-01T00:00:00Z", "--count", "4"], capsys)
+    assert (code, err) == (0, "")
+    spec = Spec.model_validate({"intervals": [{"every": "15m"}], "jitter": "5m"})
+    expected = preview(spec, parse_instant("2024-01-01T00:00:00Z"), 4, "poller")
+    lines = [line.split("  ") for line in out.splitlines()]
+    assert [[parse_instant(n), parse_instant(a)] for n, a in lines] == [
+        [t.nominal, t.actual] for t in expected.times
+    ]
+    assert any(t.actual != t.nominal for t in expected.times)
+    code, out, err = run(["spec", "next", "15m", "--jitter", "5m", "--count", "1"], capsys)
+    assert code == 0 and len(out.split()) == 1 and "--schedule-id" in err
+
+
+def test_bounds_and_yaml_output(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["spec", "next", "@daily", "--after", "2024-01-01T00:00:00Z", "--output", "yaml"]
+    code, out, _ = run(
+        [*argv, "--start", "2024-01-05T00:00:00Z", "--end", "2024-01-06T12:00:00Z"], capsys
+    )
+    assert code == 0
+    assert yaml.safe_load(out) == {
+        "times": [
+            {"nominal": "2024-01-05T00:00:00Z", "actual": "2024-01-05T00:00:00Z"},
+            {"nominal": "2024-01-06T00:00:00Z", "actual": "2024-01-06T00:00:00Z"},
+        ],
+        "excluded": [],
+    }
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["500ms"], "'500ms': every must be at least 1s"),
+        (["1h/2h"], "'1h/2h': offset must be smaller than every"),
+        (["@daily", "--start", "soon"], "--start: invalid RFC 3339 instant 'soon'"),
+        (
+            ["@daily", "--start", "2024-02-01T00:00:00Z", "--end", "2024-01-01T00:00:00Z"],
+            "--end: end_at must be after start_at",
+        ),
+    ],
+)
+def test_interval_and_bound_errors_name_what_was_typed(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = run(["spec", "next", *argv], capsys)
+    assert (code, out) == (2, "")
+    assert message in err
