@@ -12,6 +12,8 @@
     ├── VersionMismatch                   412  If-Match names an older version
     ├── InvalidInput (ValueError)         422  a field failed validation (names the field)
     ├── StoreUnavailable (ConnectionError) 503  Redis cannot be reached or answered late
+    ├── ArchiveUnavailable (RuntimeError, service/store/archive_record.py)  503  the events
+    │                                     asked for are archived where they cannot be read
     ├── KeyspaceVersionError (RuntimeError)    the keyspace is newer than this build knows
     │   └── KeyspaceTooOld (migrations/keyspace.py)  older: run `cronstream migrate` first
     ├── RedisVersionUnsupported (RuntimeError)  the Redis server is older than 6.2

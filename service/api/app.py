@@ -31,7 +31,7 @@ from service.api.routing import setup_routes
 from service.clock import Clock, SystemClock
 from service.commands import CommandService, ProjectionWaiter
 from service.config import Settings
-from service.store.archive_reader import archive_lookup
+from service.store.archive_reader import ArchivedHistory
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
 
@@ -45,8 +45,9 @@ def create_app(
         middlewares=[observability.observe, problem_middleware],
         client_max_size=settings.max_body_bytes,
     )
-    lookup = archive_lookup(settings.archive_dir) if settings.archive_dir is not None else None
-    store = EventStore(redis, keys, archive_lookup=lookup)
+    # trimmed history comes from the archive each partition's record names, or from
+    # CRONSTREAM_ARCHIVE_DIR when set (a copy elsewhere)
+    store = EventStore(redis, keys, archive=ArchivedHistory(redis, keys, settings.archive_dir))
     app[SETTINGS] = settings
     app[REDIS] = redis
     app[KEYS] = keys

@@ -19,6 +19,7 @@ from service.errors import (
     StoreUnavailable,
     VersionMismatch,
 )
+from service.store.archive_record import ArchiveUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,18 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         return problem(422, "Idempotency key reused", str(exc))
     except Conflict as exc:
         return problem(409, "Conflict", str(exc))
+    except ArchiveUnavailable as exc:
+        # 503, not 404/410: the events exist, this server cannot read them until the
+        # archive is back where it was recorded (or CRONSTREAM_ARCHIVE_DIR names a copy)
+        log.warning("archive unreadable while serving %s %s: %s", request.method, request.path, exc)
+        return problem(
+            503,
+            "Service unavailable",
+            str(exc),
+            partition=exc.partition,
+            archived_before=exc.before,
+            archive_dir=str(exc.directory) if exc.directory is not None else None,
+        )
     except StoreUnavailable as exc:
         log.warning("redis unavailable while serving %s %s: %s", request.method, request.path, exc)
         return problem(503, "Service unavailable", "the event store cannot be reached; retry later")

@@ -7,12 +7,14 @@ below them only once the segment is on disk, committed by its manifest and read
 back and checked against the manifest and the hash chain:
 
     write segment -> fsync file, dir -> manifest (tmp, fsync, rename, fsync dir)
-    -> re-read and verify -> XTRIM MINID <next id after the segment>
+    -> re-read and verify -> XTRIM MINID <next id after the segment>, recording
+       the directory and that position in cs:{p}:archived (one script)
 
 A crash anywhere leaves every entry in the log, the archive, or both; the next
 run discards uncommitted files, re-checks committed segments whose entries are
 still in the log, and carries on. Readers of archive plus log are in
-service/store/archive_reader.py.
+service/store/archive_reader.py; they find the archive through the record
+(service/store/archive_record.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from redis.asyncio import Redis
 from service.audit.archive_limit import safe_limit
 from service.audit.segment_writer import SegmentSource, verify_segment, write_segment
 from service.store import segments
+from service.store.archive_record import ArchiveTrim, absolute
 from service.store.eventstore import (
     Position,
     as_text,
@@ -100,11 +103,13 @@ async def archive(
     """
     started = time.perf_counter()
     reports = []
+    directory = absolute(directory)
+    trim = ArchiveTrim(redis, keys)
     for p in range(keys.partitions):
         limit = await safe_limit(redis, keys, p, before_ms)
         report = PartitionArchive(p, format_position(limit.position), limit.reason)
         source = SegmentSource(redis, keys.log(p), p, limit.position, max(1, segment_entries))
-        await _PartitionJob(source, directory, report, on_step).run()
+        await _PartitionJob(source, directory, report, on_step, trim).run()
         reports.append(report)
     return ArchiveReport(reports, time.perf_counter() - started)
 
@@ -119,8 +124,10 @@ class _PartitionJob:
         directory: Path,
         report: PartitionArchive,
         on_step: Callable[[str], None],
+        trim: ArchiveTrim,
     ) -> None:
         self.source = source
+        self.trim = trim
         self.redis = source.redis
         self.log = source.log
         self.partition = source.partition
@@ -197,8 +204,9 @@ class _PartitionJob:
     async def _trim(self, below: Position) -> None:
         if below <= (0, 0):
             return
-        removed = await self.redis.xtrim(self.log, minid=format_position(below), approximate=False)
-        self.report.trimmed += int(removed)
+        # the trim records where the archive lives and how far the log now begins, so
+        # every reader finds the trimmed entries without being told
+        self.report.trimmed += await self.trim.run(self.partition, below, self.directory)
 
     async def _check_still_in_log(self, manifest: Manifest, missing_ok: bool = False) -> None:
         """The log's entry at the segment's end is the one archived (same hash)."""

@@ -30,6 +30,7 @@ from projections import schedules
 from projections.batch import Record, ViewBatch
 from service.domain.schedule import KIND
 from service.store.archive_reader import read_all
+from service.store.archive_record import locate
 from service.store.boundary import translate_redis_errors
 from service.store.eventstore import (
     EventStore,
@@ -129,9 +130,16 @@ async def read_log(
     archive_dir: Path | None = None,
     after: str = "0-0",
 ) -> AsyncIterator[StoredEvent]:
-    """Archived (when ``archive_dir`` is given) then live events of a partition, in order."""
-    if archive_dir is not None:
-        async for event in read_all(redis, keys, partition, archive_dir, after):
+    """Archived then live events of a partition, in order.
+
+    The archive is ``archive_dir`` when given, else the one the partition's archive
+    record names; raises ArchiveUnavailable when events after ``after`` were trimmed
+    into an archive that cannot be read.
+    """
+    located = await locate(redis, keys, partition, archive_dir)
+    directory = await located.require(after)
+    if directory is not None:
+        async for event in read_all(redis, keys, partition, directory, after):
             yield event
         return
     async for event in read_live(redis, keys, partition, after):

@@ -108,6 +108,8 @@ async def restore(redis: Redis, keys: Keyspace, directory: Path) -> RestoreRepor
     entries = 0
     for p in found:
         entries += await _load_partition(redis, keys, directory, p)
+    # every archived entry is back in the log: nothing is trimmed any more
+    await redis.delete(*(keys.archived(p) for p in range(keys.partitions)))
     load_seconds = time.perf_counter() - started
     size = sum(m.size for p in found for m in segments.manifests(directory, p))
     write_model = await rebuild_write_model(redis, keys)

@@ -10,6 +10,10 @@ happened there:
   (an entry was deleted, moved, or the history before it is elsewhere);
 - ``missing at the end``: the chain head is not the newest entry's hash.
 
+A partition whose log was trimmed into an archive that cannot be read (moved,
+deleted, another machine) is neither intact nor broken: it is reported as not
+checked, with where the archive was recorded.
+
 Memory stays bounded: segments are read line by line and the log page by page.
 """
 
@@ -25,6 +29,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from service.store import segments
+from service.store.archive_record import ArchiveUnavailable, locate, unreadable
 from service.store.chain import chain_hash
 from service.store.eventstore import as_text, parse_position
 from service.store.keys import Keyspace
@@ -70,11 +75,13 @@ class PartitionChain:
 class VerifyReport:
     partitions: list[PartitionChain] = field(default_factory=list)
     breaks: list[ChainBreak] = field(default_factory=list)
+    unreadable: list[ArchiveUnavailable] = field(default_factory=list)
+    """Partitions not checked: their log was trimmed into an archive that cannot be read."""
     seconds: float = 0.0
 
     @property
     def intact(self) -> bool:
-        return not self.breaks
+        return not self.breaks and not self.unreadable
 
     @property
     def entries(self) -> int:
@@ -174,23 +181,51 @@ async def _walk_live(redis: Redis, keys: Keyspace, walker: _Walker, report: Part
     report.head = head
 
 
-async def verify(redis: Redis, keys: Keyspace, archive_dir: Path | None) -> VerifyReport:
+async def _archive_to_walk(
+    redis: Redis, keys: Keyspace, partition: int, archive_dir: Path | None
+) -> Path | None:
+    """The partition's archive (``archive_dir``, else the recorded one); raises
+    ArchiveUnavailable when the log was trimmed and that archive is not there at all.
+    An archive that is there but incomplete is walked: the walk names the gap."""
+    located = await locate(redis, keys, partition, archive_dir)
+    if located.before is not None:
+        problem = await asyncio.to_thread(unreadable, located.directory, partition)
+        if problem is not None:
+            raise located.unavailable(problem)
+    return located.directory
+
+
+async def _verify_partition(
+    redis: Redis, keys: Keyspace, p: int, archive_dir: Path | None, report: VerifyReport
+) -> None:
+    walker = _Walker(p)
+    chain = PartitionChain(p)
+    report.partitions.append(chain)
+    try:
+        directory = await _archive_to_walk(redis, keys, p, archive_dir)
+        if directory is not None:
+            await asyncio.to_thread(_walk_archive, walker, directory, chain)
+        await _walk_live(redis, keys, walker, chain)
+    except ArchiveUnavailable as exc:
+        report.unreadable.append(exc)
+    except _Broken as exc:
+        report.breaks.append(exc.found)
+    except ArchiveError as exc:
+        report.breaks.append(ChainBreak(p, walker.last_id or "-", "archive", ALTERED, str(exc)))
+
+
+async def verify(redis: Redis, keys: Keyspace, archive_dir: Path | None = None) -> VerifyReport:
     """Walk each partition's archive segments (in order) then its live log; report the
-    counts and head per partition, and the first break of each broken partition."""
+    counts and head per partition, the first break of each broken partition, and the
+    partitions whose archive cannot be read (not checked: neither intact nor broken).
+
+    The archive is ``archive_dir`` when given, else the one each partition's archive
+    record names (service/store/archive_record.py).
+    """
     started = time.perf_counter()
     report = VerifyReport()
     for p in range(keys.partitions):
-        walker = _Walker(p)
-        chain = PartitionChain(p)
-        report.partitions.append(chain)
-        try:
-            if archive_dir is not None:
-                await asyncio.to_thread(_walk_archive, walker, archive_dir, chain)
-            await _walk_live(redis, keys, walker, chain)
-        except _Broken as exc:
-            report.breaks.append(exc.found)
-        except ArchiveError as exc:
-            report.breaks.append(ChainBreak(p, walker.last_id or "-", "archive", ALTERED, str(exc)))
+        await _verify_partition(redis, keys, p, archive_dir, report)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -210,19 +245,30 @@ def summary(report: VerifyReport) -> str:
     """A human summary, one line per partition and a last line with the verdict."""
     lines = []
     broken = {b.partition: b for b in report.breaks}
+    missing = {u.partition: u for u in report.unreadable}
     for chain in report.partitions:
         found = broken.get(chain.partition)
         if found is not None:
             lines.append(str(found))
-            continue
-        lines.append(
-            f"partition {chain.partition}: intact, {chain.entries} entries "
-            f"({chain.archived} archived in {chain.segments} segment(s), {chain.live} live), "
-            f"head {chain.head or '(empty)'}"
-        )
-    verdict = "BROKEN" if report.breaks else "intact"
+        elif chain.partition in missing:
+            lines.append(f"partition {chain.partition}: not checked: {missing[chain.partition]}")
+        else:
+            lines.append(
+                f"partition {chain.partition}: intact, {chain.entries} entries "
+                f"({chain.archived} archived in {chain.segments} segment(s), "
+                f"{chain.live} live), head {chain.head or '(empty)'}"
+            )
     lines.append(
-        f"chain {verdict}: {report.entries} entries checked in {len(report.partitions)} "
-        f"partition(s) in {report.seconds:.2f}s"
+        f"{verdict(report)}: {report.entries} entries checked in "
+        f"{len(report.partitions)} partition(s) in {report.seconds:.2f}s"
     )
     return "\n".join(lines)
+
+
+def verdict(report: VerifyReport) -> str:
+    if report.breaks:
+        return "chain BROKEN"
+    if report.unreadable:
+        where = ", ".join(str(u.partition) for u in report.unreadable)
+        return f"archive MISSING (partition {where} not checked)"
+    return "chain intact"

@@ -15,21 +15,30 @@ from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
-from service.cli.common import add_data_dir, with_redis
+from service.cli.common import add_data_dir, settings, with_redis
 from service.store.keys import Keyspace
 
 if TYPE_CHECKING:
     from service.audit.archive import ArchiveReport
     from service.cli.common import Subparsers
 
+ARCHIVE_MISSING = 3
+"""``verify``'s exit status when a partition's archive cannot be read (1: a broken chain)."""
+ARCHIVE_HELP = (
+    "archive directory (default $CRONSTREAM_ARCHIVE_DIR, else the one `archive` recorded)"
+)
 STOP_AT_ENV = "CRONSTREAM_ARCHIVE_STOP_AT"
 """Test hook: the archive process stops itself (SIGSTOP) at this step (see archive.STEPS)."""
 DATA_DIR_HELP = "embedded Redis data dir"
 
 
 def add_parsers(sub: Subparsers) -> None:
-    verify = sub.add_parser("verify", help="check the hash chain of the log (and archive)")
-    verify.add_argument("--archive", type=Path, default=None, help="archive directory to include")
+    verify = sub.add_parser(
+        "verify",
+        help="check the hash chain of the archive and the log "
+        f"(exit 1: broken; {ARCHIVE_MISSING}: the archive cannot be read)",
+    )
+    verify.add_argument("--archive", type=Path, default=None, help=ARCHIVE_HELP)
     add_data_dir(verify, DATA_DIR_HELP)
     verify.set_defaults(func=run_verify)
 
@@ -37,7 +46,13 @@ def add_parsers(sub: Subparsers) -> None:
         "archive", help="move log entries every consumer has passed to files, then trim"
     )
     archive.add_argument("--before", required=True, help="archive entries older than this instant")
-    archive.add_argument("--to", required=True, type=Path, help="archive directory")
+    archive.add_argument(
+        "--to",
+        type=Path,
+        default=None,
+        help="archive directory (default $CRONSTREAM_ARCHIVE_DIR, else where the last run "
+        "archived)",
+    )
     archive.add_argument(
         "--segment-entries", type=int, default=100_000, help="entries per segment file"
     )
@@ -53,10 +68,14 @@ def add_parsers(sub: Subparsers) -> None:
 def run_verify(args: argparse.Namespace) -> int:
     from service.audit.verify import summary, verify
 
+    override = args.archive or settings(args).archive_dir
+
     async def work(redis: Redis, keys: Keyspace) -> int:
-        report = await verify(redis, keys, args.archive)
+        report = await verify(redis, keys, override)
         print(summary(report))
-        return 0 if report.intact else 1
+        if report.breaks:
+            return 1
+        return ARCHIVE_MISSING if report.unreadable else 0
 
     return with_redis(args, work)
 
@@ -71,6 +90,7 @@ def run_archive(args: argparse.Namespace) -> int:
     from migrations.keyspace import check_keyspace
     from service.audit.archive import archive
     from service.domain.timeutil import parse_instant
+    from service.store.archive_record import recorded_directory
     from service.store.segments import ArchiveError
 
     try:
@@ -81,22 +101,46 @@ def run_archive(args: argparse.Namespace) -> int:
 
     async def work(redis: Redis, keys: Keyspace) -> int:
         await check_keyspace(redis, keys)
+        directory = args.to or settings(args).archive_dir
+        if directory is None:
+            directory = await recorded_directory(redis, keys)
+            problem = _recorded_problem(directory)
+            if problem:
+                print(f"archive: {problem}", file=sys.stderr)
+                return 2
+        assert directory is not None
         try:
             report = await archive(
                 redis,
                 keys,
                 before_ms,
-                args.to,
+                directory,
                 segment_entries=args.segment_entries,
                 on_step=_stop_at,
             )
         except ArchiveError as exc:
             print(f"archive stopped, nothing more trimmed: {exc}", file=sys.stderr)
             return 1
-        _print_archive(report, args.to)
+        _print_archive(report, directory)
         return 0
 
     return with_redis(args, work)
+
+
+def _recorded_problem(directory: Path | None) -> str:
+    """Why the recorded directory cannot be archived to ("" when it can)."""
+    if directory is None:
+        return (
+            "no directory: pass --to DIR or set CRONSTREAM_ARCHIVE_DIR "
+            "(later runs default to the directory the last one recorded)"
+        )
+    if not directory.is_dir():
+        # creating it afresh would start an archive that does not hold the earlier segments
+        return (
+            f"the recorded archive directory {directory} is not there: put it back, or pass "
+            "--to with where it is now"
+        )
+    return ""
 
 
 def _print_archive(report: ArchiveReport, directory: Path) -> None:
@@ -109,7 +153,10 @@ def _print_archive(report: ArchiveReport, directory: Path) -> None:
             f"{part.segments} segment(s) ({part.bytes:,} bytes), trimmed {part.trimmed} "
             f"from the log; bound: {part.reason}" + discarded
         )
-    print(f"archived {report.entries} entries to {directory} in {report.seconds:.2f}s")
+    print(
+        f"archived {report.entries} entries to {directory.resolve()} in {report.seconds:.2f}s; "
+        "the API, audit, replay and verify find them there"
+    )
 
 
 def run_restore(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 
 from service.api import render
-from service.cli.common import add_data_dir, with_redis
+from service.cli.common import add_data_dir, settings, with_redis
 from service.cli.output import emit
 from service.domain.timeutil import parse_instant, to_rfc3339
 from service.store.keys import Keyspace
@@ -48,7 +48,12 @@ def add_parsers(sub: Subparsers) -> None:
 
 
 def _common(parser: argparse.ArgumentParser, default_output: str) -> None:
-    parser.add_argument("--archive", type=Path, default=None, help="archive directory to read too")
+    parser.add_argument(
+        "--archive",
+        type=Path,
+        default=None,
+        help="archive directory (default $CRONSTREAM_ARCHIVE_DIR, else the one `archive` recorded)",
+    )
     parser.add_argument("--output", choices=("json", "table"), default=default_output)
     add_data_dir(parser)
 
@@ -60,12 +65,20 @@ def _instant(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _archive_override(args: argparse.Namespace) -> Path | None:
+    """``--archive``, else $CRONSTREAM_ARCHIVE_DIR; None reads the recorded archive."""
+    found: Path | None = args.archive or settings(args).archive_dir
+    return found
+
+
 def run_audit(args: argparse.Namespace) -> int:
     from service.audit.history import audit
 
+    override = _archive_override(args)
+
     async def work(redis: Redis, keys: Keyspace) -> int:
         items = await audit(
-            redis, keys, args.schedule_id, start=args.start, end=args.end, archive_dir=args.archive
+            redis, keys, args.schedule_id, start=args.start, end=args.end, archive_dir=override
         )
         if not items:
             print(f"cronstream: no events of schedule {args.schedule_id!r}", file=sys.stderr)
@@ -79,14 +92,14 @@ def run_audit(args: argparse.Namespace) -> int:
 def run_replay(args: argparse.Namespace) -> int:
     from service.audit.replay import Point, position_point, replay
 
+    override = _archive_override(args)
+
     async def work(redis: Redis, keys: Keyspace) -> int:
         if args.position is not None:
             point = position_point(args.position, keys, args.schedule)
         else:
             point = Point(at=args.at)
-        result = await replay(
-            redis, keys, point, schedule_id=args.schedule, archive_dir=args.archive
-        )
+        result = await replay(redis, keys, point, schedule_id=args.schedule, archive_dir=override)
         now = args.at if args.at is not None else (result.last_time or 0)
         header: dict[str, Any] = {
             "at": to_rfc3339(now) if now else None,

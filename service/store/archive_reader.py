@@ -3,8 +3,9 @@
 ``archive`` (service/audit/archive.py) moves old log entries into committed
 segments (``segments``) and then trims them from the log. ``read_all`` reads the
 archived entries and then the live ones in order, so a reader never needs to
-know where an entry lives; ``archive_lookup`` lets the event store find the
-trimmed events of one aggregate.
+know where an entry lives; ``ArchivedHistory`` lets the event store find the
+events archive runs trimmed, in the archive their record names
+(service/store/archive_record.py).
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from typing import Any
 from redis.asyncio import Redis
 
 from service.store import segments
+from service.store.archive_record import coverage_problem, locate
 from service.store.boundary import translate_redis_errors
 from service.store.eventstore import (
-    ArchiveLookup,
     StoredEvent,
     as_text,
     decode_entry,
@@ -62,13 +63,60 @@ def archived_by_id(directory: Path, partition: int, ids: list[str]) -> dict[str,
     return found
 
 
-def archive_lookup(directory: Path) -> ArchiveLookup:
-    """For EventStore: find trimmed events of an aggregate's history in the archive."""
+def archived_page(
+    directory: Path, partition: int, after: str, before: str, count: int
+) -> list[StoredEvent]:
+    """Up to ``count`` archived events after ``after`` and below ``before``, in log order."""
+    limit = parse_position(before)
+    out: list[StoredEvent] = []
+    for entry_id, fields in archived_entries(directory, partition, after):
+        if len(out) >= count or parse_position(entry_id) >= limit:
+            break
+        out.append(decode_entry(partition, entry_id, fields))
+    return out
 
-    async def lookup(partition: int, ids: list[str]) -> dict[str, StoredEvent]:
-        return await asyncio.to_thread(archived_by_id, directory, partition, ids)
 
-    return lookup
+class ArchivedHistory:
+    """For EventStore: the events archive runs trimmed from the log, read from the archive
+    each partition's record names (or ``override``, a copy elsewhere).
+
+    Raises ArchiveUnavailable when events the caller needs are archived where they cannot
+    be read, so an answer never silently leaves them out.
+    """
+
+    def __init__(self, redis: Redis, keys: Keyspace, override: Path | None = None) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.override = override
+
+    async def by_id(self, partition: int, ids: list[str]) -> dict[str, StoredEvent]:
+        located = await locate(self.redis, self.keys, partition, self.override)
+        if located.before is None:
+            return {}  # never trimmed: they are not archived (deleted, which verify reports)
+        found: dict[str, StoredEvent] = {}
+        problem = None
+        if located.directory is not None:
+            try:
+                found = await asyncio.to_thread(archived_by_id, located.directory, partition, ids)
+            except (OSError, ArchiveError) as exc:
+                problem = str(exc)
+        if len(found) == len(set(ids)):
+            return found
+        problem = problem or await asyncio.to_thread(
+            coverage_problem, located.directory, partition, located.before
+        )
+        absent = next(i for i in ids if i not in found)
+        raise located.unavailable(problem or f"it does not hold entry {absent}")
+
+    async def after(self, partition: int, after: str, count: int) -> list[StoredEvent]:
+        located = await locate(self.redis, self.keys, partition, self.override)
+        if not located.needed_after(after):
+            return []
+        directory = await located.require(after)
+        assert directory is not None and located.before is not None  # require checked both
+        return await asyncio.to_thread(
+            archived_page, directory, partition, after, located.before, count
+        )
 
 
 def read_archive(directory: Path, partition: int) -> Iterator[StoredEvent]:

@@ -7,9 +7,8 @@ decodes entries into ``StoredEvent`` and upcasts old payload versions.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from redis.asyncio import Redis
@@ -102,17 +101,23 @@ def decode_entry(partition: int, entry_id: bytes | str, fields: dict[Any, Any]) 
     )
 
 
-ArchiveLookup = Callable[[int, list[str]], Awaitable[dict[str, "StoredEvent"]]]
+class ArchivedEvents(Protocol):
+    """Finds events an archive run trimmed from the log (service/store/archive_reader.py);
+    raises when they are archived where they cannot be read."""
+
+    async def by_id(self, partition: int, ids: list[str]) -> dict[str, StoredEvent]: ...
+
+    async def after(self, partition: int, after: str, count: int) -> list[StoredEvent]:
+        """Up to ``count`` archived events after ``after`` that the log no longer holds."""
+        ...
 
 
 class EventStore:
-    def __init__(
-        self, redis: Redis, keys: Keyspace, archive_lookup: ArchiveLookup | None = None
-    ) -> None:
+    def __init__(self, redis: Redis, keys: Keyspace, archive: ArchivedEvents | None = None) -> None:
         self.redis = redis
         self.keys = keys
-        # finds events an archive run trimmed from the log (CRONSTREAM_ARCHIVE_DIR)
-        self.archive_lookup = archive_lookup
+        # finds events an archive run trimmed from the log (where the run recorded it)
+        self.archive = archive
         self._append = load_script(redis, "service.store", "append.lua")
 
     @translate_redis_errors
@@ -250,7 +255,12 @@ class EventStore:
         """Up to ``count`` events of a partition strictly after position ``after``."""
         start = "-" if after in ("", "0", "0-0") else f"({after}"
         entries: Any = await self.redis.xrange(self.keys.log(partition), min=start, count=count)
-        return [decode_entry(partition, eid, fields) for eid, fields in entries]
+        events = [decode_entry(partition, eid, fields) for eid, fields in entries]
+        if self.archive is not None:
+            archived = await self.archive.after(partition, after, count)
+            if archived:  # they all come before what the log still holds
+                events = (archived + events)[:count]
+        return events
 
     @translate_redis_errors
     async def read_aggregate(
@@ -275,8 +285,8 @@ class EventStore:
                 by_id[event.position] = event
         wanted = [as_text(i) for i in ids]
         missing = [i for i in wanted if i not in by_id]
-        if missing and self.archive_lookup is not None:
-            by_id.update(await self.archive_lookup(p, missing))  # trimmed into the archive
+        if missing and self.archive is not None:
+            by_id.update(await self.archive.by_id(p, missing))  # trimmed into the archive
         return [by_id[i] for i in wanted if i in by_id]
 
     @translate_redis_errors

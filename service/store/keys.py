@@ -96,6 +96,11 @@ class Keyspace:
     def backfilled(self, p: int, schedule_id: str) -> str:
         return f"{self._p(p)}:backfilled:{schedule_id}"
 
+    def archived(self, p: int) -> str:
+        """Where the partition's archive lives and below which position its log was trimmed
+        (written by the archive run's trim, read by everything that reads history)."""
+        return f"{self._p(p)}:archived"
+
     def idem(self, p: int, key: str) -> str:
         return f"{self._p(p)}:idem:{key}"
 
