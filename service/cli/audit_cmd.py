@@ -1,7 +1,9 @@
 """``cronstream audit`` and ``replay``: a schedule's history and past states, from the log.
 
 They read Redis directly and answer from the log (and archives) alone, never from
-a view, so they work on a keyspace whose views are stale or gone.
+a view, so they work on a keyspace whose views are stale or gone. The archive is
+the one ``archive`` recorded, unless ``--archive`` or $CRONSTREAM_ARCHIVE_DIR name
+a copy.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 
 from service.api import render
-from service.cli.common import add_data_dir, settings, with_redis
+from service.cli.common import add_data_dir, add_output_option, settings, with_redis
+from service.cli.history_view import emit_history
 from service.cli.output import emit
 from service.domain.timeutil import parse_instant, to_rfc3339
 from service.store.keys import Keyspace
@@ -22,7 +25,6 @@ from service.store.keys import Keyspace
 if TYPE_CHECKING:
     from service.cli.common import Subparsers
 
-AUDIT_COLUMNS = ("at", "type", "actor", "trigger", "outcome", "changes")
 REPLAY_COLUMNS = ("id", "workflow_id", "status", "version", "spec.cron", "updated_at", "note")
 
 
@@ -54,7 +56,7 @@ def _common(parser: argparse.ArgumentParser, default_output: str) -> None:
         default=None,
         help="archive directory (default $CRONSTREAM_ARCHIVE_DIR, else the one `archive` recorded)",
     )
-    parser.add_argument("--output", choices=("json", "table"), default=default_output)
+    add_output_option(parser, default_output)
     add_data_dir(parser)
 
 
@@ -83,7 +85,8 @@ def run_audit(args: argparse.Namespace) -> int:
         if not items:
             print(f"cronstream: no events of schedule {args.schedule_id!r}", file=sys.stderr)
             return 1
-        emit({"schedule_id": args.schedule_id, "items": items}, args.output, AUDIT_COLUMNS)
+        # as `schedule history` prints it: one change a line, `field: old -> new`
+        emit_history({"schedule_id": args.schedule_id, "items": items}, args.output)
         return 0
 
     return with_redis(args, work)

@@ -147,6 +147,11 @@ async def test_cli_audit_reads_the_log_between_instants(
     assert later[-1]["changes"] == {"status": {"from": "paused", "to": "active"}}
     assert await run_cli(monkeypatch, redis_url, "audit", "s") == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].split() == ["AT", "TYPE", "ACTOR", "TRIGGER", "OUTCOME", "CHANGES"]
-    assert len(table) == 8
+    assert table[0].split() == ["AT", "ACTOR", "TYPE", "CHANGE", "NOTE"]
+    # one change a line, each with when and who (and the note)
+    changes = [" ".join(line.split()[1:]) for line in table if "Schedule" in line]
+    assert 'bob ScheduleUpdated spec.cron: ["* * * * *"] -> ["0 3 * * *"] -' in changes
+    assert "bob ScheduleUpdated spec.timezone: UTC -> Europe/Berlin -" in changes
+    assert "alice SchedulePaused status: active -> paused upgrade" in changes
+    assert 'anonymous@127.0.0.1 ScheduleCreated spec.cron = ["* * * * *"] -' in changes
     assert await run_cli(monkeypatch, redis_url, "audit", "nope") == 1
