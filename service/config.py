@@ -28,6 +28,8 @@ class Settings:
     reclaim_idle_ms: int = 30_000
     metrics_port_given: bool = False
     archive_dir: Path | None = None
+    """CRONSTREAM_ARCHIVE_DIR: where ``archive`` writes when given no --to, and where readers
+    of history look instead of the directory the last archive run recorded (a copy)."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
