@@ -56,7 +56,12 @@ RECORD_FIELDS: tuple[str | Column, ...] = (
 )
 TRIGGER_COLUMNS = ("run_id", "fired", "skipped", "dropped", "duplicate")
 BACKFILL_COLUMNS = ("nominal_times", "fired", "skipped", "dropped", "already_backfilled")
-FIRE_COLUMNS = ("nominal_time", "outcome", "detail")
+FIRE_COLUMNS: tuple[str | Column, ...] = (
+    "nominal_time",
+    "outcome",
+    Column("RUN_ID", lambda row: schedule_describe.fire_run_id(row.get("detail") or {})),
+    Column("DETAIL", lambda row: schedule_describe.fire_detail(row.get("detail") or {})),
+)
 OVERLAPS = [p.value for p in OverlapPolicy]
 
 CREATE_EXAMPLES = """\

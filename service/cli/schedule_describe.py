@@ -108,22 +108,33 @@ def _blank(nominal: str) -> dict[str, Any]:
     return {"nominal_time": nominal, "trigger": None, "outcome": None, "run_id": None}
 
 
+def fire_run_id(detail: dict[str, Any]) -> str | None:
+    """The run of a ``/fires`` outcome: the scheduled one, else the backfill's."""
+    run_id = detail.get("run_id") or (detail.get("backfill") or {}).get("run_id")
+    return str(run_id) if run_id else None
+
+
+def fire_detail(detail: dict[str, Any]) -> str | None:
+    """Why a ``/fires`` time did not run, or that its run was held or backfilled."""
+    words = [str(detail["reason"])] if detail.get("reason") else []
+    if detail.get("held"):
+        words.append("held: an earlier run was still running")
+    if detail.get("backfill") and detail.get("run_id"):
+        words.append(f"also backfilled as {detail['backfill'].get('run_id')}")
+    return "; ".join(words) or None
+
+
 def _fire_row(outcome: dict[str, Any]) -> dict[str, Any]:
-    detail = dict(outcome.get("detail") or {})
-    backfill = detail.pop("backfill", None)
-    run_id = detail.pop("run_id", None) or (backfill or {}).get("run_id")
-    detail.pop("fire_time", None)
+    detail = outcome.get("detail") or {}
     trigger = "schedule" if outcome["outcome"] == "fired" else None
-    if backfill is not None:
-        trigger = "backfill" if trigger is None else "schedule, backfill"
-    if detail.pop("held", False):
-        detail["held"] = "an earlier run was still running"
+    if detail.get("backfill") and trigger is None:
+        trigger = "backfill"
     return {
         "nominal_time": outcome["nominal_time"],
         "trigger": trigger,
         "outcome": outcome["outcome"],
-        "run_id": run_id,
-        "detail": detail.get("reason") or detail.get("held"),
+        "run_id": fire_run_id(detail),
+        "detail": fire_detail(detail),
     }
 
 

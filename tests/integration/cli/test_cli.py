@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from service.cli.main import main
-from service.store.embedded import RedisProcess
-from tests.process import Service
+from tests.integration.cli.conftest import run
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def service(redis_server: RedisProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    running = Service(
-        tmp_path_factory.mktemp("cli") / "data",
-        redis_url=redis_server.url,
-        CRONSTREAM_KEY_PREFIX="clitest",
-    ).wait_healthy()
-    yield running.url
-    assert running.stop() == 0
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_workflow_and_schedule_lifecycle(
