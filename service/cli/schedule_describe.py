@@ -13,6 +13,7 @@ from typing import Any
 
 from service.cli.client import ApiClient
 from service.cli.output import cell, table_lines
+from service.domain.spec import Spec, next_fire_times
 from service.domain.timeutil import parse_instant, to_rfc3339
 
 POLICY_FIELDS = (
@@ -23,11 +24,19 @@ POLICY_FIELDS = (
     "buffer_max",
     "pause_on_failure",
 )
-RECENT_WINDOW_MS = 3_600_000
-"""Without recent actions to start from, the outcomes of the last hour are listed."""
+WINDOW_MIN_MS = 60_000
+WINDOW_MAX_MS = 366 * 86_400_000
 FIRES_PAGES = 10
 """``/fires`` lists at most 1000 times a call: a window is walked at most this many calls."""
-RECENT_COLUMNS = ("nominal_time", "trigger", "outcome", "run_id", "run_status", "detail")
+RECENT_COLUMNS = (
+    "nominal_time",
+    "fired_at",
+    "trigger",
+    "outcome",
+    "run_id",
+    "run_status",
+    "detail",
+)
 NEXT_COLUMNS = ("nominal", "actual")
 
 
@@ -71,25 +80,38 @@ def gather(client: ApiClient, sid: str, next_count: int, recent_count: int) -> d
 
 
 def recent_actions(client: ApiClient, schedule: dict[str, Any], count: int) -> list[dict[str, Any]]:
-    """The last ``count`` nominal times' outcomes and manual fires, each with its run's status."""
+    """The last ``count`` actions: the outcomes of the latest nominal times (fired, skipped,
+    missed, paused…) and the manual fires and backfills the view kept, newest last, each
+    with how its run ended."""
     sid = schedule["id"]
-    kept: list[dict[str, Any]] = schedule.get("info", {}).get("recent_actions") or []
     now = int(time.time() * 1000)
-    start = max(
-        parse_instant(schedule["created_at"]),
-        min([parse_instant(a["nominal_time"]) for a in kept] or [now - RECENT_WINDOW_MS]),
-    )
+    start = max(parse_instant(schedule["created_at"]), window_start(schedule["spec"], now, count))
     rows = [_fire_row(o) for o in _outcomes(client, sid, start, now) if o["outcome"] != "scheduled"]
-    listed = {r["run_id"] for r in rows if r["run_id"]} | {r["nominal_time"] for r in rows}
-    for action in kept:  # manual and api triggers, and backfills of older ranges
+    listed = {r["run_id"] or r["nominal_time"] for r in rows}
+    kept: list[dict[str, Any]] = schedule.get("info", {}).get("recent_actions") or []
+    for action in kept:
         if (action.get("run_id") or action["nominal_time"]) not in listed:
-            rows.append({**_blank(action["nominal_time"]), **_action_row(action)})
-    rows.sort(key=lambda r: parse_instant(r["nominal_time"]))
+            rows.append(_action_row(action))
+    rows.sort(key=lambda r: parse_instant(r["fired_at"] or r["nominal_time"]))
     rows = rows[-count:]
     statuses = _run_statuses(client, sid, max(count * 2, 20))
     for row in rows:
         row["run_status"] = statuses.get(row["run_id"]) if row["run_id"] else None
     return rows
+
+
+def window_start(spec: dict[str, Any], now: int, count: int) -> int:
+    """An instant with at least ``count`` nominal times of ``spec`` between it and ``now``
+    (a year back at most), found offline with the spec engine, so ``/fires`` is asked for
+    a window about that size whatever the spec's rate."""
+    current = Spec.model_validate({k: v for k, v in spec.items() if k != "description"})
+    span = WINDOW_MIN_MS
+    while span < WINDOW_MAX_MS:
+        times = next_fire_times(current, now - span, count)
+        if len(times) == count and times[-1] <= now:
+            return now - span
+        span *= 4
+    return now - WINDOW_MAX_MS
 
 
 def _outcomes(client: ApiClient, sid: str, start: int, end: int) -> list[dict[str, Any]]:
@@ -102,10 +124,6 @@ def _outcomes(client: ApiClient, sid: str, start: int, end: int) -> list[dict[st
             break
         start = parse_instant(page["items"][-1]["nominal_time"]) + 1
     return out
-
-
-def _blank(nominal: str) -> dict[str, Any]:
-    return {"nominal_time": nominal, "trigger": None, "outcome": None, "run_id": None}
 
 
 def fire_run_id(detail: dict[str, Any]) -> str | None:
@@ -129,8 +147,10 @@ def _fire_row(outcome: dict[str, Any]) -> dict[str, Any]:
     trigger = "schedule" if outcome["outcome"] == "fired" else None
     if detail.get("backfill") and trigger is None:
         trigger = "backfill"
+    fired_at = detail.get("fire_time") or (detail.get("backfill") or {}).get("fire_time")
     return {
         "nominal_time": outcome["nominal_time"],
+        "fired_at": fired_at,
         "trigger": trigger,
         "outcome": outcome["outcome"],
         "run_id": fire_run_id(detail),
@@ -140,6 +160,8 @@ def _fire_row(outcome: dict[str, Any]) -> dict[str, Any]:
 
 def _action_row(action: dict[str, Any]) -> dict[str, Any]:
     return {
+        "nominal_time": action["nominal_time"],
+        "fired_at": action.get("fire_time"),
         "trigger": action.get("trigger"),
         "outcome": action.get("outcome"),
         "run_id": action.get("run_id"),

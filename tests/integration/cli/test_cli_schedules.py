@@ -134,7 +134,15 @@ def test_describe_shows_spec_policy_state_next_and_recent_actions(
     assert any(line.startswith("Counters    missed (catch-up) 0") for line in lines)
     assert lines[lines.index("Next actions") + 1] == "  none (paused)"
     recent_header = lines[lines.index("Recent actions") + 1].split()
-    assert recent_header == ["NOMINAL_TIME", "TRIGGER", "OUTCOME", "RUN_ID", "RUN_STATUS", "DETAIL"]
+    assert recent_header == [
+        "NOMINAL_TIME",
+        "FIRED_AT",
+        "TRIGGER",
+        "OUTCOME",
+        "RUN_ID",
+        "RUN_STATUS",
+        "DETAIL",
+    ]
     assert "succeeded" in out and "manual" in out
 
 
@@ -188,8 +196,13 @@ def test_tables_show_human_values(service: str, capsys: pytest.CaptureFixture[st
     assert run(capsys, "workflow", "put", "hv", "--python", handler, *url)[0] == 0
     code, out, _ = run(capsys, "workflow", "run", "hv", "-o", "json", *url)
     run_id = json.loads(out)["run_id"]
-    code, out, _ = run(capsys, "runs", "get", run_id, *url)
-    assert code == 0
+    deadline = time.monotonic() + 20
+    while True:  # the run's view follows the log: wait for it to have the finished run
+        code, out, _ = run(capsys, "runs", "get", run_id, *url)
+        if code == 0 and "succeeded" in out:
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.05)
     assert any(line.split() == ["CANCEL_REQUESTED", "no"] for line in out.splitlines())
     assert any(line.split() == ["INPUT", "-"] for line in out.splitlines())
     for python in ("False", "True", "None", "{}", "[]"):
