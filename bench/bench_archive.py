@@ -41,6 +41,7 @@ from service.audit.restore import restore
 from service.audit.verify import verify
 from service.audit.write_model import rebuild_write_model
 from service.domain import schedule as sched
+from service.domain.fire import FireMode, fire_id
 from service.domain.timeutil import to_rfc3339
 from service.store.archive_reader import read_all
 from service.store.chain import entry_hash
@@ -129,7 +130,7 @@ async def fill(redis: Redis, keys: Keyspace, events: int, schedules: int) -> int
                 continue
             run_id = f"run-{tick}-{i}"
             fire = {
-                "fire_id": f"{sid}:{nominal_ms}:schedule",
+                "fire_id": fire_id(sid, nominal_ms, FireMode.SCHEDULE),
                 "nominal_time": nominal,
                 "fire_time": nominal,
                 "epoch": 1,
