@@ -94,7 +94,9 @@ def _add_writes(actions: Subparsers) -> None:
         )
         if name == "update":
             action.add_argument("id")
-            action.add_argument("--if-match", help="only if the schedule is at this version")
+            action.add_argument(
+                "--if-match", metavar="VERSION", help="only if the schedule is at this version"
+            )
             action.add_argument(
                 "--unset",
                 action="append",
@@ -103,10 +105,12 @@ def _add_writes(actions: Subparsers) -> None:
                 help=f"put a field back to its default (repeatable): {', '.join(UNSETTABLE)}",
             )
         else:
-            action.add_argument("--id")
+            action.add_argument("--id", help="the schedule's id (default: a generated one)")
             action.add_argument("--paused", action="store_true", help="create it paused")
             action.add_argument("--note", help="why (shown with the state)")
-            action.add_argument("--idempotency-key")
+            action.add_argument(
+                "--idempotency-key", metavar="KEY", help="a retry with it creates nothing twice"
+            )
         add_schedule_flags(action)
 
 

@@ -88,10 +88,12 @@ _SCALARS = {  # argparse dest -> API field path, for flags whose value is sent a
 
 def add_schedule_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-f", "--file", help="JSON body (create) or merge patch (update); - stdin")
-    parser.add_argument("--workflow", dest="workflow_id", help="the workflow to run")
+    parser.add_argument("--workflow", dest="workflow_id", metavar="ID", help="the workflow to run")
     parser.add_argument("--name")
     parser.add_argument("--description")
-    parser.add_argument("--tag", action="append", dest="tags", help="a tag (repeatable)")
+    parser.add_argument(
+        "--tag", action="append", dest="tags", metavar="TAG", help="a tag (repeatable)"
+    )
     _add_spec_flags(parser.add_argument_group("when it fires (spec)"))
     _add_policy_flags(parser.add_argument_group("policies"))
     data = parser.add_argument_group("run input")
@@ -101,7 +103,9 @@ def add_schedule_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_spec_flags(group: argparse._ArgumentGroup) -> None:
-    group.add_argument("--cron", action="append", metavar="EXPR", help="cron expression (repeat)")
+    group.add_argument(
+        "--cron", action="append", metavar="EXPR", help="cron expression (repeatable)"
+    )
     group.add_argument(
         "--interval",
         "--every",
