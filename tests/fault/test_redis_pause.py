@@ -3,6 +3,9 @@
 The worker's client times out on calls that Redis has already read, retries them on
 a new connection, and once Redis continues it executes both the first call and the
 retries. Every run must still have one start per attempt and one result.
+
+Whether a pause catches a script call in flight is up to timing; the tests in
+test_run_retry.py lose a reply deterministically for every run action.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from service.api.app import create_app
 from service.commands import CommandService, ProjectionWaiter
@@ -54,14 +59,18 @@ async def test_runs_start_once_through_a_redis_pause(
     await api.start_server()
     handler = {"type": "python", "handler": "tests.integration.runs.handlers:nap"}
     assert (await api.put("/v1/workflows/w", json={"target": handler})).status in (200, 201)
-    # calls Redis has read time out once and are retried while it is stopped; the retries
-    # outlast the pause (no call gives up, so no run is reclaimed for that), and the
-    # timeout stays above the worker's blocking read
+    # calls Redis has read time out and are retried while it is stopped: the service's
+    # client, with more retries, so that no call gives up even on a loaded machine (a
+    # start that gives up is rightly started again once reclaimed); the timeout stays
+    # above the worker's blocking read
     client = connect(own_redis.url, timeout_s=1.5)
+    client.connection_pool.connection_kwargs["retry"] = Retry(
+        ExponentialBackoff(cap=0.5, base=0.02), retries=30
+    )
     commands = CommandService(
         EventStore(client, keys), ProjectionWaiter(client, keys), wait_timeout_s=0
     )
-    worker = Worker(client, keys, commands, concurrency=16, idle_bound_ms=5_000)
+    worker = Worker(client, keys, commands, concurrency=16, idle_bound_ms=15_000)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
