@@ -1,8 +1,13 @@
 """ "Why didn't 02:00 run?": the outcome of every nominal time, from the log alone.
 
 The schedule's events give the spec and status in force over time (segments),
-the recorded fire outcomes (fired, skipped, dropped, missed) and, with the spec,
-the excluded times. Every nominal time in a range gets exactly one outcome.
+the recorded fire outcomes (fired, held, skipped, dropped, missed), what became of
+held runs (released, cancelled, still waiting) and, with the spec, the excluded
+times. Every nominal time in a range gets exactly one outcome, and every outcome
+but ``fired``, ``backfilled`` and ``scheduled`` says why in ``detail.reason``
+(``overlap with run R``, ``buffer full``, ``catch-up policy latest``, ``outside
+catch-up window``, ``held in buffer``...). A backfill's attempt at a time is in
+``detail.backfill``.
 """
 
 from __future__ import annotations
@@ -12,15 +17,23 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from service.domain.fire import Missed, why_missed
+from service.domain.policies import CatchupPolicy
 from service.domain.spec import Spec, preview
 from service.domain.timeutil import parse_instant
 from service.domain.types import Instant
 from service.store.eventstore import StoredEvent
 
+RUN_CLOSED = frozenset(
+    {"RunSucceeded", "RunFailed", "RunTimedOut", "RunCancelled", "RunDeadLettered"}
+)
+
 
 class FireOutcome(BaseModel):
     nominal_time: Instant
-    outcome: str  # fired|skipped|dropped|missed|excluded|paused|completed|superseded|...
+    # fired|pending|cancelled|skipped|dropped|missed|excluded|paused|completed|superseded|
+    # scheduled|backfilled
+    outcome: str
     detail: dict[str, Any] = {}
 
 
@@ -68,13 +81,72 @@ def segments(events: list[StoredEvent]) -> list[Segment]:
 
 
 @dataclass
-class _Recorded:
-    """What the log says happened to nominal times: fired, skipped, dropped, backfilled,
-    and the ranges recorded as missed."""
+class _Fire:
+    """A fire that got a run: queued at once, or held until something ends."""
 
-    outcomes: dict[int, FireOutcome] = field(default_factory=dict)
-    backfilled: dict[int, dict[str, Any]] = field(default_factory=dict)
-    missed: list[tuple[int, int]] = field(default_factory=list)
+    trigger: str
+    detail: dict[str, Any]
+
+
+@dataclass
+class _Recorded:
+    """What the log says happened to nominal times and to the runs fires made."""
+
+    fires: dict[int, _Fire] = field(default_factory=dict)  # scheduled fires with a run
+    refused: dict[int, FireOutcome] = field(default_factory=dict)  # skipped or dropped
+    backfills: dict[int, _Fire | FireOutcome] = field(default_factory=dict)
+    missed: list[Missed] = field(default_factory=list)
+    queued: set[str] = field(default_factory=set)  # runs queued (held ones once released)
+    closed: set[str] = field(default_factory=set)
+    cancelled: dict[str, str] = field(default_factory=dict)  # run id -> why
+
+
+def _kind(fire_id: str) -> str:
+    """``schedule``, ``backfill``, or the kind of a trigger (``manual``, ``api``)."""
+    parts = fire_id.split(":")
+    return parts[-1] if parts[-1] in ("schedule", "backfill") else "trigger"
+
+
+def _fired(found: _Recorded, data: dict[str, Any]) -> None:
+    nominal = parse_instant(data["nominal_time"])
+    detail = {"run_id": data["run_id"], "fire_time": data["fire_time"]}
+    detail["held"] = data.get("held", False)
+    if data.get("after"):
+        detail["after"] = data["after"]
+    fire = _Fire(data["trigger"], detail)
+    if data["trigger"] == "schedule":
+        found.fires[nominal] = fire
+    elif data["trigger"] == "backfill":
+        found.backfills[nominal] = fire
+
+
+def _refused(found: _Recorded, event: StoredEvent) -> None:
+    data = event.data
+    nominal = parse_instant(data["nominal_time"])
+    if event.type == "FireSkipped":
+        running = ", ".join(data.get("running") or [])
+        reason = f"overlap with run {running}" if running else "overlap"
+        outcome = FireOutcome(nominal_time=nominal, outcome="skipped", detail={"reason": reason})
+    else:
+        reason = "buffer full" if data["reason"] == "buffer_full" else str(data["reason"])
+        outcome = FireOutcome(nominal_time=nominal, outcome="dropped", detail={"reason": reason})
+    kind = _kind(str(data.get("fire_id", "")))
+    if kind == "schedule":
+        found.refused[nominal] = outcome
+    elif kind == "backfill" and not isinstance(found.backfills.get(nominal), _Fire):
+        found.backfills[nominal] = outcome  # a time that got a run keeps it
+
+
+def _missed(data: dict[str, Any]) -> Missed:
+    window, policy = data.get("window_start"), data.get("policy")
+    return Missed(
+        int(data["count"]),
+        parse_instant(data["first"]),
+        parse_instant(data["last"]),
+        CatchupPolicy(policy) if policy else None,
+        parse_instant(window) if window else None,
+        data.get("catchup_max"),
+    )
 
 
 def _recorded(events: list[StoredEvent]) -> _Recorded:
@@ -82,27 +154,48 @@ def _recorded(events: list[StoredEvent]) -> _Recorded:
     for event in events:
         data = event.data
         if event.type == "ScheduleFired":
-            nominal = parse_instant(data["nominal_time"])
-            detail = {
-                "run_id": data["run_id"],
-                "fire_time": data["fire_time"],
-                "held": data.get("held", False),
-            }
-            if data["trigger"] == "schedule":
-                found.outcomes[nominal] = FireOutcome(
-                    nominal_time=nominal, outcome="fired", detail=detail
-                )
-            elif data["trigger"] == "backfill":
-                found.backfilled[nominal] = detail
+            _fired(found, data)
         elif event.type in ("FireSkipped", "FireDropped"):
-            nominal = parse_instant(data["nominal_time"])
-            outcome = "skipped" if event.type == "FireSkipped" else "dropped"
-            found.outcomes[nominal] = FireOutcome(
-                nominal_time=nominal, outcome=outcome, detail={"reason": data["reason"]}
-            )
+            _refused(found, event)
         elif event.type == "FiresMissed":
-            found.missed.append((parse_instant(data["first"]), parse_instant(data["last"])))
+            found.missed.append(_missed(data))
+        elif event.type == "RunQueued":
+            found.queued.add(data["run_id"])
+        elif event.type in RUN_CLOSED:
+            found.closed.add(data["run_id"])
+            if event.type == "RunCancelled":
+                found.cancelled[data["run_id"]] = str(data.get("reason") or "cancelled")
     return found
+
+
+def _run_outcome(fire: _Fire, found: _Recorded) -> tuple[str, dict[str, Any]]:
+    """A fire's outcome by what became of its run: ``fired`` once it was queued,
+    ``cancelled`` if it never was, else ``pending`` (and what it waits for)."""
+    detail = dict(fire.detail)
+    run_id = detail["run_id"]
+    if not detail["held"] or run_id in found.queued:
+        return "fired", detail
+    if run_id in found.cancelled:
+        detail["reason"] = f"cancelled before it ran: {found.cancelled[run_id]}"
+        return "cancelled", detail
+    after = detail.get("after")
+    if after and after not in found.closed:
+        of = "backfill" if fire.trigger == "backfill" else "catch-up"
+        detail["reason"] = f"held until run {after} ends (the previous time of its {of})"
+    else:
+        detail["reason"] = "held in buffer"
+    return "pending", detail
+
+
+def _backfill_detail(nominal: int, found: _Recorded) -> dict[str, Any] | None:
+    """A backfill's attempt at a time: its run and that run's outcome, or why it got none."""
+    attempt = found.backfills.get(nominal)
+    if attempt is None:
+        return None
+    if isinstance(attempt, FireOutcome):
+        return {"outcome": attempt.outcome, **attempt.detail}
+    outcome, detail = _run_outcome(attempt, found)
+    return {"outcome": outcome, **detail}
 
 
 def _in_segment(
@@ -132,10 +225,27 @@ def _in_segment(
         nominal = time.nominal
         if nominal > high:
             break
-        out[nominal] = _outcome(nominal, segment, found.outcomes, found.missed, now)
-        if nominal in found.backfilled:
-            out[nominal].detail["backfill"] = found.backfilled[nominal]
+        out[nominal] = _outcome(nominal, segment, found, now)
+        backfill = _backfill_detail(nominal, found)
+        if backfill is not None:
+            out[nominal].detail["backfill"] = backfill
     return truncated
+
+
+def _outside(nominal: int, found: _Recorded) -> FireOutcome:
+    """A time outside the spec segments: what a backfill (or a recorded fire) did with it."""
+    backfill = _backfill_detail(nominal, found)
+    if backfill is None:
+        return _recorded_outcome(nominal, found) or FireOutcome(
+            nominal_time=nominal, outcome="superseded"
+        )
+    word = backfill["outcome"]
+    detail: dict[str, Any] = {"backfill": backfill}
+    if "reason" in backfill:
+        detail["reason"] = backfill["reason"]
+    return FireOutcome(
+        nominal_time=nominal, outcome="backfilled" if word == "fired" else word, detail=detail
+    )
 
 
 def fire_outcomes(
@@ -149,37 +259,40 @@ def fire_outcomes(
         high = end if segment.end is None else min(end, segment.end)
         if low <= high:
             truncated = _in_segment(segment, low, high, found, now, bound, out) or truncated
-    for nominal, recorded_outcome in found.outcomes.items():
+    recorded = {*found.fires, *found.refused, *found.backfills}
+    for nominal in sorted(recorded):
         if start <= nominal <= end and nominal not in out:
-            out[nominal] = recorded_outcome  # e.g. a skipped backfill before the schedule began
-    for nominal, detail in found.backfilled.items():
-        if start <= nominal <= end and nominal not in out:
-            out[nominal] = FireOutcome(
-                nominal_time=nominal, outcome="backfilled", detail={"backfill": detail}
-            )
+            out[nominal] = _outside(nominal, found)
     ordered = sorted(out.values(), key=lambda o: o.nominal_time)
     if len(ordered) > bound:
         ordered, truncated = ordered[:bound], True
     return ordered, truncated
 
 
-def _outcome(
-    nominal: int,
-    segment: Segment,
-    recorded: dict[int, FireOutcome],
-    missed: list[tuple[int, int]],
-    now: int,
-) -> FireOutcome:
-    if nominal in recorded:
-        return recorded[nominal].model_copy(deep=True)
-    if any(first <= nominal <= last for first, last in missed):
+def _recorded_outcome(nominal: int, found: _Recorded) -> FireOutcome | None:
+    fire = found.fires.get(nominal)
+    if fire is not None:
+        outcome, detail = _run_outcome(fire, found)
+        return FireOutcome(nominal_time=nominal, outcome=outcome, detail=detail)
+    refused = found.refused.get(nominal)
+    return refused.model_copy(deep=True) if refused is not None else None
+
+
+def _outcome(nominal: int, segment: Segment, found: _Recorded, now: int) -> FireOutcome:
+    recorded = _recorded_outcome(nominal, found)
+    if recorded is not None:
+        return recorded
+    for missed in found.missed:
+        if missed.first <= nominal <= missed.last:
+            reason = why_missed(missed, nominal)
+            return FireOutcome(nominal_time=nominal, outcome="missed", detail={"reason": reason})
+    if segment.status == "paused":
         return FireOutcome(
-            nominal_time=nominal,
-            outcome="missed",
-            detail={"reason": "catch-up policy after downtime"},
+            nominal_time=nominal, outcome="paused", detail={"reason": "the schedule was paused"}
         )
-    if segment.status in ("paused", "completed"):
-        return FireOutcome(nominal_time=nominal, outcome=segment.status)
+    if segment.status == "completed":
+        reason = "the schedule had completed its max_actions"
+        return FireOutcome(nominal_time=nominal, outcome="completed", detail={"reason": reason})
     if nominal > now:
         return FireOutcome(nominal_time=nominal, outcome="scheduled")
     if segment.end is not None:
@@ -188,4 +301,6 @@ def _outcome(
             outcome="superseded",
             detail={"reason": "the schedule changed before this time fired"},
         )
-    return FireOutcome(nominal_time=nominal, outcome="pending")
+    return FireOutcome(
+        nominal_time=nominal, outcome="pending", detail={"reason": "due, not decided yet"}
+    )

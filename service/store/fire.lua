@@ -12,8 +12,10 @@
 -- KEYS[6]  cs:{p}:log
 -- every mode but 'schedule' (the ticker's fires are made safe by the high-water mark):
 -- KEYS[12] cs:{p}:op:<token>: this call's first reply, answered to its retries
--- KEYS[13] backfill: cs:{p}:backfilled:<sid>, the nominal times backfilled ever;
+-- KEYS[13] backfill: cs:{p}:backfilled:<sid>, the nominal times a backfill gave a run;
 --          a trigger with an Idempotency-Key: cs:{p}:idem:fire:<key>
+-- KEYS[14] a backfill's later chunk (h.after): cs:{p}:run:<after>, the last run of the
+--          chunk before
 -- then, from KEYS[h.runs_from]: cs:{p}:run:<run id> of each fire, in order (none for a
 -- workflow of target 'none': its runs succeed at once and have no hash).
 -- Not passed, since their ids are read here (from KEYS[9]): the run hashes of the running
@@ -26,22 +28,33 @@
 --          each fire carries a traceparent); then
 --          mode 'schedule': owner, epoch (the lease); version, hwm, new_hwm (the expected
 --          schedule version and high-water mark, and the new mark); next_due ('' when
---          the spec has no more times); missed_count, missed_first, missed_last;
---          max_actions ('' for none);
+--          the spec has no more times); missed (the FiresMissed event's data as JSON, ''
+--          for none); max_actions ('' for none);
 --          other modes: source; idempotency_key (true: a trigger with a key, KEYS[13]),
---          fingerprint, dedupe_ttl; op_ttl
+--          fingerprint, dedupe_ttl; op_ttl; after (a backfill's chunk: the run id of
+--          the chunk before's last run, '' for none)
 -- ARGV[2..] per fire: nominal ms, nominal (RFC 3339), run id, fire id, and when h.traced,
 --          the traceparent of its fire span: stored with the run and in its events' meta
 --
--- Returns {'OK', fired, skipped, dropped, completed} | {'FENCED'} | {'INACTIVE'}
+-- Returns {'OK', fired, skipped, dropped, completed, tail} | {'FENCED'} | {'INACTIVE'}
 --       | {'STALE', version, mark} | {'DUP', run id} | {'GONE'} | {'REUSED'}
+-- (tail: the last run of the request's sequence, which a next chunk follows; '' for none)
+--
+-- The times of one request (a backfill's chunk, a tick's catch-up) never block each
+-- other (service/domain/fire/overlap.py: decide_sequence): the first is decided by the
+-- overlap rule against the runs running before the request; unless the rule lets runs
+-- overlap, each later time then follows the one before it: its run is held (status
+-- 'buffered', in no list) and named in the previous run's hash field 'next', and
+-- runs.lua queues it when that run ends. When the first is skipped or dropped, so are
+-- the others.
 --
 -- Guarantees: a holder that lost its lease appends nothing (FENCED); a fire decided on
 -- an older version of the schedule appends nothing (STALE); a nominal time at or below
 -- the high-water mark never fires again, so a repeated ticker call appends nothing; a
 -- repeated trigger or backfill call (the same operation token) answers its first reply
--- and appends nothing; a backfilled nominal time never fires twice; the due index
--- moves in the same step.
+-- and appends nothing; a backfilled nominal time that got a run never fires twice (one
+-- skipped or dropped is taken again by a later backfill); the due index moves in the
+-- same step.
 
 -- `versions` (event type -> schema version) is set in front of the prelude at load, from
 -- the event models (service/store/fires.py: fire_source).
@@ -122,10 +135,15 @@ local function queue(run_key, run_id, nominal, traceparent)
   redis.call('SADD', KEYS[9], run_id)
 end
 
-local function hold(run_key, run_id, nominal, traceparent, running)
+-- a run that waits: in the buffer (held by the overlap rule) or behind the run before it
+local function buffered(run_key, run_id, nominal, traceparent)
   redis.call('HSET', run_key, 'sid', sid, 'workflow_id', h.workflow_id, 'trigger', trigger,
     'nominal', nominal, 'input', input, 'status', 'buffered', 'attempt', 0, 'deliveries', 0,
     'traceparent', traceparent)
+end
+
+local function hold(run_key, run_id, nominal, traceparent, running)
+  buffered(run_key, run_id, nominal, traceparent)
   if h.cancel ~= '' then
     for _, other in ipairs(running) do
       redis.call('HSET', h.run_prefix .. other, 'cancel', h.cancel)
@@ -137,49 +155,77 @@ local function hold(run_key, run_id, nominal, traceparent, running)
     trigger = trigger, input = input, workflow_id = h.workflow_id}))
 end
 
-local function fired(fire_id, nominal, run_id, held)
+local function fired(fire_id, nominal, run_id, held, after)
   append('ScheduleFired', cjson.encode({fire_id = fire_id, nominal_time = nominal,
     fire_time = h.fire_time, epoch = tonumber(h.epoch) or 0, trigger = trigger_type,
-    run_id = run_id, held = held}))
+    run_id = run_id, held = held, after = after}))
 end
 
--- the overlap rule (service/domain/fire/overlap.py: decide)
-local function overlap(running)
-  if #running == 0 or h.while_running == 'fire' then return 'fire' end
-  if h.while_running == 'skip' then return 'skip' end
-  if redis.call('LLEN', KEYS[10]) >= tonumber(h.bound) then return 'drop' end
-  return 'hold'
+local ALIVE = {queued = true, running = true, retrying = true, buffered = true}
+
+-- the overlap rule for the request's times (service/domain/fire/overlap.py:
+-- decide_sequence): the first's outcome, and what the later ones do
+local function sequence(running)
+  if h.while_running == 'fire' then return 'fire', 'fire' end
+  if h.after and h.after ~= '' and ALIVE[redis.call('HGET', KEYS[14], 'status')] then
+    return 'follow', 'follow'
+  end
+  if #running == 0 then return 'fire', 'follow' end
+  if h.while_running == 'skip' then return 'skip', 'skip' end
+  if redis.call('LLEN', KEYS[10]) >= tonumber(h.bound) then return 'drop', 'drop' end
+  return 'hold', 'follow'
 end
 
-local no_runs = {}
-local fired_count, skipped, dropped = 0, 0, 0
+local running = {}
+if h.while_running ~= 'fire' then running = redis.call('SMEMBERS', KEYS[9]) end
+local first, later = sequence(running)
+-- the run the next time follows: the chunk before's last run, then each run made here
+local prev_id, prev_key = '', nil
+if first == 'follow' then prev_id, prev_key = h.after, KEYS[14] end
+
+-- one time's outcome; true when it got a run
+local function decide_one(outcome, run_key, run_id, nominal, fire_id, traceparent)
+  if outcome == 'skip' then
+    append('FireSkipped', cjson.encode({fire_id = fire_id, nominal_time = nominal,
+      reason = 'overlap', running = running}))
+    return false
+  elseif outcome == 'drop' then
+    append('FireDropped', cjson.encode({fire_id = fire_id, nominal_time = nominal,
+      reason = 'buffer_full'}))
+    return false
+  elseif outcome == 'fire' then
+    fired(fire_id, nominal, run_id, false)
+    queue(run_key, run_id, nominal, traceparent)
+  elseif outcome == 'hold' then
+    fired(fire_id, nominal, run_id, true)
+    hold(run_key, run_id, nominal, traceparent, running)
+  else -- follow
+    fired(fire_id, nominal, run_id, true, prev_id)
+    buffered(run_key, run_id, nominal, traceparent)
+    redis.call('HSET', prev_key, 'next', run_id)
+  end
+  prev_id, prev_key = run_id, run_key
+  return true
+end
+
+local fired_count, skipped, dropped, decided = 0, 0, 0, 0
 local stride = h.traced and 5 or 4
 for i = 0, (#ARGV - 1) / stride - 1 do
   local at = 2 + i * stride
-  local nominal_ms, nominal, run_id, fire_id = ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
-  local traceparent = h.traced and ARGV[at + 4] or ''
-  local run_key = KEYS[h.runs_from + i]
-  meta = with_trace(traceparent)
-  if mode ~= 'backfill' or redis.call('SADD', KEYS[13], nominal_ms) == 1 then
-    local running = no_runs
-    if h.while_running ~= 'fire' then running = redis.call('SMEMBERS', KEYS[9]) end
-    local outcome = overlap(running)
-    if outcome == 'fire' then
-      fired(fire_id, nominal, run_id, false)
-      queue(run_key, run_id, nominal, traceparent)
+  local nominal_ms = ARGV[at]
+  if mode ~= 'backfill' or redis.call('SISMEMBER', KEYS[13], nominal_ms) == 0 then
+    local traceparent = h.traced and ARGV[at + 4] or ''
+    meta = with_trace(traceparent)
+    local outcome = decided == 0 and first or later
+    decided = decided + 1
+    if decide_one(outcome, KEYS[h.runs_from + i], ARGV[at + 2], ARGV[at + 1], ARGV[at + 3],
+        traceparent) then
       fired_count = fired_count + 1
+      if mode == 'backfill' then redis.call('SADD', KEYS[13], nominal_ms) end
     elseif outcome == 'skip' then
-      append('FireSkipped', cjson.encode({fire_id = fire_id, nominal_time = nominal,
-        reason = 'overlap', running = running}))
       skipped = skipped + 1
-    elseif outcome == 'drop' then
-      append('FireDropped', cjson.encode({fire_id = fire_id, nominal_time = nominal,
-        reason = 'buffer_full'}))
-      dropped = dropped + 1
     else
-      fired(fire_id, nominal, run_id, true)
-      hold(run_key, run_id, nominal, traceparent, running)
-      fired_count = fired_count + 1
+      dropped = dropped + 1
     end
   end
 end
@@ -187,10 +233,7 @@ end
 meta = base_meta
 local completed = 0
 if scheduled then
-  if tonumber(h.missed_count) > 0 then
-    append('FiresMissed', cjson.encode({count = tonumber(h.missed_count), first = h.missed_first,
-      last = h.missed_last, reason = 'catchup'}))
-  end
+  if h.missed ~= '' then append('FiresMissed', h.missed) end
   redis.call('HSET', KEYS[4], sid, h.new_hwm)
   local actions = redis.call('HINCRBY', KEYS[3], 'actions', fired_count)
   if h.max_actions ~= '' and actions >= tonumber(h.max_actions) then
@@ -209,4 +252,5 @@ elseif keyed then
   redis.call('HSET', KEYS[13], 'fp', h.fingerprint, 'run_id', ARGV[4])
   redis.call('PEXPIRE', KEYS[13], h.dedupe_ttl)
 end
-return answer({'OK', fired_count, skipped, dropped, completed})
+if later ~= 'follow' then prev_id = '' end
+return answer({'OK', fired_count, skipped, dropped, completed, prev_id})

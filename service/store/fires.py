@@ -21,6 +21,7 @@ from service.domain.fire import (
     FireRequest,
     FireSkipped,
     FiresMissed,
+    Missed,
     ScheduleCompleted,
     ScheduleFired,
 )
@@ -66,6 +67,7 @@ class FireReply(NamedTuple):
     dropped: int = 0
     completed: bool = False
     run_id: str = ""
+    tail: str = ""  # the last run of the request's times, which a next chunk follows
 
 
 class FireScript:
@@ -124,6 +126,8 @@ class FireScript:
             keys.append(self.keys.op(p, op))
         if r.mode is FireMode.BACKFILL:
             keys.append(self.keys.backfilled(p, sid))
+            if r.after:
+                keys.append(self.keys.run(p, r.after))
         elif r.dedupe_key:
             keys.append(self.keys.idem(p, "fire:" + r.dedupe_key))
         header = _header(r, len(keys) + 1, run_prefix)
@@ -161,9 +165,9 @@ def _header(r: FireRequest, runs_from: int, run_prefix: str) -> dict[str, Any]:
             "fingerprint": r.fingerprint or "-",
             "dedupe_ttl": IDEMPOTENCY_TTL_MS,
             "op_ttl": OP_TTL_MS,
+            "after": r.after,
         }
         return header
-    missed = r.missed
     header |= {
         "owner": r.fence.owner,
         "epoch": str(r.fence.epoch),
@@ -171,19 +175,32 @@ def _header(r: FireRequest, runs_from: int, run_prefix: str) -> dict[str, Any]:
         "hwm": str(r.hwm),
         "new_hwm": str(r.new_hwm),
         "next_due": "" if r.next_due is None else str(r.next_due),
-        "missed_count": missed.count if missed else 0,
-        "missed_first": to_rfc3339(missed.first) if missed else "",
-        "missed_last": to_rfc3339(missed.last) if missed else "",
+        "missed": "" if r.missed is None else _missed(r.missed),
         "max_actions": "" if r.max_actions is None else str(r.max_actions),
     }
     return header
+
+
+def _missed(missed: Missed) -> str:
+    """The FiresMissed event's data: how many, the range, and what decided it."""
+    event = FiresMissed(
+        count=missed.count,
+        first=missed.first,
+        last=missed.last,
+        reason="catchup",
+        policy=missed.policy,
+        window_start=missed.window_start,
+        catchup_max=missed.catchup_max,
+    )
+    return orjson.dumps(event.data()).decode()
 
 
 def _parse(reply: Any) -> FireReply:
     status = as_text(reply[0])
     if status == "OK":
         fired, skipped, dropped, completed = (int(x) for x in reply[1:5])
-        return FireReply(status, fired, skipped, dropped, bool(completed))
+        tail = as_text(reply[5]) if len(reply) > 5 else ""
+        return FireReply(status, fired, skipped, dropped, bool(completed), tail=tail)
     if status == "DUP":
         return FireReply(status, run_id=as_text(reply[1]))
     return FireReply(status)

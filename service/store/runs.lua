@@ -3,7 +3,8 @@
 -- run of a workflow without a schedule. The prelude (lua/prelude.lua) comes first.
 --
 -- KEYS[1]  cs:{p}:run:<run id> (hash: sid, kind, workflow_id, trigger, nominal, input,
---          status, attempt, token, entry, deliveries, cancel, traceparent)
+--          status, attempt, token, entry, deliveries, cancel, traceparent, next: the
+--          run of the next time of its backfill or catch-up, which waits for this one)
 -- KEYS[2]  cs:{p}:queue (stream; consumer group ARGV[6])
 -- KEYS[3]  cs:{p}:log               KEYS[4]  cs:{p}:log:chain (the chain's head)
 -- KEYS[5]  cs:{p}:events:<kind>:<sid> (the aggregate's event index)
@@ -12,8 +13,9 @@
 -- KEYS[10] cs:{p}:op:<token> (this call's operation record)
 -- KEYS[11] cs:{p}:idem:run:<key> (create with an Idempotency-Key; otherwise unused)
 -- Keys not known in advance, built from ARGV[5] (they share the partition's hash tag):
--- the hash of a held run that a finish or cancel releases, and the hashes of the due
--- retries that requeue moves.
+-- the hash of a held run that a finish or cancel releases (and of the waiting times of
+-- a backfill or catch-up passed over on the way), and the hashes of the due retries
+-- that requeue moves.
 --
 -- ARGV[1]  action   ARGV[2] run id   ARGV[3] meta (JSON)   ARGV[4] now ms
 -- ARGV[5]  prefix of run hashes (cs:{p}:run:)   ARGV[6] consumer group
@@ -31,8 +33,8 @@
 --
 -- Guarantees: an attempt's result is accepted only with the token its start handed
 -- out, so a worker whose run was reclaimed cannot complete it (STALE); the result,
--- the ack of the queue entry, and the release of the schedule's next held run
--- happen together; a finished run changes only by revive. Every action that changes
+-- the ack of the queue entry, and the release of the schedule's next held run (or of
+-- the next time of the run's backfill or catch-up) happen together; a finished run changes only by revive. Every action that changes
 -- the run records its reply under the call's operation token (KEYS[10]): a call the
 -- client repeats (a lost reply, a timeout) gets the first reply and appends nothing.
 
@@ -55,12 +57,29 @@ local function enqueue(id, sid, kind)
   redis.call('XADD', KEYS[2], '*', 'run_id', id, 'sid', sid, 'kind', kind or 'schedule')
 end
 
--- a run of the schedule closed: free its slot, start the run held back, if any
-local function release(sid)
-  redis.call('SREM', KEYS[6], run_id)
-  if redis.call('SCARD', KEYS[6]) > 0 then return '' end
-  local held = redis.call('LPOP', KEYS[7])
-  if not held then return '' end
+-- the next time of a backfill or catch-up that waits for the run of hash `key` (see
+-- fire.lua), passing over times cancelled while they waited; the link is used once
+local function follower(key)
+  local id = redis.call('HGET', key, 'next')
+  if not id then return nil end
+  redis.call('HDEL', key, 'next')
+  for _ = 1, 10000 do
+    local found = redis.call('HMGET', ARGV[5] .. id, 'status', 'next')
+    if found[1] == 'buffered' then return id end
+    if found[1] ~= 'cancelled' or not found[2] then return nil end
+    id = found[2]
+  end
+  return nil
+end
+
+-- a waiting run's buffer entry, as fire.lua writes one, from its hash
+local function held_entry(id)
+  local f = redis.call('HMGET', ARGV[5] .. id, 'nominal', 'trigger', 'input', 'workflow_id')
+  return cjson.encode({run_id = id, nominal = f[1], trigger = f[2], input = f[3],
+    workflow_id = f[4]})
+end
+
+local function start_held(sid, held)
   local run = cjson.decode(held)
   redis.call('HSET', ARGV[5] .. run.run_id, 'status', 'queued')
   append('RunQueued', sid, run_queued_json(run.run_id, sid, run.workflow_id, run.trigger,
@@ -68,6 +87,22 @@ local function release(sid)
   enqueue(run.run_id, sid)
   redis.call('SADD', KEYS[6], run.run_id)
   return run.run_id
+end
+
+-- a run of the schedule closed: free its slot; the next time of its backfill or catch-up
+-- is queued now, unless fires held by the overlap policy wait in the buffer: it waits
+-- behind them. Once no run holds the slot, the oldest held run starts.
+local function release(sid)
+  redis.call('SREM', KEYS[6], run_id)
+  local next_id = follower(KEYS[1])
+  if next_id then
+    if redis.call('LLEN', KEYS[7]) == 0 then return start_held(sid, held_entry(next_id)) end
+    redis.call('RPUSH', KEYS[7], held_entry(next_id))
+  end
+  if redis.call('SCARD', KEYS[6]) > 0 then return '' end
+  local held = redis.call('LPOP', KEYS[7])
+  if not held then return '' end
+  return start_held(sid, held)
 end
 
 local function requeue()
@@ -183,11 +218,18 @@ local function cancel(status, sid)
       terminate = mode == 'terminate'}))
     return {'REQUESTED'}
   end
-  -- queued, buffered or waiting for a retry: it ends here
+  -- queued, buffered or waiting for a retry: it ends here. A held run leaves the buffer
+  -- to the next time of its backfill or catch-up, if one waits for it (one that waits
+  -- behind another run is passed over when that run ends)
   if status == 'buffered' then
-    for _, held in ipairs(redis.call('LRANGE', KEYS[7], 0, 10000)) do
+    for i, held in ipairs(redis.call('LRANGE', KEYS[7], 0, 10000)) do
       if cjson.decode(held).run_id == run_id then
-        redis.call('LREM', KEYS[7], 1, held)
+        local next_id = follower(KEYS[1])
+        if next_id then
+          redis.call('LSET', KEYS[7], i - 1, held_entry(next_id))
+        else
+          redis.call('LREM', KEYS[7], 1, held)
+        end
         break
       end
     end

@@ -4,7 +4,8 @@ backfill turn into.
 - ``planning``: which nominal times fire now and which are missed (catch-up, on-time
   grace, ``max_actions``, jitter);
 - ``overlap``: what a fire does while earlier runs still run (the overlap policy),
-  as the rule the fire script enforces and the same rule in Python;
+  as the rule the fire script enforces and the same rule in Python, and how the
+  times of one backfill or catch-up follow each other;
 - ``requests``: the fire script's requests for the ticker, triggers and backfills,
   with their fire ids and run ids;
 - ``events``: the events of a fire's outcome.
@@ -28,11 +29,21 @@ from service.domain.fire.overlap import (
     Outcome,
     OverlapDecision,
     OverlapRule,
+    SequenceDecision,
+    Then,
     decide,
+    decide_sequence,
     overlap_decision,
     overlap_rule,
 )
-from service.domain.fire.planning import ON_TIME_GRACE_MS, FirePlan, Missed, due_at, plan
+from service.domain.fire.planning import (
+    ON_TIME_GRACE_MS,
+    FirePlan,
+    Missed,
+    due_at,
+    plan,
+    why_missed,
+)
 from service.domain.fire.requests import (
     BACKFILL_BOUND,
     BACKFILL_CHUNK,
@@ -69,10 +80,13 @@ __all__ = [
     "OverlapRule",
     "ScheduleCompleted",
     "ScheduleFired",
+    "SequenceDecision",
+    "Then",
     "backfill_requests",
     "backfill_times",
     "check_backfill_range",
     "decide",
+    "decide_sequence",
     "due_at",
     "fire_id",
     "overlap_decision",
@@ -80,4 +94,5 @@ __all__ = [
     "plan",
     "scheduled_request",
     "trigger_request",
+    "why_missed",
 ]

@@ -16,6 +16,8 @@ class ScheduleFired(Event):
     trigger: str
     run_id: str
     held: bool = False
+    # the run this one waits for: the previous time of its backfill or catch-up
+    after: str | None = None
 
 
 @register
@@ -42,6 +44,10 @@ class FiresMissed(Event):
     first: Instant
     last: Instant
     reason: str
+    # what decided it (absent from events written before they were recorded)
+    policy: str | None = None
+    window_start: Instant | None = None
+    catchup_max: int | None = None
 
 
 @register

@@ -6,6 +6,11 @@ translated here into the rule the script applies (``OverlapRule``: what to do wh
 runs are running, how many runs may wait, whether to cancel the running ones), and
 ``decide`` is that same rule in Python. A contract test runs one decision table
 against both (tests/integration/store/test_fire_contract.py).
+
+The times of one request (a backfill, or the catch-up runs of one tick) never block
+each other: ``decide_sequence`` decides the first against the runs that were running
+before, and the others follow it, each queued when the run before it ends (or all at
+once under ``allow_all``); when the first is skipped or dropped, so are the others.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ class Outcome(StrEnum):
     SKIP = "skip"  # nothing runs (FireSkipped)
     DROP = "drop"  # the buffer is full (FireDropped)
     HOLD = "hold"  # the run waits in the buffer until the running runs close
+    FOLLOW = "follow"  # the run waits for the run before it in its request to end
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,41 @@ def decide(rule: OverlapRule, running: Sequence[str], held: int) -> OverlapDecis
     return OverlapDecision(
         Outcome.HOLD, tuple(running), terminate=rule.cancel is CancelOthers.TERMINATE
     )
+
+
+class Then(StrEnum):
+    """What the later times of one request do, once its first time is decided."""
+
+    FIRE = "fire"  # queued at once as well (the rule lets runs overlap)
+    FOLLOW = "follow"  # each waits for the run before it to end, then is queued
+    SKIP = "skip"
+    DROP = "drop"
+
+
+@dataclass(frozen=True)
+class SequenceDecision:
+    """The outcome of a request's first time, and what its later times do."""
+
+    first: OverlapDecision
+    then: Then
+
+
+_THEN = {Outcome.FIRE: Then.FOLLOW, Outcome.HOLD: Then.FOLLOW, Outcome.SKIP: Then.SKIP}
+
+
+def decide_sequence(
+    rule: OverlapRule, running: Sequence[str], held: int, after_alive: bool = False
+) -> SequenceDecision:
+    """The outcome of the first of a request's times (against the runs running before the
+    request) and what the others do: follow it one after another, or share its fate.
+    ``after_alive``: the request continues a backfill whose last run has not ended yet
+    (a backfill is sent in chunks), so its first time follows that run too."""
+    if rule.while_running is WhileRunning.FIRE:
+        return SequenceDecision(decide(rule, running, held), Then.FIRE)
+    if after_alive:
+        return SequenceDecision(OverlapDecision(Outcome.FOLLOW), Then.FOLLOW)
+    first = decide(rule, running, held)
+    return SequenceDecision(first, _THEN.get(first.outcome, Then.DROP))
 
 
 def overlap_decision(

@@ -24,11 +24,29 @@ PLAN_BOUND = 100_000
 
 @dataclass(frozen=True)
 class Missed:
-    """The due times the catch-up policy does not run: how many, the first and the last."""
+    """The due times the catch-up policy does not run: how many, the first and the last,
+    and what decided it (the policy, where its window began, its ``catchup_max``), so
+    the log tells why each of them did not run."""
 
     count: int
     first: int
     last: int
+    policy: CatchupPolicy | None = None
+    window_start: int | None = None
+    catchup_max: int | None = None
+
+
+def why_missed(missed: Missed, nominal: int) -> str:
+    """Why a time recorded as missed did not run, in a few words."""
+    if missed.window_start is not None and nominal < missed.window_start:
+        return "outside catch-up window"
+    match missed.policy:
+        case CatchupPolicy.ALL:
+            return f"catch-up policy all: more than catchup_max ({missed.catchup_max}) due"
+        case None:
+            return "catch-up policy after downtime"  # recorded before the policy was
+        case policy:
+            return f"catch-up policy {policy}"
 
 
 @dataclass(slots=True)
@@ -82,7 +100,14 @@ def plan(
     if len(fire) < len(due):
         chosen = set(fire)
         not_run = [t for t in due if t not in chosen]
-        missed = Missed(len(not_run), not_run[0], not_run[-1])
+        missed = Missed(
+            len(not_run),
+            not_run[0],
+            not_run[-1],
+            policy.catchup,
+            now_ms - policy.catchup_window,
+            policy.catchup_max,
+        )
     return FirePlan(
         fire,
         [actual.get(t, t) for t in fire] if actual else fire,

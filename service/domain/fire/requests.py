@@ -104,6 +104,9 @@ class FireRequest:
     next_due: int | None = None
     missed: Missed | None = None
     max_actions: int | None = None
+    # a backfill's chunk after the first: the last run of the chunk before it, which
+    # this chunk's first time follows if it has not ended yet
+    after: str = ""
     # a trigger with an Idempotency-Key: a repeat answers the first run
     dedupe_key: str = ""
     fingerprint: str = ""
@@ -217,7 +220,9 @@ def backfill_requests(
     overlap: OverlapPolicy | None = None,
     run_ids: RunIds = new_run_id,
 ) -> list[FireRequest]:
-    """Requests that run each of ``times`` once ever (in chunks of BACKFILL_CHUNK)."""
+    """Requests that run each of ``times`` once ever (in chunks of BACKFILL_CHUNK), one
+    after another: send each chunk with ``after`` set to the last run of the chunk before
+    (the script's reply names it), so the backfill's runs never overlap each other."""
     rule = overlap_rule(overlap or config.policy.overlap, config.policy.buffer_max, target)
     return [
         FireRequest(

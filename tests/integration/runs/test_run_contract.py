@@ -339,9 +339,10 @@ class Script:
         assert dead == (status is RunStatus.DEAD_LETTERED)
 
 
-async def hold_a_run(redis: Redis, keys: Keyspace) -> None:
+async def hold_a_run(redis: Redis, keys: Keyspace, in_buffer: bool = True) -> None:
     """A run held back by the overlap policy, as fire.lua leaves one (only the fire
-    script writes buffered runs, so it is written here by hand)."""
+    script writes buffered runs, so it is written here by hand); not ``in_buffer``: the
+    next time of a backfill or catch-up, which waits for the run before it instead."""
     trigger = '{"type":"schedule","source":"","label":""}'
     await redis.hset(
         keys.run(P, HELD),
@@ -350,7 +351,8 @@ async def hold_a_run(redis: Redis, keys: Keyspace) -> None:
     )  # fmt: skip
     held = {"run_id": HELD, "nominal": "", "trigger": trigger, "input": "null",
             "workflow_id": SID}  # fmt: skip
-    await redis.rpush(keys.buffer(P, SID), orjson.dumps(held))
+    if in_buffer:
+        await redis.rpush(keys.buffer(P, SID), orjson.dumps(held))
 
 
 @pytest.mark.parametrize("row", TABLE, ids=[row.name for row in TABLE])
@@ -388,3 +390,23 @@ async def test_the_log_the_script_writes_tells_the_status_it_keeps(
         if command is not REQUEUE:  # a due retry goes back to the queue without an event
             assert state is not None and state.status == kept, command
     assert state == Run(RunStatus.QUEUED, attempt=2)
+
+
+@pytest.mark.parametrize("row", [r for r in TABLE if r.held], ids=lambda row: row.name)
+async def test_the_next_time_of_a_sequence_is_released_as_a_held_run(
+    row: Row, redis: Redis, keys: Keyspace
+) -> None:
+    """The same rows with the held run waiting for the run itself (named in its hash's
+    ``next``, as fire.lua links the times of a backfill) rather than in the buffer."""
+    await redis.xgroup_create(keys.queue(P), GROUP, id="0", mkstream=True)
+    domain = Domain(held=Run(RunStatus.BUFFERED))
+    script = Script(redis, keys, RunStore(redis, keys), held=True)
+    await hold_a_run(redis, keys, in_buffer=False)
+    for i, command in enumerate([*row.given, row.step]):
+        expected, actual = domain.step(command), await script.step(command)
+        assert actual == expected, f"step {i + 1} ({command}) of {row.name!r}"
+        if i == 0:  # the run exists now: the held one waits for it
+            await redis.hset(keys.run(P, RUN), "next", HELD)
+    assert (expected.reply, expected.status, expected.events) == (row.reply, row.status,
+                                                                   row.events)  # fmt: skip
+    assert await redis.llen(keys.buffer(P, SID)) == 0

@@ -117,6 +117,9 @@ async def test_outage_longer_than_the_window_and_catchup_max(
         "first": "2026-01-15T12:01:00Z",
         "last": "2026-01-15T12:07:00Z",
         "reason": "catchup",
+        "policy": "all",
+        "window_start": "2026-01-15T12:05:00Z",
+        "catchup_max": 3,
     }
 
 

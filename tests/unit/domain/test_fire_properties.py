@@ -14,8 +14,18 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.domain.fire import DueSchedule, Fence, FireRequest, scheduled_request
-from service.domain.policies import CatchupPolicy
+from service.domain.fire import (
+    DueSchedule,
+    Fence,
+    FireRequest,
+    Outcome,
+    Then,
+    decide_sequence,
+    overlap_rule,
+    scheduled_request,
+)
+from service.domain.fire.overlap import WhileRunning
+from service.domain.policies import CatchupPolicy, OverlapPolicy
 from service.domain.schedule import ScheduleConfig
 from service.domain.spec import Spec, iter_fire_times
 
@@ -173,3 +183,43 @@ def test_jitter_never_moves_a_fire_past_the_next_nominal_time(
             assert fire.at - fire.nominal < max(spec.jitter, 1)
             if following is not None:
                 assert fire.at < following
+
+
+RUNS = (Outcome.FIRE, Outcome.HOLD, Outcome.FOLLOW)
+
+
+@SETTINGS
+@given(
+    configs(),
+    steps,
+    st.sampled_from(list(OverlapPolicy)),
+    st.sampled_from(["http", "none"]),
+    st.lists(st.sampled_from(["run_a", "run_b"]), max_size=2, unique=True),
+    st.integers(0, 3),
+)
+def test_the_catch_up_runs_of_a_step_never_block_each_other(
+    config: ScheduleConfig,
+    advances: list[int],
+    overlap: OverlapPolicy,
+    target: str,
+    running: list[str],
+    held: int,
+) -> None:
+    """A step's fires decided as the fire script decides them (the first against the
+    runs running before the step, the others after it): all run or none does, all run
+    when nothing ran before, and at most one is queued at once unless runs may overlap."""
+    rule = overlap_rule(overlap, 2, target)
+    for _, _, request in run(config, advances).steps:
+        if not request.fires:
+            continue
+        decision = decide_sequence(rule, running, held)
+        later = [decision.then] * (len(request.fires) - 1)
+        ran = [decision.first.outcome in RUNS, *(t in (Then.FIRE, Then.FOLLOW) for t in later)]
+        assert all(ran) or not any(ran)
+        if not running:
+            assert all(ran)
+        at_once = [decision.first.outcome is Outcome.FIRE, *(t is Then.FIRE for t in later)]
+        if rule.while_running is not WhileRunning.FIRE:
+            assert sum(at_once) <= 1
+        else:
+            assert all(at_once)
