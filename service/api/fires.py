@@ -173,7 +173,9 @@ async def backfill(request: web.Request) -> web.StreamResponse:
     )
     script = FireScript(request.app[REDIS], request.app[KEYS])
     fired = skipped = dropped = 0
+    tail = ""
     for fire in fires:
+        fire.after = tail  # each chunk follows the runs of the chunk before
         reply = await script.run(fire)
         if reply.status != "OK":
             raise ScheduleNotFound(sid)
@@ -182,6 +184,7 @@ async def backfill(request: web.Request) -> web.StreamResponse:
             skipped + reply.skipped,
             dropped + reply.dropped,
         )
+        tail = reply.tail
     return json_response(
         {
             "nominal_times": len(times),
