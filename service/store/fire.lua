@@ -177,8 +177,11 @@ local function sequence(running)
 end
 
 local running = {}
-if h.while_running ~= 'fire' then running = redis.call('SMEMBERS', KEYS[9]) end
-local first, later = sequence(running)
+local first, later = 'fire', 'fire'
+if #ARGV > 1 then
+  if h.while_running ~= 'fire' then running = redis.call('SMEMBERS', KEYS[9]) end
+  first, later = sequence(running)
+end
 -- the run the next time follows: the chunk before's last run, then each run made here
 local prev_id, prev_key = '', nil
 if first == 'follow' then prev_id, prev_key = h.after, KEYS[14] end
