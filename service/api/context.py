@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, TypeVar
 
 import orjson
@@ -11,9 +12,11 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from projections.read import ViewReader
+from service.api.params import IF_MATCH_PATTERN, MAX_HEADER_VALUE
 from service.clock import Clock
 from service.commands import CommandService, RequestContext
 from service.config import Settings
+from service.domain.types import CLIENT_INPUT
 from service.errors import FieldError, InvalidInput
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
@@ -27,7 +30,8 @@ COMMANDS = web.AppKey("commands", CommandService)
 CLOCK = web.AppKey("clock", Clock)
 
 M = TypeVar("M", bound=BaseModel)
-MAX_HEADER_VALUE = 255
+_IF_MATCH = re.compile(IF_MATCH_PATTERN)
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 async def read_body(request: web.Request) -> bytes:
@@ -45,11 +49,16 @@ def parse_json(raw: bytes, *, allow_empty: bool = False) -> Any:
         raise InvalidInput.one("body", f"malformed JSON: {exc}") from None
 
 
+def client_model(model: type[M], data: Any) -> M:
+    """``data`` a client sent, validated as ``model`` (instants as RFC 3339 strings only)."""
+    return model.model_validate(data, context=CLIENT_INPUT)
+
+
 async def read_model(request: web.Request, model: type[M], *, allow_empty: bool = False) -> M:
     data = parse_json(await read_body(request), allow_empty=allow_empty)
     if not isinstance(data, dict):
         raise InvalidInput.one("body", "must be a JSON object")
-    return model.model_validate(data)
+    return client_model(model, data)
 
 
 async def read_command(
@@ -78,18 +87,14 @@ def etag(version: int) -> str:
 
 def if_match(request: web.Request) -> int | None:
     raw = request.headers.get("If-Match")
-    if raw is None or raw.strip() == "*":
+    if raw is None:
         return None
-    value = raw.strip().removeprefix("W/").strip('"')
-    try:
-        version = int(value)
-    except ValueError:
-        raise InvalidInput.one(
-            "If-Match", 'must be an ETag from a previous response, like "3"'
-        ) from None
-    if version < 0:
-        raise InvalidInput.one("If-Match", "must be a non-negative version")
-    return version
+    value = raw.strip()
+    if not _IF_MATCH.fullmatch(value):
+        raise InvalidInput.one("If-Match", 'must be an ETag from a previous response, like "3"')
+    if value == "*":
+        return None
+    return int(value.removeprefix("W/").strip('"'))
 
 
 def header(request: web.Request, name: str) -> str | None:
@@ -116,12 +121,26 @@ def request_context(request: web.Request, body: bytes = b"") -> RequestContext:
 
 def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidInput.one(name, f"must be an integer between {low} and {high}") from None
+    if not _INTEGER.fullmatch(raw):
+        raise InvalidInput.one(name, f"must be an integer between {low} and {high}")
+    value = int(raw)
     if not low <= value <= high:
         raise InvalidInput([FieldError(name, f"must be between {low} and {high}")])
     return value
+
+
+def query_text(request: web.Request, name: str, pattern: str) -> str | None:
+    """Query parameter ``name`` if given; InvalidInput unless all of it matches ``pattern``."""
+    raw = request.query.get(name)
+    if raw is not None and re.fullmatch(pattern, raw) is None:
+        raise InvalidInput.one(name, f"must match {pattern}")
+    return raw
+
+
+def query_choice(request: web.Request, name: str, values: list[str]) -> str | None:
+    raw = request.query.get(name)
+    if raw is not None and raw not in values:
+        raise InvalidInput.one(name, f"must be one of {', '.join(values)}")
+    return raw

@@ -2,121 +2,201 @@
 
 from __future__ import annotations
 
-import html
+from functools import lru_cache
+from importlib import resources
 from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, NoDefault, models_json_schema
+from pydantic_core import core_schema
 
-from service.api.context import json_response
+from service.api.context import KEYS, json_response
 from service.api.models import Problem
-from service.api.routing import ROUTES, Route, route
+from service.api.routing import JSON, MERGE_PATCH, ROUTES, Param, Reply, Route, route
 
 REF = "#/components/schemas/{model}"
+PROBLEM_TYPE = "application/problem+json"
 
-
+Mode = Literal["validation", "serialization"]
 Keyed = dict[Any, dict[str, Any]]  # (model, mode) -> its JSON schema
 
+PROBLEMS = {
+    404: "Not found: no such schedule, workflow or run",
+    409: "Conflict with the resource's state (exists, in use, already finished)",
+    412: "Precondition failed: If-Match names a version that is no longer current",
+    413: "The body is larger than the server accepts",
+    422: "Invalid input: `errors` names each field (body member, parameter or header)",
+    503: "The event store or the recorded archive cannot be read; retry later",
+}
+HEADERS = {
+    "ETag": 'The version of the resource, like "3": send it back in If-Match',
+    "Location": "Where the created resource is read",
+    "Idempotent-Replayed": "true when this is the stored answer to an earlier request",
+    "Replayed-Through": "The log position the resource was rebuilt through",
+}
 
-def _operation(r: Route, keyed: Keyed) -> dict[str, Any]:
+
+class ClientForms(GenerateJsonSchema):
+    """Request schemas show defaults as a client writes them (a duration of 1000 ms is "1s"),
+    as pydantic already does for response schemas."""
+
+    def get_default_value(self, schema: core_schema.WithDefaultSchema) -> Any:
+        default = super().get_default_value(schema)
+        serializer: Any = schema["schema"].get("serialization")
+        if (
+            self.mode == "validation"
+            and default is not NoDefault
+            and default is not None
+            and serializer is not None
+            and serializer.get("type") == "function-plain"
+            and not serializer.get("info_arg")
+        ):
+            return serializer["function"](default)
+        return default
+
+
+def _param(p: Param, partitions: int) -> dict[str, Any]:
+    schema = p.schema(partitions) if callable(p.schema) else p.schema
+    return {
+        "name": p.name,
+        "in": p.location,
+        "required": p.required or p.location == "path",
+        "description": p.description,
+        "schema": schema,
+    }
+
+
+def _reply(reply: Reply, keyed: Keyed) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": reply.description}
+    if reply.model is not None and reply.media_type is not None:
+        schema = keyed.get((reply.model, "serialization")) or keyed[(reply.model, "validation")]
+        out["content"] = {reply.media_type: {"schema": schema}}
+    elif reply.media_type is not None:
+        kind = "object" if reply.media_type == JSON else "string"
+        out["content"] = {reply.media_type: {"schema": {"type": kind}}}
+    if reply.headers:
+        out["headers"] = {
+            name: {"description": HEADERS[name], "schema": {"type": "string"}}
+            for name in reply.headers
+        }
+    return out
+
+
+def _responses(r: Route, keyed: Keyed) -> dict[str, Any]:
+    responses = {str(reply.status): _reply(reply, keyed) for reply in r.replies}
+    problem = {PROBLEM_TYPE: {"schema": keyed[(Problem, "serialization")]}}
+    for status in r.problems:
+        answer = responses.setdefault(str(status), {"description": PROBLEMS[status]})
+        answer["content"] = {**answer.get("content", {}), **problem}
+    return dict(sorted(responses.items()))
+
+
+def _operation(r: Route, keyed: Keyed, defs: dict[str, Any], partitions: int) -> dict[str, Any]:
     """One route as an OpenAPI operation."""
     op: dict[str, Any] = {
         "summary": r.summary,
         "tags": [r.tag],
         "operationId": r.handler.__name__,
-        "parameters": [
-            {
-                "name": p.name,
-                "in": p.location,
-                "required": p.required or p.location == "path",
-                "description": p.description,
-                "schema": {"type": p.type},
-            }
-            for p in (*r.params, *r.headers)
-        ],
-        "responses": {
-            "default": {
-                "description": "An RFC 9457 problem",
-                "content": {
-                    "application/problem+json": {"schema": keyed[(Problem, "serialization")]}
-                },
-            }
-        },
+        "parameters": [_param(p, partitions) for p in r.params],
+        "responses": _responses(r, keyed),
     }
     if r.body is not None:
+        schema = keyed[(r.body, "validation")]
+        if MERGE_PATCH in r.body_types:
+            schema = merge_patch_schema(schema, defs)
         op["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": keyed[(r.body, "validation")]}},
+            "required": r.body_required,
+            "content": {media: {"schema": schema} for media in r.body_types},
         }
-    ok: dict[str, Any] = {"description": "OK"}
-    if r.response is not None:
-        schema = keyed.get((r.response, "serialization")) or keyed[(r.response, "validation")]
-        ok["content"] = {"application/json": {"schema": schema}}
-    op["responses"][str(r.status)] = ok
     return op
 
 
-def openapi_document() -> dict[str, Any]:
+def merge_patch_schema(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a JSON merge patch (RFC 7396) of documents matching ``schema``: every
+    member optional, null removes it (back to its default), objects patch recursively.
+    Patch schemas of referenced objects are added to ``defs`` as ``<Name>Patch``."""
+    ref = schema.get("$ref")
+    if ref is not None:
+        name = ref.rsplit("/", 1)[-1]
+        target = defs.get(name, {})
+        if target.get("type") != "object" or "properties" not in target:
+            return schema
+        patch = name.removesuffix("-Input") + "Patch"
+        if patch not in defs:
+            defs[patch] = {}  # reserved first: a model may refer to itself
+            defs[patch] = merge_patch_schema(target, defs)
+        return {"$ref": REF.format(model=patch)}
+    if schema.get("type") != "object" or "properties" not in schema:
+        return schema
+    out = {k: v for k, v in schema.items() if k not in ("required", "properties", "title")}
+    out["title"] = f"{schema.get('title', 'Object')} (merge patch)"
+    out["properties"] = {
+        name: {
+            "anyOf": [
+                merge_patch_schema({k: v for k, v in member.items() if k != "default"}, defs),
+                {"type": "null"},
+            ]
+        }
+        for name, member in schema["properties"].items()
+    }
+    return out
+
+
+@lru_cache(maxsize=16)
+def _document(partitions: int) -> dict[str, Any]:
     models: list[type[BaseModel]] = [Problem]
     for r in ROUTES:
-        models += [m for m in (r.body, r.response) if m is not None]
+        models += [m for m in (r.body, *(reply.model for reply in r.replies)) if m is not None]
     unique = list(dict.fromkeys(models))
-    modes: list[tuple[type[BaseModel], Literal["validation", "serialization"]]] = [
+    modes: list[tuple[type[BaseModel], Mode]] = [
         (m, "validation") for m in unique if any(r.body is m for r in ROUTES)
     ]
     modes += [(m, "serialization") for m in unique if (m, "validation") not in modes]
-    keyed, defs = models_json_schema(modes, ref_template=REF)
+    keyed, defs = models_json_schema(modes, ref_template=REF, schema_generator=ClientForms)
+    schemas: dict[str, Any] = defs.get("$defs", {})
     paths: dict[str, Any] = {}
     for r in ROUTES:
-        paths.setdefault(r.path, {})[r.method.lower()] = _operation(r, keyed)
+        operation = _operation(r, keyed, schemas, partitions)
+        paths.setdefault(r.path, {})[r.method.lower()] = operation
     return {
         "openapi": "3.1.0",
-        "info": {"title": "cronstream", "version": "1", "description": "Schedules for workflows"},
+        "info": {
+            "title": "cronstream",
+            "version": "1",
+            "description": "Schedules for workflows. Errors are RFC 9457 problems "
+            "(application/problem+json); a method a path does not have answers 405 with Allow.",
+        },
         "paths": paths,
-        "components": {"schemas": defs.get("$defs", {})},
+        "components": {"schemas": schemas},
     }
 
 
-@route("GET", "/openapi.json", summary="This API's OpenAPI 3.1 document", tag="docs")
-async def openapi(_request: web.Request) -> web.StreamResponse:
-    return json_response(openapi_document())
+def openapi_document(partitions: int = 1) -> dict[str, Any]:
+    """The OpenAPI document of an API over ``partitions`` partitions (cursors name each)."""
+    return _document(partitions)
 
 
-@route("GET", "/docs", summary="Human-readable API reference", tag="docs")
+DOCS_PAGE = resources.files("service.api").joinpath("docs.html").read_text(encoding="utf-8")
+
+
+@route(
+    "GET",
+    "/openapi.json",
+    summary="This API's OpenAPI 3.1 document",
+    tag="docs",
+    replies=(Reply(200, "The document"),),
+)
+async def openapi(request: web.Request) -> web.StreamResponse:
+    return json_response(openapi_document(request.app[KEYS].partitions))
+
+
+@route(
+    "GET",
+    "/docs",
+    summary="A page to read the API and try requests",
+    tag="docs",
+    replies=(Reply(200, "The page", media_type="text/html"),),
+)
 async def docs(_request: web.Request) -> web.StreamResponse:
-    doc = openapi_document()
-    rows = []
-    for path, ops in doc["paths"].items():
-        for method, op in ops.items():
-            params = ", ".join(p["name"] for p in op["parameters"]) or "-"
-            rows.append(
-                f"<tr><td><code>{method.upper()}</code></td><td><code>{html.escape(path)}"
-                f"</code></td><td>{html.escape(op['summary'])}</td>"
-                f"<td>{html.escape(params)}</td></tr>"
-            )
-    schemas = "".join(
-        f"<details><summary>{html.escape(name)}</summary><pre>"
-        f"{html.escape(_pretty(schema))}</pre></details>"
-        for name, schema in doc["components"]["schemas"].items()
-    )
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>cronstream API</title>"
-        "<style>body{font-family:sans-serif;margin:2em;max-width:70em}"
-        "td,th{padding:.3em .8em;text-align:left;border-bottom:1px solid #ddd}"
-        "pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>"
-        "<h1>cronstream API v1</h1><p>Machine-readable: <a href='/openapi.json'>"
-        "/openapi.json</a>. Errors are RFC 9457 <code>application/problem+json</code>.</p>"
-        "<table><tr><th>Method</th><th>Path</th><th>What</th><th>Parameters</th></tr>"
-        + "".join(rows)
-        + "</table><h2>Schemas</h2>"
-        + schemas
-        + "</body></html>"
-    )
-    return web.Response(text=page, content_type="text/html")
-
-
-def _pretty(schema: Any) -> str:
-    import json
-
-    return json.dumps(schema, indent=2)
+    return web.Response(text=DOCS_PAGE, content_type="text/html")

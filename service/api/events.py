@@ -5,9 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.api import render
-from service.api.context import STORE, json_response, query_int
+from service.api.context import KEYS, STORE, json_response, query_int, query_text
 from service.api.models import FeedPage
-from service.api.routing import Param, route
+from service.api.params import feed_cursor, feed_cursor_pattern, limit
+from service.api.routing import Reply, route
 from service.errors import InvalidInput
 from service.store.feed import read_feed
 
@@ -17,16 +18,18 @@ from service.store.feed import read_feed
     "/v1/events",
     summary="The event feed, after a cursor",
     tag="events",
-    response=FeedPage,
+    replies=(Reply(200, "Events after the cursor, in log order", FeedPage),),
+    problems=(422, 503),
     params=(
-        Param("after", "Position of the last event seen (an item's position or next)"),
-        Param("limit", "Page size (1-1000, default 100)", "integer"),
+        feed_cursor("after", "Position of the last event seen (an item's position or next)"),
+        limit(100, 1000),
     ),
 )
 async def list_events(request: web.Request) -> web.StreamResponse:
-    limit = query_int(request, "limit", 100, 1, 1000)
+    size = query_int(request, "limit", 100, 1, 1000)
+    after = query_text(request, "after", feed_cursor_pattern(request.app[KEYS].partitions))
     try:
-        items, cursor = await read_feed(request.app[STORE], request.query.get("after"), limit)
+        items, cursor = await read_feed(request.app[STORE], after, size)
     except ValueError as exc:
         raise InvalidInput.one("after", str(exc)) from None
     return json_response(

@@ -14,11 +14,13 @@ from service.api.context import (
     KEYS,
     REDIS,
     STORE,
+    client_model,
     json_response,
     read_command,
 )
-from service.api.routing import Param, route
-from service.api.schedules import ID_PARAM, IDEM_KEY, TAG, schedule_id
+from service.api.params import ACTOR, IDEMPOTENCY_KEY, instant
+from service.api.routing import Reply, route
+from service.api.schedules import ID_PARAM, TAG, schedule_id
 from service.audit.fires import FireOutcome, fire_outcomes
 from service.commands import SCHEDULES, WORKFLOWS, validate_input
 from service.domain import schedule as sched
@@ -96,9 +98,18 @@ async def _workflow(request: web.Request, workflow_id: str) -> WorkflowConfig:
     summary="Run a schedule's workflow now",
     tag=TAG,
     body=TriggerBody,
-    response=FireResult,
-    params=(ID_PARAM,),
-    headers=(IDEM_KEY,),
+    body_required=False,
+    replies=(
+        Reply(
+            200,
+            "Nothing fired: the overlap policy skipped or dropped it, or this "
+            "repeats an earlier request's Idempotency-Key (duplicate)",
+            FireResult,
+        ),
+        Reply(201, "Fired: a run was queued (or held in the schedule's buffer)", FireResult),
+    ),
+    problems=(404, 413, 422, 503),
+    params=(ID_PARAM, IDEMPOTENCY_KEY, ACTOR),
 )
 async def trigger(request: web.Request) -> web.StreamResponse:
     sid = schedule_id(request)
@@ -150,13 +161,14 @@ async def trigger(request: web.Request) -> web.StreamResponse:
     summary="Run every nominal time in a range",
     tag=TAG,
     body=BackfillBody,
-    response=BackfillResult,
-    params=(ID_PARAM,),
+    replies=(Reply(200, "What the backfill did with each nominal time", BackfillResult),),
+    problems=(404, 413, 422, 503),
+    params=(ID_PARAM, ACTOR),
 )
 async def backfill(request: web.Request) -> web.StreamResponse:
     sid = schedule_id(request)
     ctx, data = await read_command(request)
-    body = BackfillBody.model_validate(data)
+    body = client_model(BackfillBody, data)
     check_backfill_range(body.start, body.end)
     config = (await _live_schedule(request, sid)).config
     times = backfill_times(config.spec, body.start, body.end)
@@ -201,11 +213,12 @@ async def backfill(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}/fires",
     summary="The outcome of every nominal time in a range",
     tag=TAG,
-    response=FiresPage,
+    replies=(Reply(200, "Each nominal time in the range and what became of it", FiresPage),),
+    problems=(404, 422, 503),
     params=(
         ID_PARAM,
-        Param("from", "RFC 3339 start (inclusive)", required=True),
-        Param("to", "RFC 3339 end (inclusive)", required=True),
+        instant("from", "Start (inclusive)", required=True),
+        instant("to", "End (inclusive)", required=True),
     ),
 )
 async def fires(request: web.Request) -> web.StreamResponse:

@@ -8,14 +8,20 @@ from aiohttp import web
 
 from service.api.context import CLOCK, KEYS, REDIS, SETTINGS, json_response
 from service.api.models import Health
-from service.api.routing import route
+from service.api.routing import Reply, route
 from service.store.boundary import translate_redis_errors
 from service.store.eventstore import as_text, parse_position
 
 LAG_COUNT_BOUND = 1000
 
 
-@route("GET", "/healthz", summary="The process is up", tag="health", response=Health)
+@route(
+    "GET",
+    "/healthz",
+    summary="The process is up",
+    tag="health",
+    replies=(Reply(200, "Up", Health),),
+)
 async def healthz(_request: web.Request) -> web.StreamResponse:
     return json_response({"status": "ok"})
 
@@ -25,7 +31,11 @@ async def healthz(_request: web.Request) -> web.StreamResponse:
     "/readyz",
     summary="Redis answers and the views are caught up",
     tag="health",
-    response=Health,
+    replies=(
+        Reply(200, "Ready", Health),
+        Reply(503, "Not ready: Redis does not answer, or the views lag", Health),
+    ),
+    problems=(503,),
 )
 @translate_redis_errors
 async def readyz(request: web.Request) -> web.StreamResponse:

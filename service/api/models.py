@@ -36,6 +36,14 @@ class WorkflowPut(WorkflowConfig):
     id: str | None = Field(default=None, pattern=ID_PATTERN)
 
 
+class Written(BaseModel):
+    """202: the change is in the log, but the view had not applied it in time: read it again."""
+
+    id: str
+    version: int
+    position: str = Field(description="The log position of the change")
+
+
 class ScheduleInfo(BaseModel):
     action_count: int = 0
     missed_catchup_count: int = 0
@@ -120,6 +128,21 @@ class FeedEvent(BaseModel):
     data: dict[str, Any]
     meta: dict[str, Any]
     at: str
+
+
+class StreamEvent(BaseModel):
+    """One message of /v1/events/stream. ``data`` is a feed item (as in GET /v1/events);
+    a message with only an ``id`` moves the client's cursor past events it filtered out."""
+
+    id: str
+    event: str | None = None
+    data: str | None = Field(
+        default=None,
+        json_schema_extra={
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/FeedEvent"},
+        },
+    )
 
 
 class FeedPage(BaseModel):

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from service import telemetry
 from service.api.context import KEYS, REDIS
-from service.api.routing import route
+from service.api.routing import Reply, route
 from service.store.boundary import translate_redis_errors
 from service.store.eventstore import as_text, parse_position
 from service.store.runs import GROUP
@@ -59,7 +59,14 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
         )
 
 
-@route("GET", "/metrics", summary="Prometheus metrics (text format)", tag="health")
+@route(
+    "GET",
+    "/metrics",
+    summary="Prometheus metrics (text format)",
+    tag="health",
+    replies=(Reply(200, "The metrics", media_type="text/plain"),),
+    problems=(503,),
+)
 async def metrics(request: web.Request) -> web.StreamResponse:
     await refresh_gauges(request.app)
     return web.Response(

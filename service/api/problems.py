@@ -74,7 +74,10 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
         detail = exc.text or exc.reason
         if exc.status == 413:
             detail = f"the request body is larger than {request.app[SETTINGS].max_body_bytes} bytes"
-        return problem(exc.status, exc.reason, detail or exc.reason)
+        answer = problem(exc.status, exc.reason, detail or exc.reason)
+        if "Allow" in exc.headers:  # a 405 says which methods the path has (RFC 9110)
+            answer.headers["Allow"] = exc.headers["Allow"]
+        return answer
     except InvalidInput as exc:
         return invalid(exc.errors)
     except ValidationError as exc:
@@ -84,7 +87,8 @@ async def problem_middleware(request: web.Request, handler: Any) -> web.StreamRe
     except VersionMismatch as exc:
         return problem(412, "Precondition failed", str(exc), current_version=exc.actual)
     except IdempotencyKeyReused as exc:
-        return problem(422, "Idempotency key reused", str(exc))
+        reused = [FieldError("Idempotency-Key", "was already used for a different request")]
+        return problem(422, "Idempotency key reused", str(exc), errors=reused)
     except Conflict as exc:
         return problem(409, "Conflict", str(exc))
     except ArchiveUnavailable as exc:

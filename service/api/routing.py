@@ -1,23 +1,48 @@
-"""A small route table: each route's handler with what OpenAPI needs to know of it."""
+"""A small route table: each route's handler with what OpenAPI needs to know of it.
+
+A route says every answer it gives: its success replies (``Reply``: status, body model,
+media type, headers) and the problem statuses it can answer (RFC 9457 bodies), so
+/openapi.json documents what the handler does, and the contract tests hold it to that.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass
+from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+
 
 @dataclass(frozen=True)
 class Param:
+    """A query, path or header parameter; ``schema`` is its JSON Schema, limits included
+    (or makes it from the number of partitions, for the cursors that depend on it)."""
+
     name: str
     description: str
-    type: str = "string"
+    schema: dict[str, Any] | Callable[[int], dict[str, Any]]
     location: str = "query"
     required: bool = False
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One success answer: its status, what it means, its body (``media_type`` None: no
+    body) and the headers it sets."""
+
+    status: int
+    description: str
+    model: type[BaseModel] | None = None
+    headers: tuple[str, ...] = ()
+    _: KW_ONLY
+    media_type: str | None = JSON
 
 
 @dataclass(frozen=True)
@@ -27,11 +52,12 @@ class Route:
     handler: Handler
     summary: str
     tag: str
-    body: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
-    status: int = 200
-    params: tuple[Param, ...] = ()
-    headers: tuple[Param, ...] = field(default=())
+    body: type[BaseModel] | None
+    replies: tuple[Reply, ...]
+    problems: tuple[int, ...]
+    params: tuple[Param, ...]
+    body_types: tuple[str, ...] = (JSON,)
+    body_required: bool = True
 
 
 ROUTES: list[Route] = []
@@ -43,15 +69,28 @@ def route(
     *,
     summary: str,
     tag: str,
+    replies: tuple[Reply, ...],
+    problems: tuple[int, ...] = (),
     body: type[BaseModel] | None = None,
-    response: type[BaseModel] | None = None,
-    status: int = 200,
+    body_types: tuple[str, ...] = (JSON,),
+    body_required: bool = True,
     params: tuple[Param, ...] = (),
-    headers: tuple[Param, ...] = (),
 ) -> Callable[[Handler], Handler]:
     def add(handler: Handler) -> Handler:
         ROUTES.append(
-            Route(method, path, handler, summary, tag, body, response, status, params, headers)
+            Route(
+                method,
+                path,
+                handler,
+                summary,
+                tag,
+                body,
+                replies,
+                problems,
+                params,
+                body_types,
+                body_required,
+            )
         )
         return handler
 

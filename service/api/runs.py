@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from projections.read import RunFilter
 from service.api.context import (
@@ -14,25 +14,39 @@ from service.api.context import (
     KEYS,
     REDIS,
     VIEWS,
+    client_model,
     json_response,
+    query_choice,
     query_int,
+    query_text,
     read_command,
     request_context,
 )
-from service.api.routing import Param, route
+from service.api.params import (
+    ACTOR,
+    IDEMPOTENCY_KEY,
+    RUN_CURSOR,
+    RUN_CURSOR_PATTERN,
+    id_filter,
+    limit,
+    one_of,
+    path_id,
+)
+from service.api.routing import Reply, route
 from service.api.schedules import ID_PARAM as SCHEDULE_ID
-from service.api.schedules import IDEM_KEY, schedule_id
+from service.api.schedules import schedule_id
 from service.commands import WORKFLOWS, validate_input
-from service.domain.ids import is_valid_id, new_id
+from service.domain.ids import ID_PATTERN, is_valid_id, new_id
 from service.domain.runs import RunStatus
 from service.domain.timeutil import to_rfc3339
-from service.errors import Conflict, IdempotencyKeyReused, InvalidInput, NotFound, WorkflowNotFound
+from service.errors import Conflict, IdempotencyKeyReused, NotFound, WorkflowNotFound
 from service.store.runs import RunStore
 from service.worker.breaker import CircuitBreaker
 
 TAG = "runs"
-RUN_ID = Param("id", "Run id", location="path", required=True)
-TRIGGERS = ("schedule", "manual", "api", "backfill")
+RUN_ID = path_id("Run")
+TRIGGERS = ["schedule", "manual", "api", "backfill"]
+STATUSES = [s.value for s in RunStatus]
 
 
 class RunNotFound(NotFound):
@@ -84,6 +98,13 @@ class RunPage(BaseModel):
     next_cursor: str | None
 
 
+class RunChange(BaseModel):
+    """202: the request is recorded; the run acts on it."""
+
+    run_id: str
+    outcome: str = Field(description="cancel: requested, cancelled or terminating; retry: queued")
+
+
 class RunAccepted(BaseModel):
     run_id: str
     duplicate: bool = False
@@ -126,34 +147,29 @@ def render(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _filter(request: web.Request, **fixed: str) -> RunFilter:
-    status = request.query.get("status") or None
-    if status is not None and status not in {s.value for s in RunStatus}:
-        raise InvalidInput.one("status", f"must be one of {', '.join(s.value for s in RunStatus)}")
-    trigger = request.query.get("trigger") or None
-    if trigger is not None and trigger not in TRIGGERS:
-        raise InvalidInput.one("trigger", f"must be one of {', '.join(TRIGGERS)}")
     return RunFilter(
-        schedule_id=fixed.get("schedule_id") or request.query.get("schedule_id") or None,
-        workflow_id=request.query.get("workflow_id") or None,
-        status=status,
-        trigger=trigger,
+        schedule_id=fixed.get("schedule_id") or query_text(request, "schedule_id", ID_PATTERN),
+        workflow_id=query_text(request, "workflow_id", ID_PATTERN),
+        status=query_choice(request, "status", STATUSES),
+        trigger=query_choice(request, "trigger", TRIGGERS),
     )
 
 
 async def _page(request: web.Request, where: RunFilter) -> web.StreamResponse:
-    limit = query_int(request, "limit", 50, 1, 500)
+    size = query_int(request, "limit", 50, 1, 500)
     records, cursor = await request.app[VIEWS].list_runs(
-        where, request.query.get("cursor") or None, limit
+        where, query_text(request, "cursor", RUN_CURSOR_PATTERN), size
     )
     return json_response({"items": [render(r) for r in records], "next_cursor": cursor})
 
 
 LIST_PARAMS = (
-    Param("status", "queued, running, retrying, succeeded, failed, ..."),
-    Param("trigger", "schedule, manual, api or backfill"),
-    Param("limit", "Page size (1-500, default 50)", "integer"),
-    Param("cursor", "next_cursor of the previous page"),
+    one_of("status", "Only runs in this status", STATUSES),
+    one_of("trigger", "Only runs started this way", TRIGGERS),
+    limit(50, 500),
+    RUN_CURSOR,
 )
+PAGE = (Reply(200, "A page of runs, newest first", RunPage),)
 
 
 @route(
@@ -161,10 +177,11 @@ LIST_PARAMS = (
     "/v1/runs",
     summary="Runs, newest first",
     tag=TAG,
-    response=RunPage,
+    replies=PAGE,
+    problems=(422, 503),
     params=(
-        Param("schedule_id", "Only this schedule's runs"),
-        Param("workflow_id", "Only this workflow's runs"),
+        id_filter("schedule_id", "Only this schedule's runs"),
+        id_filter("workflow_id", "Only this workflow's runs"),
         *LIST_PARAMS,
     ),
 )
@@ -177,8 +194,9 @@ async def list_runs(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}/runs",
     summary="A schedule's runs, newest first",
     tag=TAG,
-    response=RunPage,
-    params=(SCHEDULE_ID, *LIST_PARAMS),
+    replies=PAGE,
+    problems=(404, 422, 503),
+    params=(SCHEDULE_ID, id_filter("workflow_id", "Only this workflow's runs"), *LIST_PARAMS),
 )
 async def schedule_runs(request: web.Request) -> web.StreamResponse:
     return await _page(request, _filter(request, schedule_id=schedule_id(request)))
@@ -196,7 +214,8 @@ def _run_id(request: web.Request) -> str:
     "/v1/runs/{id}",
     summary="A run with every attempt",
     tag=TAG,
-    response=RunView,
+    replies=(Reply(200, "The run", RunView),),
+    problems=(404, 503),
     params=(RUN_ID,),
 )
 async def get_run(request: web.Request) -> web.StreamResponse:
@@ -213,12 +232,15 @@ async def get_run(request: web.Request) -> web.StreamResponse:
     summary="Cancel a run (terminate: stop it at once)",
     tag=TAG,
     body=CancelBody,
-    params=(RUN_ID,),
+    body_required=False,
+    replies=(Reply(202, "The cancel is recorded", RunChange),),
+    problems=(404, 409, 413, 422, 503),
+    params=(RUN_ID, ACTOR),
 )
 async def cancel_run(request: web.Request) -> web.StreamResponse:
     run_id = _run_id(request)
     ctx, data = await read_command(request, allow_empty=True)
-    body = CancelBody.model_validate(data)
+    body = client_model(CancelBody, data)
     runs = RunStore(request.app[REDIS], request.app[KEYS])
     found = await runs.locate(run_id)
     if found is None:
@@ -243,7 +265,9 @@ async def cancel_run(request: web.Request) -> web.StreamResponse:
     "/v1/runs/{id}/retry",
     summary="Queue a dead-lettered or failed run again",
     tag=TAG,
-    params=(RUN_ID,),
+    replies=(Reply(202, "The run is queued again", RunChange),),
+    problems=(404, 409, 422, 503),
+    params=(RUN_ID, ACTOR),
 )
 async def retry_run(request: web.Request) -> web.StreamResponse:
     run_id = _run_id(request)
@@ -267,17 +291,25 @@ async def retry_run(request: web.Request) -> web.StreamResponse:
     summary="Run a workflow now",
     tag=TAG,
     body=RunNowBody,
-    response=RunAccepted,
-    status=201,
-    params=(Param("id", "Workflow id", location="path", required=True),),
-    headers=(IDEM_KEY,),
+    body_required=False,
+    replies=(
+        Reply(
+            200,
+            "The run an earlier request with this Idempotency-Key queued",
+            RunAccepted,
+            ("Location",),
+        ),
+        Reply(201, "Queued", RunAccepted, ("Location",)),
+    ),
+    problems=(404, 413, 422, 503),
+    params=(path_id("Workflow"), IDEMPOTENCY_KEY, ACTOR),
 )
 async def run_workflow(request: web.Request) -> web.StreamResponse:
     wid = request.match_info["id"]
     if not is_valid_id(wid):
         raise WorkflowNotFound(wid)
     ctx, data = await read_command(request, allow_empty=True)
-    body = RunNowBody.model_validate(data)
+    body = client_model(RunNowBody, data)
     state, _ = await request.app[COMMANDS].load(WORKFLOWS, wid)
     if state is None or state.deleted:
         raise WorkflowNotFound(wid)
@@ -309,7 +341,12 @@ async def run_workflow(request: web.Request) -> web.StreamResponse:
 
 
 @route(
-    "GET", "/v1/breakers", summary="Circuit breakers of target hosts", tag=TAG, response=BreakerPage
+    "GET",
+    "/v1/breakers",
+    summary="Circuit breakers of target hosts",
+    tag=TAG,
+    replies=(Reply(200, "Every host's breaker", BreakerPage),),
+    problems=(503,),
 )
 async def breakers(request: web.Request) -> web.StreamResponse:
     states = await CircuitBreaker(request.app[REDIS], request.app[KEYS]).states()

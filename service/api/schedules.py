@@ -16,10 +16,13 @@ from service.api.context import (
     KEYS,
     STORE,
     VIEWS,
+    client_model,
     etag,
     json_response,
     parse_json,
+    query_choice,
     query_int,
+    query_text,
     read_body,
     read_command,
     request_context,
@@ -29,14 +32,28 @@ from service.api.models import (
     ScheduleCreate,
     SchedulePage,
     ScheduleView,
+    Written,
+)
+from service.api.params import (
+    ACTOR,
+    ID_CURSOR,
+    IDEMPOTENCY_KEY,
+    IF_MATCH,
+    id_filter,
+    instant,
+    limit,
+    one_of,
+    path_id,
+    position_pattern,
 )
 from service.api.problems import field_errors
-from service.api.routing import Param, route
+from service.api.routing import JSON, MERGE_PATCH, Param, Reply, route
 from service.audit import history, replay
 from service.commands import SCHEDULES, Outcome, RequestContext
 from service.domain import schedule as sched
-from service.domain.ids import id_from_key, is_valid_id, new_id
+from service.domain.ids import ID_PATTERN, id_from_key, is_valid_id, new_id
 from service.domain.policies import ScheduleStatus
+from service.domain.schedule import TAG_PATTERN
 from service.domain.spec import SpecPreview, preview
 from service.domain.timeutil import parse_instant
 from service.errors import IdempotencyKeyReused, InvalidInput, ScheduleNotFound
@@ -44,10 +61,13 @@ from service.store.eventstore import StoredEvent
 
 TAG = "schedules"
 PATCHABLE = frozenset(sched.ScheduleConfig.model_fields)
-ID_PARAM = Param("id", "Schedule id", location="path", required=True)
-IF_MATCH = Param("If-Match", "ETag of the version this change is based on", location="header")
-IDEM_KEY = Param(
-    "Idempotency-Key", "Retry-safe key: a retry returns the first response", location="header"
+ID_PARAM = path_id("Schedule")
+STATUSES = [s.value for s in ScheduleStatus]
+HISTORY_END = 2**62
+# a change answers the schedule, or 202 when its view had not caught up in time
+CHANGED = (
+    Reply(200, "The schedule as changed", ScheduleView, headers=("ETag",)),
+    Reply(202, "Written; the view had not applied it yet: read it again", Written, ("ETag",)),
 )
 
 
@@ -102,13 +122,16 @@ async def _replayed(request: web.Request, sid: str, ctx: RequestContext) -> web.
     summary="Create a schedule",
     tag=TAG,
     body=ScheduleCreate,
-    response=ScheduleView,
-    status=201,
-    headers=(IDEM_KEY,),
+    replies=(
+        Reply(201, "Created", ScheduleView, ("ETag", "Location", "Idempotent-Replayed")),
+        Reply(202, "Written; the view had not applied it yet", Written, ("ETag", "Location")),
+    ),
+    problems=(409, 413, 422, 503),
+    params=(IDEMPOTENCY_KEY, ACTOR),
 )
 async def create_schedule(request: web.Request) -> web.StreamResponse:
     ctx, data = await read_command(request)
-    body = ScheduleCreate.model_validate(data)
+    body = client_model(ScheduleCreate, data)
     if body.id is not None:
         sid = body.id
     elif ctx.idempotency_key is not None:
@@ -136,27 +159,25 @@ async def create_schedule(request: web.Request) -> web.StreamResponse:
     "/v1/schedules",
     summary="List schedules",
     tag=TAG,
-    response=SchedulePage,
+    replies=(Reply(200, "A page of schedules, in id order", SchedulePage),),
+    problems=(422, 503),
     params=(
-        Param("workflow_id", "Only schedules of this workflow"),
-        Param("status", "active, paused or completed"),
-        Param("tag", "Only schedules with this tag"),
-        Param("limit", "Page size (1-500, default 50)", "integer"),
-        Param("cursor", "next_cursor of the previous page"),
+        id_filter("workflow_id", "Only schedules of this workflow"),
+        one_of("status", "Only schedules in this status", STATUSES),
+        Param("tag", "Only schedules with this tag", {"type": "string", "pattern": TAG_PATTERN}),
+        limit(50, 500),
+        ID_CURSOR,
     ),
 )
 async def list_schedules(request: web.Request) -> web.StreamResponse:
-    status = request.query.get("status")
-    if status is not None and status not in {s.value for s in ScheduleStatus}:
-        raise InvalidInput.one("status", "must be one of active, paused, completed")
     where = ScheduleFilter(
-        workflow_id=request.query.get("workflow_id") or None,
-        status=status,
-        tag=request.query.get("tag") or None,
+        workflow_id=query_text(request, "workflow_id", ID_PATTERN),
+        status=query_choice(request, "status", STATUSES),
+        tag=query_text(request, "tag", TAG_PATTERN),
     )
-    limit = query_int(request, "limit", 50, 1, 500)
+    size = query_int(request, "limit", 50, 1, 500)
     records, cursor = await request.app[VIEWS].list_schedules(
-        where, request.query.get("cursor") or None, limit
+        where, query_text(request, "cursor", ID_PATTERN), size
     )
     now = request.app[CLOCK].now_ms()
     return json_response(
@@ -169,11 +190,16 @@ async def list_schedules(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}",
     summary="Read a schedule (now, or as it stood at an instant or log position)",
     tag=TAG,
-    response=ScheduleView,
+    replies=(Reply(200, "The schedule", ScheduleView, ("ETag", "Replayed-Through")),),
+    problems=(404, 422, 503),
     params=(
         ID_PARAM,
-        Param("at", "RFC 3339 instant: the schedule as it stood then, rebuilt from the log"),
-        Param("position", "Log position (stream id or feed cursor): the schedule as of it"),
+        instant("at", "The schedule as it stood then, rebuilt from the log"),
+        Param(
+            "position",
+            "Log position (stream id or feed cursor): the schedule as of it",
+            lambda partitions: {"type": "string", "pattern": position_pattern(partitions)},
+        ),
     ),
 )
 async def get_schedule(request: web.Request) -> web.StreamResponse:
@@ -183,6 +209,8 @@ async def get_schedule(request: web.Request) -> web.StreamResponse:
         return await respond(request, sid, Outcome(0, []))
     if at_raw is not None and position is not None:
         raise InvalidInput.one("at", "give either at or position, not both")
+    if position is not None:
+        query_text(request, "position", position_pattern(request.app[KEYS].partitions))
     try:
         point = (
             replay.Point(at=parse_instant(at_raw))
@@ -205,12 +233,13 @@ async def get_schedule(request: web.Request) -> web.StreamResponse:
 @route(
     "PATCH",
     "/v1/schedules/{id}",
-    summary="Change a schedule (JSON merge patch)",
+    summary="Change a schedule (JSON merge patch, RFC 7396)",
     tag=TAG,
-    body=ScheduleCreate,
-    response=ScheduleView,
-    params=(ID_PARAM,),
-    headers=(IF_MATCH,),
+    body=sched.ScheduleConfig,
+    body_types=(MERGE_PATCH, JSON),
+    replies=CHANGED,
+    problems=(404, 412, 413, 422, 503),
+    params=(ID_PARAM, IF_MATCH, ACTOR),
 )
 async def patch_schedule(request: web.Request) -> web.StreamResponse:
     sid = schedule_id(request)
@@ -232,7 +261,7 @@ async def patch_schedule(request: web.Request) -> web.StreamResponse:
         raise ScheduleNotFound(sid)
     merged = merge_patch(state.config.model_dump(mode="json"), patch)
     try:
-        config = sched.ScheduleConfig.model_validate(merged)
+        config = client_model(sched.ScheduleConfig, merged)
     except ValidationError as exc:
         raise InvalidInput(field_errors(exc)) from None
     outcome = await commands.schedule(sid, sched.UpdateSchedule(sid, config), ctx)
@@ -257,7 +286,7 @@ async def _note_command(
 ) -> web.StreamResponse:
     sid = schedule_id(request)
     ctx, data = await read_command(request, allow_empty=True)
-    body = NoteBody.model_validate(data)
+    body = client_model(NoteBody, data)
     outcome = await request.app[COMMANDS].schedule(sid, make(sid, body.note), ctx)
     return await respond(request, sid, outcome)
 
@@ -268,9 +297,10 @@ async def _note_command(
     summary="Pause a schedule",
     tag=TAG,
     body=NoteBody,
-    response=ScheduleView,
-    params=(ID_PARAM,),
-    headers=(IF_MATCH,),
+    body_required=False,
+    replies=CHANGED,
+    problems=(404, 412, 413, 422, 503),
+    params=(ID_PARAM, IF_MATCH, ACTOR),
 )
 async def pause_schedule(request: web.Request) -> web.StreamResponse:
     return await _note_command(request, sched.PauseSchedule)
@@ -282,9 +312,10 @@ async def pause_schedule(request: web.Request) -> web.StreamResponse:
     summary="Resume a paused schedule",
     tag=TAG,
     body=NoteBody,
-    response=ScheduleView,
-    params=(ID_PARAM,),
-    headers=(IF_MATCH,),
+    body_required=False,
+    replies=CHANGED,
+    problems=(404, 412, 413, 422, 503),
+    params=(ID_PARAM, IF_MATCH, ACTOR),
 )
 async def resume_schedule(request: web.Request) -> web.StreamResponse:
     return await _note_command(request, sched.ResumeSchedule)
@@ -295,9 +326,9 @@ async def resume_schedule(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}",
     summary="Delete a schedule",
     tag=TAG,
-    status=204,
-    params=(ID_PARAM,),
-    headers=(IF_MATCH,),
+    replies=(Reply(204, "Deleted", media_type=None),),
+    problems=(404, 412, 422, 503),
+    params=(ID_PARAM, IF_MATCH, ACTOR),
 )
 async def delete_schedule(request: web.Request) -> web.StreamResponse:
     sid = schedule_id(request)
@@ -311,19 +342,24 @@ async def delete_schedule(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}/history",
     summary="A schedule's events, oldest first, with what changed and outcomes",
     tag=TAG,
-    response=AuditPage,
+    replies=(Reply(200, "A page of the schedule's events", AuditPage),),
+    problems=(404, 422, 503),
     params=(
         ID_PARAM,
-        Param("limit", "Page size (1-1000, default 100)", "integer"),
-        Param("cursor", "next_cursor of the previous page"),
+        limit(100, 1000),
+        Param(
+            "cursor",
+            "next_cursor of the previous page",
+            {"type": "integer", "minimum": 0, "maximum": HISTORY_END},
+        ),
     ),
 )
 async def schedule_history(request: web.Request) -> web.StreamResponse:
     sid = schedule_id(request)
-    limit = query_int(request, "limit", 100, 1, 1000)
-    offset = query_int(request, "cursor", 0, 0, 2**62)
+    size = query_int(request, "limit", 100, 1, 1000)
+    offset = query_int(request, "cursor", 0, 0, HISTORY_END)
     store = request.app[STORE]
-    events = await store.read_aggregate(sched.KIND, sid, offset, limit)
+    events = await store.read_aggregate(sched.KIND, sid, offset, size)
     if not events and offset == 0:
         raise ScheduleNotFound(sid)
     total = await store.count_aggregate(sched.KIND, sid)
@@ -348,11 +384,16 @@ async def schedule_history(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}/next-runs",
     summary="The schedule's next fire times",
     tag=TAG,
-    response=SpecPreview,
+    replies=(Reply(200, "The next times, and the times excluded on the way", SpecPreview),),
+    problems=(404, 422, 503),
     params=(
         ID_PARAM,
-        Param("count", "How many (1-1000, default 10)", "integer"),
-        Param("after", "RFC 3339 instant to start after (default now)"),
+        Param(
+            "count",
+            "How many (1-1000, default 10)",
+            {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10},
+        ),
+        instant("after", "Start after this instant (default now)"),
     ),
 )
 async def next_runs(request: web.Request) -> web.StreamResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.api.context import CLOCK, json_response, read_model
-from service.api.routing import route
+from service.api.routing import Reply, route
 from service.domain.spec import PreviewRequest, SpecPreview, preview
 
 
@@ -15,7 +15,8 @@ from service.domain.spec import PreviewRequest, SpecPreview, preview
     summary="Preview a spec's next times and exclusions",
     tag="specs",
     body=PreviewRequest,
-    response=SpecPreview,
+    replies=(Reply(200, "The next times, and the times excluded on the way", SpecPreview),),
+    problems=(413, 422),
 )
 async def preview_spec(request: web.Request) -> web.StreamResponse:
     body = await read_model(request, PreviewRequest)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 import weakref
 from typing import Any
@@ -41,8 +42,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.api import render
-from service.api.context import KEYS, REDIS
-from service.api.routing import Param, route
+from service.api.context import KEYS, REDIS, query_text
+from service.api.models import StreamEvent
+from service.api.params import feed_cursor, feed_cursor_pattern, id_filter
+from service.api.routing import Param, Reply, route
+from service.domain.ids import ID_PATTERN
 from service.errors import InvalidInput
 from service.store.eventstore import StoredEvent, decode_entry, parse_position
 from service.store.feed import format_cursor, parse_cursor
@@ -54,6 +58,8 @@ BATCH = 100
 WRITE_TIMEOUT_S = 30.0
 RETRY_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 2.0)
 MAX_FILTER = 2000
+TYPES_PATTERN = r"^[A-Za-z0-9_, ]*$"
+EVENT_STREAM = "text/event-stream"
 
 _STOPS: weakref.WeakKeyDictionary[web.Application, asyncio.Event] = weakref.WeakKeyDictionary()
 _OPEN: weakref.WeakKeyDictionary[web.Application, set[EventStream]] = weakref.WeakKeyDictionary()
@@ -142,27 +148,47 @@ def _gone(request: web.Request) -> bool:
     "/v1/events/stream",
     summary="The event feed as Server-Sent Events (text/event-stream)",
     tag="events",
-    params=(
-        Param("after", "Resume after this position (Last-Event-ID header wins)"),
-        Param("type", "Only these event types, comma-separated"),
-        Param("schedule", "Only events of this schedule (or other aggregate) id"),
+    replies=(
+        Reply(
+            200,
+            "The stream, open until the client leaves; each event as below",
+            StreamEvent,
+            media_type=EVENT_STREAM,
+        ),
     ),
-    headers=(Param("Last-Event-ID", "The id of the last event received", location="header"),),
+    problems=(422, 503),
+    params=(
+        feed_cursor("after", "Resume after this position (Last-Event-ID header wins)"),
+        Param(
+            "type",
+            "Only these event types, comma-separated",
+            {"type": "string", "maxLength": MAX_FILTER, "pattern": TYPES_PATTERN},
+        ),
+        id_filter("schedule", "Only events of this schedule (or other aggregate) id"),
+        feed_cursor("Last-Event-ID", "The id of the last event received", location="header"),
+    ),
 )
 async def stream_events(request: web.Request) -> web.StreamResponse:
     keys = request.app[KEYS]
-    resume = request.headers.get("Last-Event-ID") or request.query.get("after")
+    cursor = feed_cursor_pattern(keys.partitions)
+    after = query_text(request, "after", cursor)
+    resume = request.headers.get("Last-Event-ID")
+    field = "Last-Event-ID" if resume is not None else "after"
+    if resume is not None and not re.fullmatch(cursor, resume):
+        raise InvalidInput.one(field, "must be a feed position, as an event's id")
+    if resume is None:
+        resume = after
     try:
         positions = parse_cursor(resume, keys.partitions)
     except ValueError as exc:
-        field = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "after"
         raise InvalidInput.one(field, str(exc)) from None
-    stream = EventStream(
-        keys, positions, Filter(request.query.get("type"), request.query.get("schedule"))
+    where = Filter(
+        query_text(request, "type", TYPES_PATTERN), query_text(request, "schedule", ID_PATTERN)
     )
+    stream = EventStream(keys, positions, where)
     response = web.StreamResponse(
         headers={
-            "Content-Type": "text/event-stream",
+            "Content-Type": EVENT_STREAM,
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
         }

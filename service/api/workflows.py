@@ -8,21 +8,23 @@ from service.api import render
 from service.api.context import (
     COMMANDS,
     VIEWS,
+    client_model,
     etag,
     json_response,
     query_int,
+    query_text,
     read_command,
     request_context,
 )
 from service.api.models import WorkflowPage, WorkflowPut, WorkflowView
-from service.api.routing import Param, route
-from service.domain.ids import is_valid_id
+from service.api.params import ACTOR, ID_CURSOR, IF_MATCH, limit, path_id
+from service.api.routing import Reply, route
+from service.domain.ids import ID_PATTERN, is_valid_id
 from service.domain.workflow import WorkflowConfig
 from service.errors import InvalidInput, WorkflowNotFound
 
 TAG = "workflows"
-ID_PARAM = Param("id", "Workflow id", location="path", required=True)
-IF_MATCH = Param("If-Match", "ETag of the version this change is based on", location="header")
+ID_PARAM = path_id("Workflow")
 
 
 def workflow_id(request: web.Request, *, for_write: bool = False) -> str:
@@ -42,14 +44,17 @@ def workflow_id(request: web.Request, *, for_write: bool = False) -> str:
     summary="Define or replace a workflow",
     tag=TAG,
     body=WorkflowPut,
-    response=WorkflowView,
-    params=(ID_PARAM,),
-    headers=(IF_MATCH,),
+    replies=(
+        Reply(200, "Replaced (or unchanged)", WorkflowView, ("ETag",)),
+        Reply(201, "Created", WorkflowView, ("ETag",)),
+    ),
+    problems=(404, 412, 413, 422, 503),
+    params=(ID_PARAM, IF_MATCH, ACTOR),
 )
 async def put_workflow(request: web.Request) -> web.StreamResponse:
     wid = workflow_id(request, for_write=True)
     ctx, data = await read_command(request)
-    body = WorkflowPut.model_validate(data)
+    body = client_model(WorkflowPut, data)
     if body.id is not None and body.id != wid:
         raise InvalidInput.one("id", f"does not match the path's id {wid!r}")
     config = WorkflowConfig.model_validate(body.model_dump(mode="json", exclude={"id"}))
@@ -66,7 +71,8 @@ async def put_workflow(request: web.Request) -> web.StreamResponse:
     "/v1/workflows/{id}",
     summary="Read a workflow",
     tag=TAG,
-    response=WorkflowView,
+    replies=(Reply(200, "The workflow", WorkflowView, ("ETag",)),),
+    problems=(404, 503),
     params=(ID_PARAM,),
 )
 async def get_workflow(request: web.Request) -> web.StreamResponse:
@@ -82,16 +88,14 @@ async def get_workflow(request: web.Request) -> web.StreamResponse:
     "/v1/workflows",
     summary="List workflows",
     tag=TAG,
-    response=WorkflowPage,
-    params=(
-        Param("limit", "Page size (1-500, default 50)", "integer"),
-        Param("cursor", "next_cursor of the previous page"),
-    ),
+    replies=(Reply(200, "A page of workflows, in id order", WorkflowPage),),
+    problems=(422, 503),
+    params=(limit(50, 500), ID_CURSOR),
 )
 async def list_workflows(request: web.Request) -> web.StreamResponse:
-    limit = query_int(request, "limit", 50, 1, 500)
+    size = query_int(request, "limit", 50, 1, 500)
     records, cursor = await request.app[VIEWS].list_workflows(
-        request.query.get("cursor") or None, limit
+        query_text(request, "cursor", ID_PATTERN), size
     )
     return json_response({"items": [render.workflow(r) for r in records], "next_cursor": cursor})
 
@@ -101,9 +105,9 @@ async def list_workflows(request: web.Request) -> web.StreamResponse:
     "/v1/workflows/{id}",
     summary="Delete a workflow no schedule uses",
     tag=TAG,
-    status=204,
-    params=(ID_PARAM,),
-    headers=(IF_MATCH,),
+    replies=(Reply(204, "Deleted", media_type=None),),
+    problems=(404, 409, 412, 422, 503),
+    params=(ID_PARAM, IF_MATCH, ACTOR),
 )
 async def delete_workflow(request: web.Request) -> web.StreamResponse:
     wid = workflow_id(request)

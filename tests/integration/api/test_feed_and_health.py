@@ -81,4 +81,4 @@ async def test_openapi_describes_every_route(api: TestClient) -> None:
     create = doc["components"]["schemas"]["ScheduleCreate"]
     assert "workflow_id" in create["required"]
     docs = await api.get("/docs")
-    assert docs.status == 200 and "/v1/schedules" in await docs.text()
+    assert docs.status == 200 and 'href="/openapi.json"' in await docs.text()
