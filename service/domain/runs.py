@@ -56,6 +56,9 @@ TERMINAL_STATUSES = frozenset(
 REVIVABLE_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT, RunStatus.DEAD_LETTERED})
 """A run in one of these can be queued again (``POST /v1/runs/{id}/retry``)."""
 
+FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
+"""A run left in one of these failed (after its retries): what ``pause_on_failure`` reacts to."""
+
 IN_FLIGHT_STATUSES = frozenset({RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING})
 """Runs that hold their schedule's overlap slot (a buffered run waits for it)."""
 

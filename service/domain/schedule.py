@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from service.domain.events import Event, register
 from service.domain.ids import ID_PATTERN
 from service.domain.policies import CatchupPolicy, OverlapPolicy, ScheduleStatus
+from service.domain.runs import FAILED_STATUSES, RunStatus
 from service.domain.spec import Spec
 from service.domain.types import Duration
 from service.domain.workflow import changed_fields
@@ -140,6 +141,18 @@ class PauseSchedule:
     schedule_id: str
     note: str = ""
     run_id: str | None = None  # set by pause_on_failure: the run whose failure pauses
+
+
+def pause_after_run(
+    state: ScheduleState | None, run_id: str, trigger: str, run_status: RunStatus
+) -> PauseSchedule | None:
+    """The pause a run's end leads to, if any: ``pause_on_failure`` pauses a live schedule
+    after one of its scheduled runs failed (manual, API and backfill runs never pause it)."""
+    if state is None or state.deleted or not state.config.policy.pause_on_failure:
+        return None
+    if trigger != "schedule" or run_status not in FAILED_STATUSES:
+        return None
+    return PauseSchedule(state.id, f"paused after run {run_id} failed", run_id=run_id)
 
 
 @dataclass(frozen=True)

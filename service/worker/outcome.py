@@ -17,6 +17,7 @@ from service import telemetry
 from service.commands import SCHEDULES, CommandService, RequestContext
 from service.domain import schedule as sched
 from service.domain.runs import (
+    FAILED_STATUSES,
     OUTCOME_EVENTS,
     AttemptVerdict,
     RunAttemptFailed,
@@ -32,9 +33,6 @@ from service.worker.state import QueueEntry, WorkerStats
 from service.worker.targets.base import AttemptResult, RunContext
 
 log = logging.getLogger(__name__)
-
-FAILED_STATUSES = frozenset({RunStatus.FAILED, RunStatus.TIMED_OUT})
-"""A run left in one of these failed: what a schedule's ``pause_on_failure`` reacts to."""
 
 
 class Outcomes:
@@ -92,7 +90,7 @@ class Outcomes:
         )
         self._count(verdict, status, result, ctx)
         if status != "STALE" and verdict.outcome.status in FAILED_STATUSES:
-            await self._pause_on_failure(entry, ctx)
+            await self._pause_on_failure(entry, ctx, verdict.outcome.status)
 
     def _count(
         self, verdict: AttemptVerdict, status: str, result: AttemptResult, ctx: RunContext
@@ -118,20 +116,17 @@ class Outcomes:
         elif after in FAILED_STATUSES:
             self.stats.failed += 1
 
-    async def _pause_on_failure(self, entry: QueueEntry, ctx: RunContext) -> None:
-        if entry.kind != "schedule" or ctx.trigger != "schedule":
-            return
+    async def _pause_on_failure(
+        self, entry: QueueEntry, ctx: RunContext, run_status: RunStatus
+    ) -> None:
+        if entry.kind != "schedule":
+            return  # a workflow's own run: no schedule to pause
         state, _ = await self.commands.load(SCHEDULES, entry.sid)
-        if state is None or state.deleted or not state.config.policy.pause_on_failure:
-            return
-        await self.commands.execute(
-            SCHEDULES,
-            entry.sid,
-            sched.PauseSchedule(
-                entry.sid, f"paused after run {ctx.run_id} failed", run_id=ctx.run_id
-            ),
-            RequestContext(actor=self.actor),
-        )
+        pause = sched.pause_after_run(state, ctx.run_id, ctx.trigger, run_status)
+        if pause is not None:
+            await self.commands.execute(
+                SCHEDULES, entry.sid, pause, RequestContext(actor=self.actor)
+            )
 
 
 def _event_data(

@@ -6,6 +6,7 @@ import pytest
 
 from service.domain import schedule as sched
 from service.domain.policies import ScheduleStatus
+from service.domain.runs import RunStatus
 from service.domain.spec import Spec
 from service.errors import AlreadyExists, ScheduleNotFound
 
@@ -82,3 +83,36 @@ def test_tags_are_validated_sorted_and_unique() -> None:
     assert config.tags == ["a", "b"]
     with pytest.raises(ValueError, match="tag"):
         sched.ScheduleConfig(workflow_id="w", spec=Spec(cron=["* * * * *"]), tags=["no space"])
+
+
+PAUSING = sched.ScheduleConfig(
+    workflow_id="w",
+    spec=Spec(cron=["0 2 * * *"]),
+    policy=sched.SchedulePolicy(pause_on_failure=True),
+)
+
+
+@pytest.mark.parametrize(
+    ("config", "trigger", "status", "pauses"),
+    [
+        (PAUSING, "schedule", RunStatus.FAILED, True),
+        (PAUSING, "schedule", RunStatus.TIMED_OUT, True),
+        (PAUSING, "schedule", RunStatus.SUCCEEDED, False),
+        (PAUSING, "schedule", RunStatus.CANCELLED, False),
+        (PAUSING, "schedule", RunStatus.DEAD_LETTERED, False),
+        (PAUSING, "manual", RunStatus.FAILED, False),
+        (PAUSING, "backfill", RunStatus.FAILED, False),
+        (CONFIG, "schedule", RunStatus.FAILED, False),
+    ],
+)
+def test_pause_after_a_failed_scheduled_run(
+    config: sched.ScheduleConfig, trigger: str, status: RunStatus, pauses: bool
+) -> None:
+    state = sched.ScheduleState("s", config)
+    pause = sched.pause_after_run(state, "run_1", trigger, status)
+    assert (pause is not None) is pauses
+    if pause is not None:
+        assert pause == sched.PauseSchedule("s", "paused after run run_1 failed", run_id="run_1")
+    gone = sched.ScheduleState("s", config, deleted=True)
+    assert sched.pause_after_run(gone, "run_1", trigger, status) is None
+    assert sched.pause_after_run(None, "run_1", trigger, status) is None
