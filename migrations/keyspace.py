@@ -22,13 +22,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from importlib import resources
 
 from redis.asyncio import Redis
 
 from migrations import m002_state_status
 from service.errors import CronstreamError, KeyspaceVersionError
 from service.store.keys import Keyspace
+from service.store.scripts import load_script
 
 KEYSPACE_VERSION = 2
 BASE_VERSION = 1  # the layout before any migration
@@ -131,9 +131,7 @@ class _Lock:
         self.keys = keys
         self.ttl_ms = ttl_ms
         self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        self._script = redis.register_script(
-            resources.files("migrations").joinpath("lock.lua").read_text()
-        )
+        self._script = load_script(redis, "migrations", "lock.lua")
 
     async def call(self, op: str, arg: int | str = "") -> bool:
         reply = await self._script(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from typing import Any
 
 from opentelemetry.trace import SpanKind
@@ -25,6 +24,7 @@ from projections.batch import ViewBatch
 from service import telemetry
 from service.store.eventstore import EventStore, StoredEvent, decode_entry
 from service.store.keys import PROJECTION_VIEWS, Keyspace
+from service.store.scripts import load_script
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ class Projector:
         self.namespace = namespace
         self.batch_size = batch_size
         self.store = EventStore(redis, keys)
-        source = resources.files("projections").joinpath("apply.lua").read_text()
-        self._apply = redis.register_script(source)
+        self._apply = load_script(redis, "projections", "apply.lua")
 
     async def checkpoint(self, partition: int) -> str:
         raw = await self.redis.hget(self.keys.checkpoint(partition, self.name), "position")

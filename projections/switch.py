@@ -15,7 +15,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
@@ -24,6 +23,7 @@ from redis.commands.core import AsyncScript
 from service.errors import Conflict
 from service.store.eventstore import as_text
 from service.store.keys import Keyspace
+from service.store.scripts import load_script
 
 BATCH = 500
 HOLD_TTL_MS = 30_000
@@ -55,7 +55,7 @@ class ProjectionHeld(Conflict):
 
 
 def _script(redis: Redis, name: str) -> AsyncScript:
-    return redis.register_script(resources.files("projections").joinpath(name).read_text())
+    return load_script(redis, "projections", name)
 
 
 async def scan_names(redis: Redis, prefix: str, batch: int) -> AsyncIterator[list[str]]:

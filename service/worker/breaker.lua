@@ -22,11 +22,7 @@
 
 local key, hosts = KEYS[1], KEYS[2]
 local action, host = ARGV[1], ARGV[6]
-local now = tonumber(ARGV[2])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+local now = tonumber(ARGV[2]) or now_ms()
 local threshold = tonumber(ARGV[3])
 local cooldown = tonumber(ARGV[4])
 local probe_timeout = tonumber(ARGV[5])

@@ -17,7 +17,6 @@ decides when to fail fast, so that costs at most an earlier cool-down.
 from __future__ import annotations
 
 from enum import StrEnum
-from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +26,7 @@ from service.clock import Clock
 from service.domain.timeutil import to_rfc3339
 from service.store.boundary import translate_redis_errors
 from service.store.keys import Keyspace
+from service.store.scripts import load_script
 
 DEFAULT_THRESHOLD = 5
 DEFAULT_COOLDOWN_MS = 30_000
@@ -65,8 +65,7 @@ class CircuitBreaker:
         self.cooldown_ms = cooldown_ms
         self.probe_timeout_ms = cooldown_ms if probe_timeout_ms is None else probe_timeout_ms
         self.clock = clock
-        source = resources.files("service.worker").joinpath("breaker.lua").read_text()
-        self._script = redis.register_script(source)
+        self._script = load_script(redis, "service.worker", "breaker.lua")
 
     async def _call(self, action: str, host: str) -> int:
         now = "" if self.clock is None else str(self.clock.now_ms())

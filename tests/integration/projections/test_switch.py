@@ -12,7 +12,6 @@ import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator
-from importlib import resources
 from typing import Any
 
 import pytest
@@ -26,6 +25,7 @@ from service.domain import schedule as sched
 from service.domain.spec import Spec
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
+from service.store.scripts import source
 from tests.integration.api.helpers import SPEC
 from tests.integration.projections.test_projector import dump_views
 
@@ -49,8 +49,7 @@ async def make_schedules(redis: Redis, keys: Keyspace, count: int) -> None:
 
 
 def sha(script: str) -> str:
-    source = resources.files("projections").joinpath(script).read_text()
-    return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+    return hashlib.sha1(source("projections", script).encode(), usedforsecurity=False).hexdigest()
 
 
 class Monitor:
