@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from service import telemetry
+from service.activity import ActivityLog
 from service.commands import SCHEDULES, CommandService, RequestContext
 from service.domain import schedule as sched
 from service.domain.runs import (
@@ -33,6 +34,7 @@ from service.worker.state import QueueEntry, WorkerStats
 from service.worker.targets.base import AttemptResult, RunContext
 
 log = logging.getLogger(__name__)
+activity = ActivityLog(logging.getLogger("cronstream.runs"))
 
 
 class Outcomes:
@@ -89,6 +91,8 @@ class Outcomes:
             retry_at_ms=verdict.retry_at_ms or 0,
         )
         self._count(verdict, status, result, ctx)
+        if status == "OK":
+            _tell(verdict, ctx, result)
         if status != "STALE" and verdict.outcome.status in FAILED_STATUSES:
             await self._pause_on_failure(entry, ctx, verdict.outcome.status)
 
@@ -127,6 +131,43 @@ class Outcomes:
             await self.commands.execute(
                 SCHEDULES, entry.sid, pause, RequestContext(actor=self.actor)
             )
+            activity.warning(
+                "schedule.paused",
+                "schedule %s paused: run %s %s (pause_on_failure)",
+                entry.sid,
+                ctx.run_id,
+                run_status,
+                schedule_id=entry.sid,
+                run_id=ctx.run_id,
+            )
+
+
+def _tell(verdict: AttemptVerdict, ctx: RunContext, result: AttemptResult) -> None:
+    """One line for a person watching the log: a retry, a failure, a dead letter."""
+    what = f"run {ctx.run_id}" + (f" of schedule {ctx.schedule_id}" if ctx.schedule_id else "")
+    ids = {"run_id": ctx.run_id, "schedule_id": ctx.schedule_id}
+    status = verdict.outcome.status
+    if status is RunStatus.RETRYING and verdict.retry_at_ms is not None:
+        at = to_rfc3339(verdict.retry_at_ms)
+        activity.info(
+            "run.retry",
+            "%s: attempt %d failed (%s); retry at %s",
+            what,
+            ctx.attempt,
+            result.error,
+            at,
+            **ids,
+        )
+    elif status in FAILED_STATUSES or status is RunStatus.DEAD_LETTERED:
+        activity.warning(
+            f"run.{status}",
+            "%s %s on attempt %d: %s",
+            what,
+            status,
+            ctx.attempt,
+            result.error,
+            **ids,
+        )
 
 
 def _event_data(

@@ -36,7 +36,7 @@ from service.worker.attempt import Attempts
 from service.worker.breaker import CircuitBreaker
 from service.worker.consumer import Consumer
 from service.worker.maintenance import Maintenance
-from service.worker.outcome import Outcomes
+from service.worker.outcome import Outcomes, activity
 from service.worker.slots import Slots
 from service.worker.state import InFlight, QueueEntry, WorkerStats
 from service.worker.targets.base import RunContext
@@ -180,6 +180,14 @@ class Worker:
             to_rfc3339(now),
             self.max_deliveries,
         )
+        if status == "DEAD":
+            activity.warning(
+                "run.deadlettered",
+                "run %s dead-lettered: delivered %d times without a result",
+                entry.run_id,
+                self.max_deliveries,
+                run_id=entry.run_id,
+            )
         if status != "OK" or started is None:
             return
         self.stats.started += 1
