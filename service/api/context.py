@@ -131,11 +131,12 @@ def query_int(request: web.Request, name: str, default: int, low: int, high: int
     return value
 
 
-def query_text(request: web.Request, name: str, pattern: str) -> str | None:
-    """Query parameter ``name`` if given; InvalidInput unless all of it matches ``pattern``."""
+def query_text(request: web.Request, name: str, pattern: str, what: str) -> str | None:
+    """Query parameter ``name`` if given; InvalidInput ("must be ``what``") unless all of it
+    matches ``pattern``."""
     raw = request.query.get(name)
     if raw is not None and re.fullmatch(pattern, raw) is None:
-        raise InvalidInput.one(name, f"must match {pattern}")
+        raise InvalidInput.one(name, f"must be {what}")
     return raw
 
 

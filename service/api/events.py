@@ -7,7 +7,7 @@ from aiohttp import web
 from service.api import render
 from service.api.context import KEYS, STORE, json_response, query_int, query_text
 from service.api.models import FeedPage
-from service.api.params import feed_cursor, feed_cursor_pattern, limit
+from service.api.params import A_FEED_POSITION, feed_cursor, feed_cursor_pattern, limit
 from service.api.routing import Reply, route
 from service.errors import InvalidInput
 from service.store.feed import read_feed
@@ -27,7 +27,8 @@ from service.store.feed import read_feed
 )
 async def list_events(request: web.Request) -> web.StreamResponse:
     size = query_int(request, "limit", 100, 1, 1000)
-    after = query_text(request, "after", feed_cursor_pattern(request.app[KEYS].partitions))
+    cursor = feed_cursor_pattern(request.app[KEYS].partitions)
+    after = query_text(request, "after", cursor, A_FEED_POSITION)
     try:
         items, cursor = await read_feed(request.app[STORE], after, size)
     except ValueError as exc:

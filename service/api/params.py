@@ -17,6 +17,11 @@ POSITION = r"[0-9]{1,19}(-[0-9]{1,19})?"
 """A stream id (``ms-seq``, or ``ms``): each part below 2**64."""
 RUN_CURSOR_PATTERN = r"^[0-9]{13}:[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 IF_MATCH_PATTERN = r'^(\*|(W/)?"[0-9]{1,18}"|[0-9]{1,18})$'
+AN_ID = "an id: 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit"
+A_FEED_POSITION = (
+    "a feed position: one stream id (ms-seq) per partition, joined by '.' (empty: the start)"
+)
+A_RUN_CURSOR = "the next_cursor of a previous page"
 HEADER_TEXT: dict[str, Any] = {
     "type": "string",
     "minLength": 1,
@@ -28,16 +33,21 @@ INSTANT: dict[str, Any] = {"type": "string", "format": "date-time", "pattern": I
 
 
 def feed_cursor_pattern(partitions: int) -> str:
-    """One position per partition, joined by '.'."""
+    """One position per partition, joined by '.'; empty for the start of the log."""
+    return "^$|" + _positions(partitions)
+
+
+def _positions(partitions: int) -> str:
     return rf"^{POSITION}(\.{POSITION}){{{partitions - 1}}}$"
 
 
 def position_pattern(partitions: int) -> str:
     """A feed cursor, or one stream id (of the partition the schedule is in)."""
-    return rf"^{POSITION}$|{feed_cursor_pattern(partitions)}"
+    return rf"^{POSITION}$|{_positions(partitions)}"
 
 
 def feed_cursor(name: str, description: str, *, location: str = "query") -> Param:
+    """A feed position parameter; empty means the start of the log."""
     return Param(
         name,
         description,

@@ -23,7 +23,9 @@ from service.api.context import (
     request_context,
 )
 from service.api.params import (
+    A_RUN_CURSOR,
     ACTOR,
+    AN_ID,
     IDEMPOTENCY_KEY,
     RUN_CURSOR,
     RUN_CURSOR_PATTERN,
@@ -148,8 +150,9 @@ def render(record: dict[str, Any]) -> dict[str, Any]:
 
 def _filter(request: web.Request, **fixed: str) -> RunFilter:
     return RunFilter(
-        schedule_id=fixed.get("schedule_id") or query_text(request, "schedule_id", ID_PATTERN),
-        workflow_id=query_text(request, "workflow_id", ID_PATTERN),
+        schedule_id=fixed.get("schedule_id")
+        or query_text(request, "schedule_id", ID_PATTERN, AN_ID),
+        workflow_id=query_text(request, "workflow_id", ID_PATTERN, AN_ID),
         status=query_choice(request, "status", STATUSES),
         trigger=query_choice(request, "trigger", TRIGGERS),
     )
@@ -158,7 +161,7 @@ def _filter(request: web.Request, **fixed: str) -> RunFilter:
 async def _page(request: web.Request, where: RunFilter) -> web.StreamResponse:
     size = query_int(request, "limit", 50, 1, 500)
     records, cursor = await request.app[VIEWS].list_runs(
-        where, query_text(request, "cursor", RUN_CURSOR_PATTERN), size
+        where, query_text(request, "cursor", RUN_CURSOR_PATTERN, A_RUN_CURSOR), size
     )
     return json_response({"items": [render(r) for r in records], "next_cursor": cursor})
 

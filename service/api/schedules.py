@@ -35,7 +35,9 @@ from service.api.models import (
     Written,
 )
 from service.api.params import (
+    A_FEED_POSITION,
     ACTOR,
+    AN_ID,
     ID_CURSOR,
     IDEMPOTENCY_KEY,
     IF_MATCH,
@@ -171,13 +173,13 @@ async def create_schedule(request: web.Request) -> web.StreamResponse:
 )
 async def list_schedules(request: web.Request) -> web.StreamResponse:
     where = ScheduleFilter(
-        workflow_id=query_text(request, "workflow_id", ID_PATTERN),
+        workflow_id=query_text(request, "workflow_id", ID_PATTERN, AN_ID),
         status=query_choice(request, "status", STATUSES),
-        tag=query_text(request, "tag", TAG_PATTERN),
+        tag=query_text(request, "tag", TAG_PATTERN, f"a tag matching {TAG_PATTERN}"),
     )
     size = query_int(request, "limit", 50, 1, 500)
     records, cursor = await request.app[VIEWS].list_schedules(
-        where, query_text(request, "cursor", ID_PATTERN), size
+        where, query_text(request, "cursor", ID_PATTERN, AN_ID), size
     )
     now = request.app[CLOCK].now_ms()
     return json_response(
@@ -210,7 +212,8 @@ async def get_schedule(request: web.Request) -> web.StreamResponse:
     if at_raw is not None and position is not None:
         raise InvalidInput.one("at", "give either at or position, not both")
     if position is not None:
-        query_text(request, "position", position_pattern(request.app[KEYS].partitions))
+        pattern = position_pattern(request.app[KEYS].partitions)
+        query_text(request, "position", pattern, f"a stream id (ms-seq) or {A_FEED_POSITION}")
     try:
         point = (
             replay.Point(at=parse_instant(at_raw))

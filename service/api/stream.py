@@ -44,7 +44,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from service.api import render
 from service.api.context import KEYS, REDIS, query_text
 from service.api.models import StreamEvent
-from service.api.params import feed_cursor, feed_cursor_pattern, id_filter
+from service.api.params import A_FEED_POSITION, AN_ID, feed_cursor, feed_cursor_pattern, id_filter
 from service.api.routing import Param, Reply, route
 from service.domain.ids import ID_PATTERN
 from service.errors import InvalidInput
@@ -171,11 +171,11 @@ def _gone(request: web.Request) -> bool:
 async def stream_events(request: web.Request) -> web.StreamResponse:
     keys = request.app[KEYS]
     cursor = feed_cursor_pattern(keys.partitions)
-    after = query_text(request, "after", cursor)
+    after = query_text(request, "after", cursor, A_FEED_POSITION)
     resume = request.headers.get("Last-Event-ID")
     field = "Last-Event-ID" if resume is not None else "after"
     if resume is not None and not re.fullmatch(cursor, resume):
-        raise InvalidInput.one(field, "must be a feed position, as an event's id")
+        raise InvalidInput.one(field, f"must be {A_FEED_POSITION}")
     if resume is None:
         resume = after
     try:
@@ -183,7 +183,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:
         raise InvalidInput.one(field, str(exc)) from None
     where = Filter(
-        query_text(request, "type", TYPES_PATTERN), query_text(request, "schedule", ID_PATTERN)
+        query_text(request, "type", TYPES_PATTERN, "event types, comma-separated"),
+        query_text(request, "schedule", ID_PATTERN, AN_ID),
     )
     stream = EventStream(keys, positions, where)
     response = web.StreamResponse(

@@ -17,7 +17,7 @@ from service.api.context import (
     request_context,
 )
 from service.api.models import WorkflowPage, WorkflowPut, WorkflowView
-from service.api.params import ACTOR, ID_CURSOR, IF_MATCH, limit, path_id
+from service.api.params import ACTOR, AN_ID, ID_CURSOR, IF_MATCH, limit, path_id
 from service.api.routing import Reply, route
 from service.domain.ids import ID_PATTERN, is_valid_id
 from service.domain.workflow import WorkflowConfig
@@ -95,7 +95,7 @@ async def get_workflow(request: web.Request) -> web.StreamResponse:
 async def list_workflows(request: web.Request) -> web.StreamResponse:
     size = query_int(request, "limit", 50, 1, 500)
     records, cursor = await request.app[VIEWS].list_workflows(
-        query_text(request, "cursor", ID_PATTERN), size
+        query_text(request, "cursor", ID_PATTERN, AN_ID), size
     )
     return json_response({"items": [render.workflow(r) for r in records], "next_cursor": cursor})
 
