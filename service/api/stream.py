@@ -42,13 +42,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.api import render
-from service.api.context import KEYS, REDIS, query_text
+from service.api.context import KEYS, REDIS, STORE, query_text
 from service.api.models import StreamEvent
 from service.api.params import A_FEED_POSITION, AN_ID, feed_cursor, feed_cursor_pattern, id_filter
 from service.api.routing import Param, Reply, route
 from service.domain.ids import ID_PATTERN
 from service.errors import InvalidInput
-from service.store.eventstore import StoredEvent, decode_entry, parse_position
+from service.store.eventstore import ArchivedEvents, StoredEvent, decode_entry, parse_position
 from service.store.feed import format_cursor, parse_cursor
 from service.store.keys import Keyspace
 
@@ -104,13 +104,40 @@ def frame(cursor: str, event: StoredEvent) -> bytes:
 class EventStream:
     """One subscriber's stream: where it is in each partition and what it wants."""
 
-    def __init__(self, keys: Keyspace, positions: list[str], where: Filter) -> None:
+    def __init__(
+        self,
+        keys: Keyspace,
+        positions: list[str],
+        where: Filter,
+        archive: ArchivedEvents | None = None,
+    ) -> None:
         self.keys = keys
         self.positions = positions
         self.where = where
         self.sent = format_cursor(positions)
+        self.archive = archive
+        self._past_archive: set[int] = set()  # partitions whose position is past the trim
+
+    async def archived(self) -> list[StoredEvent]:
+        """Events after the stream's positions that an archive run trimmed from the log:
+        they come first, exactly as the feed serves them."""
+        if self.archive is None:
+            return []
+        events: list[StoredEvent] = []
+        for p, position in enumerate(self.positions):
+            if p in self._past_archive:
+                continue
+            found = await self.archive.after(p, position, BATCH)
+            if not found:
+                self._past_archive.add(p)
+            events += found
+        events.sort(key=lambda e: (parse_position(e.position), e.partition))
+        return events
 
     async def read(self, redis: Any) -> list[StoredEvent]:
+        archived = await self.archived()
+        if archived:
+            return archived
         streams = {self.keys.log(p): pos for p, pos in enumerate(self.positions)}
         reply: Any = await redis.xread(streams, count=BATCH, block=BLOCK_MS)
         events = []
@@ -186,7 +213,8 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
         query_text(request, "type", TYPES_PATTERN, "event types, comma-separated"),
         query_text(request, "schedule", ID_PATTERN, AN_ID),
     )
-    stream = EventStream(keys, positions, where)
+    stream = EventStream(keys, positions, where, request.app[STORE].archive)
+    first = await stream.archived()  # an archive that cannot be read is a problem, not a 200
     response = web.StreamResponse(
         headers={
             "Content-Type": EVENT_STREAM,
@@ -199,16 +227,21 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     streams.add(stream)
     try:
         with contextlib.suppress(ConnectionResetError, TimeoutError):
-            await _pump(request, response, stream)
+            await _pump(request, response, stream, first)
     finally:
         streams.discard(stream)
     return response
 
 
-async def _pump(request: web.Request, response: web.StreamResponse, stream: EventStream) -> None:
+async def _pump(
+    request: web.Request,
+    response: web.StreamResponse,
+    stream: EventStream,
+    first: list[StoredEvent],
+) -> None:
     redis = request.app[REDIS]
     stop = _stop_event(request.app)
-    await _write(response, b": stream open\n\n")
+    await _write(response, b": stream open\n\n" + stream.frames(first))
     last_write = time.monotonic()
     failures = 0
     while not stop.is_set() and not _gone(request):

@@ -19,6 +19,7 @@ from service.config import Settings
 from service.store.archive_record import read_record
 from service.store.keys import Keyspace
 from tests.integration.api.helpers import create_schedule, problem, put_workflow
+from tests.integration.api.test_stream import collect
 from tests.integration.audit.helpers import caught_up
 from tests.integration.ticker.helpers import MINUTE, leader, setup
 
@@ -179,3 +180,20 @@ async def test_a_log_trimmed_without_a_record_is_a_problem(
         assert "were archived and trimmed from the log" in body["detail"], path
         assert "CRONSTREAM_ARCHIVE_DIR" in body["detail"]
         assert body["archive_dir"] is None
+
+
+async def test_the_event_stream_starts_in_the_archive(archived: Archived) -> None:
+    expected = [item["position"] for item in archived.before["feed"][1]["items"]]
+    resp = await archived.api.get("/v1/events/stream")
+    assert resp.status == 200, await resp.text()
+    try:
+        seen = [m["id"] for m in await collect(resp, len(expected))]
+    finally:
+        resp.close()
+    assert seen == expected
+
+
+async def test_an_event_stream_from_a_moved_archive_is_a_problem(archived: Archived) -> None:
+    archived.directory.rename(archived.directory.with_name("moved"))
+    body = await problem(await archived.api.get("/v1/events/stream"), 503)
+    assert body["archived_before"] == archived.trimmed_below
