@@ -28,6 +28,14 @@ class HttpTarget(BaseModel):
     timeout: Duration | None = None
     # the webhook signing secret stays out of the log: workers read it from this variable
     secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")
+    body: Literal["input", "envelope"] = Field(
+        default="input",
+        description=(
+            "What a delivery's JSON body is: the run's input as it stands, or an envelope"
+            " naming the fire (schedule_id, workflow_id, fire_id, run_id, nominal_time,"
+            " trigger, attempt) around it as input."
+        ),
+    )
 
     @field_validator("url")
     @classmethod

@@ -115,7 +115,9 @@ class Attempts:
         if isinstance(config, HttpTargetConfig):
             assert self.session is not None, "HTTP targets need the worker's session"
             secret = os.environ.get(config.secret_env) if config.secret_env else None
-            return HttpTarget(config, self.session, secret), breaker_host(config.url)
+            target = HttpTarget(config, self.session, secret)
+            # a target that cannot sign sends nothing: its host is not to blame
+            return target, None if target.signing_error else breaker_host(config.url)
         if isinstance(config, PythonTargetConfig):
             return PythonTarget(config.handler), None
         return _Nothing(), None

@@ -13,7 +13,9 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from service.domain.fire.requests import FireMode, fire_id
 from service.domain.retry import MAX_RETRY_AFTER_S as MAX_RETRY_AFTER_S
+from service.domain.timeutil import parse_instant
 
 T = TypeVar("T")
 
@@ -39,6 +41,23 @@ class RunContext:
     timeout_s: float  # the attempt's time limit
     traceparent: str | None = None
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def fire_id(self) -> str | None:
+        """The fire that made this run, as the fire events name it; None for a run of a
+        workflow alone (``POST /v1/workflows/{id}/runs``), which no schedule fired.
+
+        Fire ids are a function of (schedule, nominal time, trigger), and of the run for a
+        trigger, so they are derived here rather than carried with every run.
+        """
+        if self.schedule_id is None or not self.nominal_time:
+            return None
+        try:
+            mode = FireMode(self.trigger)
+            nominal_ms = parse_instant(self.nominal_time)
+        except ValueError:
+            return None
+        return fire_id(self.schedule_id, nominal_ms, mode, self.run_id)
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,22 @@
 Headers sent on every attempt:
 - ``webhook-id``: the run id, the same on every attempt, so receivers can dedupe;
 - ``webhook-timestamp``: unix seconds of this attempt;
-- ``webhook-signature``: ``v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>``
-  when the workflow has a secret (``whsec_<base64>``, or any other string taken as
-  raw UTF-8 key bytes);
+- ``webhook-signature``: ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``
+  when the workflow names a secret (``secret_env``);
+- ``cronstream-run-id``, ``-workflow-id``, ``-trigger``, ``-attempt`` and, for a run
+  a schedule fired, ``cronstream-schedule-id``, ``-fire-id``, ``-nominal-time``;
 - ``traceparent`` when the run carries one, and the workflow's own headers (which
   cannot override the ones above or ``content-type``).
+
+The body is the run's input, or with ``body: envelope`` the fire around it
+(``schedule_id``, ``workflow_id``, ``fire_id``, ``run_id``, ``nominal_time``,
+``trigger``, ``attempt``, ``input``).
+
+Signing fails closed: when the workflow names a secret that this worker does not
+have, or one it cannot decode, nothing is sent and the attempt fails, retryably
+(the variable can be set on a restart, or another worker may have it). A key is
+``whsec_`` + standard base64, padded or not, decoded as the ``standardwebhooks``
+libraries decode it; any other string is its own UTF-8 bytes.
 
 Outcomes: 2xx succeeds; a 3xx is never followed and fails for good, naming the
 ``Location``; 408, 425, 429 and 5xx are retryable, with ``Retry-After`` honoured
@@ -23,8 +34,10 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import math
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import aiohttp
 import orjson
@@ -41,13 +54,21 @@ from service.worker.targets.base import (
     timed_out,
 )
 
+log = logging.getLogger(__name__)
+
 USER_AGENT = "cronstream"
+SECRET_PREFIX = "whsec_"
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 CONNECT_TIMEOUT_S = 10.0
 _PROTOCOL_HEADERS = frozenset(
     {"content-type", "webhook-id", "webhook-timestamp", "webhook-signature", "traceparent"}
 )
+_OWN_HEADERS = "cronstream-"  # the fire's headers: a workflow's own cannot stand in for them
+
+
+class SigningSecretError(ValueError):
+    """A signing secret that cannot be used as a key (the message never quotes it)."""
 
 
 def make_session(limit: int = 100) -> aiohttp.ClientSession:
@@ -68,13 +89,43 @@ def make_session(limit: int = 100) -> aiohttp.ClientSession:
 
 
 def signing_key(secret: str) -> bytes:
-    """The HMAC key of a secret: ``whsec_<base64>`` decoded, else the raw string's bytes."""
-    if secret.startswith("whsec_"):
-        try:
-            return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
-        except binascii.Error:
-            pass  # not base64 after all: use it as it stands, like any other string
-    return secret.encode()
+    """The HMAC key of a secret: ``whsec_<base64>`` decoded, else the string's UTF-8 bytes.
+
+    The base64 is the standard alphabet, with or without ``=`` padding, as the
+    ``standardwebhooks`` libraries read it. Anything else after the prefix is refused
+    rather than used some other way: a receiver could not verify with it.
+    """
+    stripped = secret.strip()
+    if not stripped.startswith(SECRET_PREFIX):
+        return secret.encode()
+    encoded = stripped.removeprefix(SECRET_PREFIX).rstrip("=")
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except binascii.Error:
+        raise SigningSecretError(
+            f"not base64 after {SECRET_PREFIX!r} (A-Z, a-z, 0-9, '+' and '/'; padding optional)"
+        ) from None
+    if not key:
+        raise SigningSecretError(f"no key after {SECRET_PREFIX!r}")
+    return key
+
+
+def resolve_key(config: HttpTargetConfig, secret: str | None) -> tuple[bytes | None, str | None]:
+    """The signing key, or why there is none although the workflow names a secret.
+
+    ``secret`` is the value found for ``config.secret_env`` (None: not set); without
+    a ``secret_env``, a given secret signs alone and no secret means no signature.
+    """
+    if not secret:
+        if config.secret_env is None:
+            return None, None
+        state = "empty" if secret == "" else "not set"
+        return None, f"signing secret {config.secret_env} is {state} on this worker"
+    try:
+        return signing_key(secret), None
+    except SigningSecretError as exc:
+        where = config.secret_env or "the secret"
+        return None, f"signing secret {where} is unusable: {exc}"
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -152,12 +203,12 @@ class HttpTarget:
     ) -> None:
         self.config = config
         self.session = session
-        self._key = signing_key(secret) if secret else None
+        self._key, self.signing_error = resolve_key(config, secret)
         self.clock: Clock = clock or SystemClock()
         self._headers = {
             name: value
             for name, value in config.headers.items()
-            if name.lower() not in _PROTOCOL_HEADERS
+            if name.lower() not in _PROTOCOL_HEADERS and not name.lower().startswith(_OWN_HEADERS)
         }
 
     def timeout_s(self, ctx: RunContext) -> float:
@@ -165,6 +216,21 @@ class HttpTarget:
         if self.config.timeout is None:
             return ctx.timeout_s
         return min(ctx.timeout_s, self.config.timeout / 1000)
+
+    def payload(self, ctx: RunContext) -> Any:
+        """What the body carries: the input, or the envelope that names the fire."""
+        if self.config.body == "input":
+            return ctx.input
+        return {
+            "schedule_id": ctx.schedule_id,
+            "workflow_id": ctx.workflow_id,
+            "fire_id": ctx.fire_id,
+            "run_id": ctx.run_id,
+            "nominal_time": ctx.nominal_time,
+            "trigger": ctx.trigger,
+            "attempt": ctx.attempt,
+            "input": ctx.input,
+        }
 
     def headers(self, ctx: RunContext, body: bytes) -> dict[str, str]:
         timestamp = self.clock.now_ms() // 1000
@@ -174,13 +240,16 @@ class HttpTarget:
         headers["webhook-timestamp"] = str(timestamp)
         if self._key is not None:
             headers["webhook-signature"] = sign(self._key, ctx.run_id, timestamp, body)
+        headers.update(fire_headers(ctx))
         if ctx.traceparent:
             headers["traceparent"] = ctx.traceparent
         return headers
 
     async def attempt(self, ctx: RunContext) -> AttemptResult:
+        if self.signing_error is not None:
+            return self._unsigned(ctx, self.signing_error)
         try:
-            body = orjson.dumps(ctx.input)
+            body = orjson.dumps(self.payload(ctx))
         except TypeError as exc:
             return AttemptResult.failure(f"input is not JSON: {exc}", retryable=False)
         timeout_s = self.timeout_s(ctx)
@@ -209,6 +278,22 @@ class HttpTarget:
             return AttemptResult.failure(f"unexpected: {_describe(exc)}", retryable=True)
         return CANCELLED if result is None else result
 
+    def _unsigned(self, ctx: RunContext, reason: str) -> AttemptResult:
+        """Fail closed: a delivery the workflow wants signed is never sent unsigned.
+
+        Retryable, because the cure is in a worker's environment, not in the run: a
+        worker restarted with the variable, or another worker that has it, can deliver
+        the retry; the workflow's retry policy bounds the attempts.
+        """
+        log.error(
+            "run %s of workflow %s: %s; nothing was sent",
+            ctx.run_id,
+            ctx.workflow_id,
+            reason,
+            extra={"run_id": ctx.run_id, "workflow_id": ctx.workflow_id},
+        )
+        return AttemptResult.failure(f"{reason}; nothing was sent", retryable=True)
+
     async def _send(self, ctx: RunContext, body: bytes, timeout_s: float) -> AttemptResult:
         timeout = aiohttp.ClientTimeout(
             total=timeout_s, sock_connect=min(CONNECT_TIMEOUT_S, timeout_s), sock_read=timeout_s
@@ -228,6 +313,21 @@ class HttpTarget:
                 response.headers.get("retry-after"), self.clock.now_ms()
             )
             return classify(response.status, excerpt, response.headers.get("location"), retry_after)
+
+
+def fire_headers(ctx: RunContext) -> dict[str, str]:
+    """The headers that say which fire, run and attempt a delivery is; a run no schedule
+    fired has no schedule, fire or nominal time, and goes without those."""
+    headers = {
+        "cronstream-schedule-id": ctx.schedule_id,
+        "cronstream-workflow-id": ctx.workflow_id,
+        "cronstream-run-id": ctx.run_id,
+        "cronstream-fire-id": ctx.fire_id,
+        "cronstream-nominal-time": ctx.nominal_time,
+        "cronstream-trigger": ctx.trigger,
+        "cronstream-attempt": str(ctx.attempt),
+    }
+    return {name: value for name, value in headers.items() if value}
 
 
 def _oneline(text: str) -> str:

@@ -77,7 +77,7 @@ async def run_of(api: TestClient, run_id: str, *statuses: str) -> dict[str, Any]
 
 async def schedule_for(api: TestClient, url: str, sid: str = "s", **extra: Any) -> None:
     workflow = {
-        "target": {"type": "http", "url": url, "secret_env": "CS_TEST_SECRET"},
+        "target": {"type": "http", "url": url},
         "retry": FAST_RETRY,
         "timeout": "1s",
         **extra.pop("workflow", {}),
@@ -107,7 +107,8 @@ async def test_a_run_calls_the_webhook_with_signed_standard_headers(
 ) -> None:
     secret = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
     monkeypatch.setenv("CS_TEST_SECRET", f"whsec_{secret}")
-    await schedule_for(live, target.url + "/ok")
+    hook = {"type": "http", "url": target.url + "/ok", "secret_env": "CS_TEST_SECRET"}
+    await schedule_for(live, target.url + "/ok", workflow={"target": hook})
     run_id = await trigger(live)
     run = await run_of(live, run_id, "succeeded")
     assert [a["outcome"] for a in run["attempts"]] == ["succeeded"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hmac
+import logging
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,12 +19,15 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from pydantic import ValidationError
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from service.clock import FixedClock
 from service.domain.workflow import HttpTarget as HttpTargetConfig
 from service.worker.targets.base import EXCERPT_LIMIT, RunContext
 from service.worker.targets.http import (
     HttpTarget,
+    SigningSecretError,
     make_session,
     parse_retry_after,
     sign,
@@ -160,17 +164,16 @@ def make_target(
 
 
 def context(attempt: int = 1, timeout_s: float = 5.0, **extra: Any) -> RunContext:
-    return RunContext(
-        run_id="run_01HXAMPLE",
-        schedule_id="sch_1",
-        workflow_id="wf_1",
-        trigger="schedule",
-        nominal_time="2026-01-15T12:00:00Z",
-        attempt=attempt,
-        input={"customer": 42, "note": "héllo"},
-        timeout_s=timeout_s,
+    fields: dict[str, Any] = {
+        "run_id": "run_01HXAMPLE",
+        "schedule_id": "sch_1",
+        "workflow_id": "wf_1",
+        "trigger": "schedule",
+        "nominal_time": "2026-01-15T12:00:00Z",
+        "input": {"customer": 42, "note": "héllo"},
         **extra,
-    )
+    }
+    return RunContext(attempt=attempt, timeout_s=timeout_s, **fields)
 
 
 def expected_signature(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
@@ -423,3 +426,181 @@ def test_signature_matches_the_standard_webhooks_example() -> None:
     payload = b'{"test": 2432232314}'
     signature = sign(key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, payload)
     assert signature == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+# -- signing secrets: decoded as receivers decode them, or the attempt fails closed --
+
+
+def whsec(key: bytes, *, padded: bool) -> str:
+    encoded = base64.b64encode(key).decode()
+    return "whsec_" + (encoded if padded else encoded.rstrip("="))
+
+
+def test_whsec_secrets_decode_with_or_without_padding() -> None:
+    for size in range(1, 41):
+        key = bytes(range(size))
+        assert signing_key(whsec(key, padded=True)) == key
+        assert signing_key(whsec(key, padded=False)) == key
+    assert signing_key(" whsec_YWJj \n") == b"abc"  # a stray newline from a secrets file
+
+
+def test_a_secret_without_the_prefix_is_its_utf8_bytes() -> None:
+    assert signing_key("plain-sécret") == "plain-sécret".encode()
+
+
+@pytest.mark.parametrize(
+    ("secret", "why"),
+    [
+        ("whsec_", "no key"),
+        ("whsec_a-b_c-d_", "not base64"),  # URL-safe alphabet: receivers would decode it otherwise
+        ("whsec_abcde", "not base64"),
+        ("whsec_ab!cd", "not base64"),
+    ],
+)
+def test_a_malformed_whsec_secret_is_refused(secret: str, why: str) -> None:
+    with pytest.raises(SigningSecretError, match=why):
+        signing_key(secret)
+
+
+def deliveries_verify(target: Target, first: int, receiver_secret: str | bytes) -> list[bool]:
+    checks = []
+    webhook = Webhook(receiver_secret)
+    for request, body in zip(target.received[first:], target.bodies[first:], strict=True):
+        try:
+            webhook.verify(body, dict(request.headers))
+        except WebhookVerificationError:
+            checks.append(False)
+        else:
+            checks.append(True)
+    return checks
+
+
+async def test_padded_unpadded_and_plain_secrets_verify_with_standardwebhooks(
+    target: Target, session: aiohttp.ClientSession
+) -> None:
+    for padded in (True, False):
+        for size in range(16, 36):  # 20 key sizes: every padding length occurs
+            secret = whsec(bytes(range(100, 100 + size)), padded=padded)
+            first = len(target.received)
+            config = HttpTargetConfig(type="http", url=target.url("/ok"), body="envelope")
+            result = await HttpTarget(config, session, secret=secret).attempt(context())
+            assert result.ok
+            assert deliveries_verify(target, first, secret) == [True], secret
+    plain = "a plain passphrase, not base64"
+    first = len(target.received)
+    for n in range(1, 21):
+        config = HttpTargetConfig(type="http", url=target.url("/ok"))
+        assert (await HttpTarget(config, session, secret=plain).attempt(context(n))).ok
+    # the receiver passes a non-prefixed secret as bytes: the library takes bytes as the key
+    assert deliveries_verify(target, first, plain.encode()) == [True] * 20
+
+
+async def test_a_missing_secret_fails_the_attempt_closed_and_is_logged(
+    target: Target, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = HttpTargetConfig(type="http", url=target.url("/ok"), secret_env="CS_NOT_SET")
+    for secret in (None, ""):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="service.worker"):
+            result = await HttpTarget(config, session, secret=secret).attempt(context())
+
+        assert (result.ok, result.retryable) == (False, True)
+        assert result.error is not None and "CS_NOT_SET" in result.error
+        assert ("empty" if secret == "" else "not set") in result.error
+        [record] = caplog.records
+        assert record.levelno >= logging.WARNING
+        message = record.getMessage()
+        assert "CS_NOT_SET" in message and "run_01HXAMPLE" in message and "wf_1" in message
+    assert not target.received  # nothing goes out unsigned
+
+
+async def test_a_malformed_secret_fails_the_attempt_closed(
+    target: Target, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = HttpTargetConfig(type="http", url=target.url("/ok"), secret_env="CS_BAD")
+    with caplog.at_level(logging.WARNING, logger="service.worker"):
+        result = await HttpTarget(config, session, secret="whsec_a-b_c-d_").attempt(context())
+    assert (result.ok, result.retryable) == (False, True)
+    assert result.error is not None and "CS_BAD" in result.error
+    assert "whsec_a-b" not in result.error and "whsec_a-b" not in caplog.text  # never echoed
+    assert not target.received
+
+
+# -- deliveries carry the fire: headers always, the envelope on request --
+
+
+FIRE_HEADERS = {
+    "cronstream-schedule-id": "sch_1",
+    "cronstream-workflow-id": "wf_1",
+    "cronstream-run-id": "run_01HXAMPLE",
+    "cronstream-fire-id": "sch_1:1768478400000:schedule",
+    "cronstream-nominal-time": "2026-01-15T12:00:00Z",
+    "cronstream-trigger": "schedule",
+    "cronstream-attempt": "2",
+}
+
+
+async def test_every_delivery_names_its_fire_in_headers(
+    target: Target, session: aiohttp.ClientSession
+) -> None:
+    http = make_target(session, target.url("/ok"), headers={"Cronstream-Fire-Id": "forged"})
+    assert (await http.attempt(context(attempt=2))).ok
+
+    headers = target.received[0].headers
+    assert {name: headers.get(name) for name in FIRE_HEADERS} == FIRE_HEADERS
+    assert orjson.loads(target.bodies[0]) == {"customer": 42, "note": "héllo"}  # the default
+
+
+async def test_the_envelope_body_carries_the_fire_and_the_input(
+    target: Target, session: aiohttp.ClientSession
+) -> None:
+    http = make_target(session, target.url("/ok"), body="envelope")
+    assert (await http.attempt(context(attempt=2))).ok
+
+    assert orjson.loads(target.bodies[0]) == {
+        "schedule_id": "sch_1",
+        "workflow_id": "wf_1",
+        "fire_id": "sch_1:1768478400000:schedule",
+        "run_id": "run_01HXAMPLE",
+        "nominal_time": "2026-01-15T12:00:00Z",
+        "trigger": "schedule",
+        "attempt": 2,
+        "input": {"customer": 42, "note": "héllo"},
+    }
+    headers = target.received[0].headers
+    assert headers["webhook-signature"] == expected_signature(
+        SECRET_BYTES, "run_01HXAMPLE", str(NOW_MS // 1000), target.bodies[0]
+    )
+
+
+@pytest.mark.parametrize(
+    ("trigger", "fire_id"),
+    [
+        ("manual", "sch_1:1768478400000:manual:run_01HXAMPLE"),
+        ("api", "sch_1:1768478400000:api:run_01HXAMPLE"),
+        ("backfill", "sch_1:1768478400000:backfill"),
+    ],
+)
+def test_the_fire_id_of_each_kind_of_run(trigger: str, fire_id: str) -> None:
+    assert context(trigger=trigger).fire_id == fire_id
+
+
+async def test_a_workflow_run_has_no_fire(target: Target, session: aiohttp.ClientSession) -> None:
+    ctx = context(schedule_id=None, nominal_time=None, trigger="api", input=None)
+    assert ctx.fire_id is None
+    http = make_target(session, target.url("/ok"), body="envelope")
+    assert (await http.attempt(ctx)).ok
+
+    body = orjson.loads(target.bodies[0])
+    assert body["schedule_id"] is body["fire_id"] is body["nominal_time"] is None
+    assert body["input"] is None and body["run_id"] == "run_01HXAMPLE"
+    headers = target.received[0].headers
+    assert "cronstream-fire-id" not in headers and "cronstream-schedule-id" not in headers
+    assert headers["cronstream-run-id"] == "run_01HXAMPLE"
+    assert headers["cronstream-trigger"] == "api"
+
+
+def test_the_body_option_is_validated() -> None:
+    assert HttpTargetConfig(type="http", url="http://127.0.0.1/").body == "input"
+    with pytest.raises(ValidationError):
+        HttpTargetConfig(type="http", url="http://127.0.0.1/", body="xml")  # type: ignore[arg-type]
