@@ -24,6 +24,7 @@ from projections.projector import Projector
 from projections.switch import BATCH, Views, drop_views, scan_names, switch_views
 from service.errors import CronstreamError
 from service.store.archive_reader import read_all
+from service.store.archive_record import locate
 from service.store.eventstore import parse_position
 from service.store.keys import Keyspace
 
@@ -65,6 +66,9 @@ async def catch_up_with_archive(
         return await projector.catch_up(partition)
     applied = 0
     start = await projector.checkpoint(partition)
+    # an archive that cannot give the trimmed events fails the rebuild, never thins it
+    located = await locate(projector.redis, projector.keys, partition, archive_dir)
+    await located.require(start or "0-0")
     batch: list[Any] = []
     async for event in read_all(
         projector.redis, projector.keys, partition, archive_dir, after=start or "0-0"

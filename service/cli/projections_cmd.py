@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
-from service.cli.common import add_data_dir, with_redis
+from service.cli.common import add_data_dir, settings, with_redis
 from service.store.keys import Keyspace
 
 if TYPE_CHECKING:
@@ -39,7 +39,8 @@ def add_parsers(sub: Subparsers) -> None:
         type=Path,
         default=None,
         metavar="DIR",
-        help="the archive of a trimmed log (cronstream archive --to DIR)",
+        help="the archive of a trimmed log (default $CRONSTREAM_ARCHIVE_DIR, else the one "
+        "`archive` recorded)",
     )
     add_data_dir(rebuild)
     rebuild.set_defaults(func=run_rebuild)
@@ -48,16 +49,20 @@ def add_parsers(sub: Subparsers) -> None:
 def run_rebuild(args: argparse.Namespace) -> int:
     from migrations.keyspace import check_keyspace
     from projections.rebuild import rebuild, shadow_rebuild
+    from service.store.archive_record import recorded_directory
 
     async def work(redis: Redis, keys: Keyspace) -> int:
         await check_keyspace(redis, keys)
+        archive_dir = (
+            args.archive or settings(args).archive_dir or await recorded_directory(redis, keys)
+        )
         if args.shadow:
             shadow = await shadow_rebuild(
-                redis, keys, args.switch, force=args.force, archive_dir=args.archive
+                redis, keys, args.switch, force=args.force, archive_dir=archive_dir
             )
             print(shadow.summary())
             return 0 if shadow.empty else 1
-        report = await rebuild(redis, keys, archive_dir=args.archive)
+        report = await rebuild(redis, keys, archive_dir=archive_dir)
         print(
             f"rebuilt {report.partitions} partition(s): {report.events} events in "
             f"{report.seconds:.2f}s ({report.events_per_second:,.0f} events/s), "

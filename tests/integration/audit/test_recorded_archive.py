@@ -76,6 +76,7 @@ async def archived(
 ) -> AsyncIterator[Archived]:
     """A schedule's history, read by audit and replay, then all but its newest entries
     archived and trimmed."""
+    await check_keyspace(redis, keys)  # what `serve` does on a fresh keyspace
     await scripted(api, redis, keys, clock)
     await caught_up(redis, keys)
     code, audit_out = await run("audit", "s", "--output", "json")
@@ -176,3 +177,15 @@ async def test_restore_clears_the_record(
     finally:
         await other.flushdb()
         await other.aclose()
+
+
+async def test_projections_rebuild_reads_the_recorded_archive(
+    archived: Archived, redis_url: str
+) -> None:
+    rebuilt = await command(redis_url, "projections", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert "rebuilt 1 partition(s)" in rebuilt.stdout
+    archived.directory.rename(archived.directory.with_name("moved"))
+    refused = await command(redis_url, "projections", "rebuild")
+    assert refused.returncode != 0
+    assert "which cannot be read" in refused.stderr and "Traceback" not in refused.stderr
