@@ -135,7 +135,7 @@ def fire_run_id(detail: dict[str, Any]) -> str | None:
 def fire_detail(detail: dict[str, Any]) -> str | None:
     """Why a ``/fires`` time did not run, or that its run was held or backfilled."""
     words = [str(detail["reason"])] if detail.get("reason") else []
-    if detail.get("held"):
+    if detail.get("held") and not words:  # the reason, when given, says why it was held
         words.append("held: an earlier run was still running")
     if detail.get("backfill") and detail.get("run_id"):
         words.append(f"also backfilled as {detail['backfill'].get('run_id')}")

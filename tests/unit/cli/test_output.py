@@ -63,3 +63,12 @@ def test_a_table_page_with_a_cursor_hints_on_stderr(capsys: pytest.CaptureFixtur
     assert err == "more: --cursor c2\n"
     emit({"items": [{"id": "a"}], "next_cursor": None}, "table", ("id",))
     assert capsys.readouterr().err == ""
+
+
+def test_a_fire_detail_names_its_reason_once() -> None:
+    from service.cli.schedule_describe import fire_detail
+
+    reason = "held until run r1 ends (the previous time of its backfill)"
+    assert fire_detail({"reason": reason, "held": True}) == reason
+    assert fire_detail({"held": True}) == "held: an earlier run was still running"
+    assert fire_detail({}) is None
