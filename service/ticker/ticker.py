@@ -14,7 +14,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
@@ -22,6 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import telemetry
+from service.activity import ActivityLog
 from service.clock import Clock
 from service.domain.fire import Fence, FireRequest, scheduled_request
 from service.domain.timeutil import to_rfc3339
@@ -32,6 +33,7 @@ from service.ticker.due import DueBatch, DueReader
 from service.ticker.lease import DEFAULT_TTL_MS, Lease
 
 log = logging.getLogger(__name__)
+activity = ActivityLog(logging.getLogger("cronstream.fires"))
 
 BATCH_SIZE = 500
 MAX_SLEEP_S = 1.0
@@ -53,6 +55,39 @@ class TickStats:
     ticks: int = 0
     # the most recent lateness samples only: a ticker runs for months
     lateness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=STATS_SAMPLES))
+
+
+@dataclass
+class TickSummary:
+    """What one tick decided, for the log: counts, and a few schedules of each outcome."""
+
+    EXAMPLES: ClassVar[int] = 3
+    counts: dict[str, int] = field(default_factory=dict)
+    schedules: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, request: FireRequest, reply: FireReply) -> None:
+        missed = request.missed.count if request.missed is not None else 0
+        for outcome, count in (
+            ("fired", reply.fired),
+            ("skipped", reply.skipped),
+            ("dropped", reply.dropped),
+            ("missed", missed),
+        ):
+            if count:
+                self.counts[outcome] = self.counts.get(outcome, 0) + count
+                self.schedules[outcome] = self.schedules.get(outcome, 0) + 1
+                some = self.examples.setdefault(outcome, [])
+                if len(some) < self.EXAMPLES:
+                    some.append(request.schedule_id)
+
+    def line(self) -> str:
+        parts = []
+        for outcome, count in self.counts.items():
+            names = self.examples[outcome]
+            more = ", …" if self.schedules[outcome] > len(names) else ""
+            parts.append(f"{outcome} {count} ({', '.join(names)}{more})")
+        return ", ".join(parts)
 
 
 class Ticker:
@@ -131,6 +166,7 @@ class Ticker:
         self, partition: int, requests: list[FireRequest], replies: list[FireReply], now: int
     ) -> None:
         """Count what the scripts did; step down at the first fenced reply."""
+        summary = TickSummary() if activity.logger.isEnabledFor(logging.INFO) else None
         for request, reply in zip(requests, replies, strict=True):
             if reply.status == "FENCED":
                 self.stats.fenced += 1
@@ -146,6 +182,12 @@ class Ticker:
                 self.stats.stale += 1
             elif reply.status == "OK":
                 self._count(request, reply, now)
+                if summary is not None:
+                    summary.add(request, reply)
+        if summary is not None and summary.counts:
+            activity.info(
+                "fire", "partition %d: %s", partition, summary.line(), partition=partition
+            )
 
     def _fire_spans(self, requests: list[FireRequest]) -> list[Any]:
         """A ``schedule.fire`` span per fire, linked to the schedule's last command."""
