@@ -41,6 +41,26 @@ def add_parsers(sub: Subparsers) -> None:
     put.add_argument("--name")
     put.add_argument("--http", metavar="URL", help="target: an HTTP webhook")
     put.add_argument("--method", default=None)
+    put.add_argument(
+        "--secret-env",
+        metavar="VAR",
+        help="sign deliveries with the secret in this environment variable of the workers",
+    )
+    put.add_argument(
+        "--body",
+        choices=("input", "envelope"),
+        help="a delivery's body: the run's input, or an envelope naming the fire around it",
+    )
+    put.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        type=header_pair,
+        metavar="NAME=VALUE",
+        help="a header sent with every delivery (repeatable)",
+    )
+    put.add_argument("--timeout", metavar="DURATION", help="an attempt's time limit (e.g. 30s)")
+    put.add_argument("--max-attempts", type=int, metavar="N", help="attempts before a run fails")
     put.add_argument("--python", metavar="MODULE:FUNCTION", help="target: a Python handler")
     put.add_argument("--none", action="store_true", help="target: none (the event is the action)")
     put.add_argument("--input-schema", metavar="FILE", help="JSON Schema file for run inputs")
@@ -69,16 +89,36 @@ def put_body(args: argparse.Namespace) -> dict[str, Any]:
     if args.name is not None:
         body["name"] = args.name
     if args.http:
-        body["target"] = {"type": "http", "url": args.http}
-        if args.method:
-            body["target"]["method"] = args.method
+        body["target"] = _http_target(args)
     elif args.python:
         body["target"] = {"type": "python", "handler": args.python}
     elif args.none:
         body["target"] = {"type": "none"}
     if args.input_schema:
         body["input_schema"] = read_json_file(args.input_schema)
+    if args.timeout:
+        body["timeout"] = args.timeout
+    if args.max_attempts is not None:
+        body["retry"] = {**body.get("retry", {}), "max_attempts": args.max_attempts}
     return body
+
+
+def header_pair(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` (for --header)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, not {text!r}")
+    return name.strip(), value
+
+
+def _http_target(args: argparse.Namespace) -> dict[str, Any]:
+    target: dict[str, Any] = {"type": "http", "url": args.http}
+    optional = {"method": args.method, "secret_env": args.secret_env, "body": args.body}
+    target.update({name: value for name, value in optional.items() if value})
+    headers = dict(args.header)
+    if headers:
+        target["headers"] = headers
+    return target
 
 
 def _put(client: ApiClient, args: argparse.Namespace) -> int:
