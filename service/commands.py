@@ -22,6 +22,7 @@ from service import telemetry
 from service.clock import Clock
 from service.domain import schedule as sched
 from service.domain import workflow as wf
+from service.domain.addresses import PUBLIC_ONLY, OutboundPolicy
 from service.domain.events import Event
 from service.domain.policies import ScheduleStatus
 from service.errors import (
@@ -211,8 +212,10 @@ class CommandService:
         wait_timeout_s: float = 5.0,
         idempotency_ttl_ms: int = 24 * 3600 * 1000,
         clock: Clock | None = None,
+        outbound: OutboundPolicy = PUBLIC_ONLY,
     ) -> None:
         self.clock = clock
+        self.outbound = outbound  # where workflows may point their webhooks
         self.store = store
         self.waiter = waiter
         self.wait_timeout_s = wait_timeout_s
@@ -302,7 +305,8 @@ class CommandService:
     async def put_workflow(
         self, workflow_id: str, config: wf.WorkflowConfig, ctx: RequestContext
     ) -> Outcome:
-        return await self.execute(WORKFLOWS, workflow_id, wf.PutWorkflow(workflow_id, config), ctx)
+        command = wf.PutWorkflow(workflow_id, config, self.outbound)
+        return await self.execute(WORKFLOWS, workflow_id, command, ctx)
 
     async def delete_workflow(
         self, workflow_id: str, ctx: RequestContext, users: Callable[[], Any]

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from service.domain.addresses import ALLOW_PRIVATE_VAR, ALLOWLIST_VAR, OutboundPolicy
+
 ALL_ROLES = ("api", "projector", "ticker", "worker")
 
 
@@ -30,6 +32,12 @@ class Settings:
     archive_dir: Path | None = None
     """CRONSTREAM_ARCHIVE_DIR: where ``archive`` writes when given no --to, and where readers
     of history look instead of the directory the last archive run recorded (a copy)."""
+    allow_private_targets: bool = False
+    """CRONSTREAM_ALLOW_PRIVATE_TARGETS=1: webhooks may reach loopback, private and other
+    non-public addresses (the default refuses them: see service/domain/addresses.py)."""
+    target_allowlist: tuple[str, ...] = ()
+    """CRONSTREAM_TARGET_ALLOWLIST: comma-separated CIDRs, addresses and host names that
+    webhooks may reach although they are not public."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -50,11 +58,41 @@ class Settings:
                 env, "CRONSTREAM_WORKER_CONCURRENCY", base.worker_concurrency
             ),
             reclaim_idle_ms=_positive_int(env, "CRONSTREAM_RECLAIM_IDLE_MS", base.reclaim_idle_ms),
+            allow_private_targets=_flag(env, ALLOW_PRIVATE_VAR),
+            target_allowlist=_allowlist(env),
         )
+
+    def outbound_policy(self) -> OutboundPolicy:
+        """Where webhooks may go (raises ValueError on an allowlist entry that is not one)."""
+        return OutboundPolicy.parse(self.allow_private_targets, self.target_allowlist)
 
     def with_overrides(self, **changes: object) -> Settings:
         kept = {k: v for k, v in changes.items() if v is not None}
         return replace(self, **kept)  # type: ignore[arg-type]
+
+
+def outbound_policy_from_env(env: dict[str, str] | None = None) -> OutboundPolicy:
+    """The outbound policy the environment sets, as ``serve`` reads it."""
+    env = dict(os.environ if env is None else env)
+    return OutboundPolicy.parse(_flag(env, ALLOW_PRIVATE_VAR), _allowlist(env))
+
+
+def _flag(env: dict[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name} must be 1 or 0, not {env[name]!r}")
+
+
+def _allowlist(env: dict[str, str]) -> tuple[str, ...]:
+    entries = tuple(e.strip() for e in env.get(ALLOWLIST_VAR, "").split(",") if e.strip())
+    try:
+        OutboundPolicy.parse(False, entries)
+    except ValueError as exc:
+        raise ValueError(f"{ALLOWLIST_VAR}: {exc}") from None
+    return entries
 
 
 def _positive_int(env: dict[str, str], name: str, default: int) -> int:

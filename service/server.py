@@ -149,6 +149,7 @@ def _start_loops(
             commands,
             concurrency=settings.worker_concurrency,
             idle_bound_ms=settings.reclaim_idle_ms,
+            outbound=settings.outbound_policy(),
         )
         task = asyncio.create_task(worker.run(stop), name="worker")
         stack.push_async_callback(_cancel_all, [task])

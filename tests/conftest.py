@@ -13,11 +13,22 @@ from redis.asyncio import Redis
 from service.api.app import create_app
 from service.clock import FixedClock
 from service.config import Settings
+from service.domain.addresses import ALLOW_PRIVATE_VAR
 from service.store.embedded import RedisProcess, start_redis_server
 from service.store.keys import Keyspace
 
 # 2026-01-15T12:00:00Z: a fixed "now" for tests that render next run times.
 NOW_MS = 1_768_478_400_000
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_targets_allowed() -> Iterator[None]:
+    """The suite's webhooks go to receivers on 127.0.0.1, which deliveries refuse by
+    default: the suite opts in, as an operator would, for the workers and ``serve``
+    processes it starts (they read the environment). Tests of the guard opt out."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ALLOW_PRIVATE_VAR, "1")
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +54,12 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 
 @pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
-    return Settings(redis_url=redis_url, data_dir=tmp_path / "data", partitions=1)
+    return Settings(
+        redis_url=redis_url,
+        data_dir=tmp_path / "data",
+        partitions=1,
+        allow_private_targets=True,  # local receivers: see private_targets_allowed
+    )
 
 
 @pytest.fixture

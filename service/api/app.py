@@ -60,6 +60,7 @@ def create_app(
         wait_timeout_s=settings.read_your_writes_timeout_s,
         idempotency_ttl_ms=settings.idempotency_ttl_ms,
         clock=clock,  # None: due times are judged by Redis's clock
+        outbound=settings.outbound_policy(),
     )
     app.on_shutdown.append(stream.close_streams)
     if projector:

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import jsonschema
+import yarl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from service.domain.addresses import PUBLIC_ONLY, OutboundPolicy
 from service.domain.events import Event, register
 from service.domain.types import Duration
-from service.errors import AlreadyExists, WorkflowNotFound
+from service.errors import AlreadyExists, InvalidInput, WorkflowNotFound
 
 KIND = "workflow"
 
@@ -133,6 +135,7 @@ class WorkflowState:
 class PutWorkflow:
     workflow_id: str
     config: WorkflowConfig
+    outbound: OutboundPolicy = PUBLIC_ONLY  # where the deployment lets webhooks go
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,8 @@ def decide(state: WorkflowState | None, command: WorkflowCommand) -> list[Event]
     """The events a command produces against the current state (pure)."""
     live = state is not None and not state.deleted
     match command:
-        case PutWorkflow(config=config):
+        case PutWorkflow(config=config, outbound=outbound):
+            check_target(config, outbound)
             if not live or state is None:
                 return [WorkflowCreated(workflow=config)]
             changed = changed_fields(state.config, config)
@@ -162,6 +166,25 @@ def decide(state: WorkflowState | None, command: WorkflowCommand) -> list[Event]
                 raise WorkflowNotFound(wid)
             return [WorkflowDeleted()]
     raise TypeError(f"unknown command {command!r}")
+
+
+def check_target(config: WorkflowConfig, outbound: OutboundPolicy) -> None:
+    """Refuse a webhook URL whose host is a literal address that no delivery could reach
+    under ``outbound`` (InvalidInput naming ``target.url``). A host name passes: what it
+    resolves to is checked on every delivery.
+
+    Only commands check this, not the events: a workflow defined while the policy
+    allowed its address still loads, and its deliveries are refused instead.
+    """
+    if not isinstance(config.target, HttpTarget):
+        return
+    try:
+        host = yarl.URL(config.target.url).raw_host or ""
+    except ValueError:
+        return  # yarl refuses it: the delivery fails as an invalid URL
+    refusal = outbound.check_host(host)
+    if refusal is not None:
+        raise InvalidInput.one("target.url", str(refusal))
 
 
 def evolve(state: WorkflowState | None, workflow_id: str, event: Event) -> WorkflowState | None:

@@ -13,9 +13,11 @@ import os
 
 import aiohttp
 import yarl
+from aiohttp.abc import AbstractResolver
 from opentelemetry.trace import SpanKind
 
 from service import telemetry
+from service.domain.addresses import OutboundPolicy
 from service.domain.workflow import HttpTarget as HttpTargetConfig
 from service.domain.workflow import PythonTarget as PythonTargetConfig
 from service.domain.workflow import WorkflowConfig
@@ -23,15 +25,28 @@ from service.store.keys import Keyspace
 from service.worker.breaker import CircuitBreaker, breaker_host
 from service.worker.state import InFlight
 from service.worker.targets.base import TERMINATED, AttemptResult, RunContext, Target
-from service.worker.targets.http import HttpTarget
+from service.worker.targets.http import HttpTarget, make_session
 from service.worker.targets.python import PythonTarget
 
 
 class Attempts:
-    def __init__(self, keys: Keyspace, breaker: CircuitBreaker) -> None:
+    def __init__(
+        self,
+        keys: Keyspace,
+        breaker: CircuitBreaker,
+        outbound: OutboundPolicy | None = None,
+        resolver: AbstractResolver | None = None,
+    ) -> None:
         self.keys = keys
         self.breaker = breaker
+        self.outbound = outbound  # None: as the environment says
+        self.resolver = resolver  # None: the system's
         self.session: aiohttp.ClientSession | None = None  # set while the worker runs
+
+    def open(self, limit: int) -> aiohttp.ClientSession:
+        """The HTTP targets' session, guarded by the outbound policy (close it on shutdown)."""
+        self.session = make_session(limit, self.outbound, self.resolver)
+        return self.session
 
     async def run(
         self, flight: InFlight, workflow: WorkflowConfig | None, traceparent: str | None
@@ -76,7 +91,8 @@ class Attempts:
             result = await self._traced_http(flight, target, workflow.target)
         else:
             result = await self._call(flight, target)
-        if host is not None and not result.stopped:
+        # a refused address was never called: its host is not to blame
+        if host is not None and not result.stopped and not result.refused:
             await self.breaker.record(host, result.ok)
         return result
 

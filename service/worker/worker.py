@@ -21,6 +21,7 @@ import secrets
 import socket
 import time
 
+from aiohttp.abc import AbstractResolver
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -28,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from service import telemetry
 from service.clock import Clock
 from service.commands import WORKFLOWS, CommandService
+from service.domain.addresses import OutboundPolicy
 from service.domain.timeutil import to_rfc3339
 from service.domain.workflow import WorkflowConfig
 from service.store.keys import Keyspace
@@ -40,7 +42,6 @@ from service.worker.outcome import Outcomes, activity
 from service.worker.slots import Slots
 from service.worker.state import InFlight, QueueEntry, WorkerStats
 from service.worker.targets.base import RunContext
-from service.worker.targets.http import make_session
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class Worker:
         consumer: str | None = None,
         breaker: CircuitBreaker | None = None,
         drain_timeout_s: float = 10.0,
+        outbound: OutboundPolicy | None = None,
+        resolver: AbstractResolver | None = None,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -93,7 +96,7 @@ class Worker:
         self.consumer_loop = Consumer(
             redis, keys, self.consumer, self.slots, self.maintenance, self.handle
         )
-        self.attempts = Attempts(keys, self.breaker)
+        self.attempts = Attempts(keys, self.breaker, outbound, resolver)
         self.outcomes = Outcomes(
             self.runs, commands, actor=self.actor, stats=self.stats, now_ms=self.now_ms
         )
@@ -106,7 +109,7 @@ class Worker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume every partition's queue until ``stop``; then finish what is in flight."""
-        self.attempts.session = make_session(limit=max(self.concurrency, 10))
+        session = self.attempts.open(limit=max(self.concurrency, 10))
         loops = []
         try:
             for p in range(self.keys.partitions):
@@ -125,7 +128,7 @@ class Worker:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await self.drain(self.drain_timeout_s)
-            await self.attempts.session.close()
+            await session.close()
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait (bounded) for runs in flight, then cancel the rest and wait (bounded) for

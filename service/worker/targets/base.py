@@ -70,6 +70,7 @@ class AttemptResult:
     retry_after_s: float | None = None  # from Retry-After on 429/503, <= MAX_RETRY_AFTER_S
     timed_out: bool = False  # the attempt ran out of time
     stopped: bool = False  # the attempt was cancelled or terminated before it ended
+    refused: bool = False  # the outbound policy refused the target's address: nothing was sent
 
     @classmethod
     def success(cls, status: int | None = None, body_excerpt: str | None = None) -> AttemptResult:
@@ -84,6 +85,7 @@ class AttemptResult:
         status: int | None = None,
         body_excerpt: str | None = None,
         retry_after_s: float | None = None,
+        refused: bool = False,
     ) -> AttemptResult:
         return cls(
             ok=False,
@@ -92,6 +94,7 @@ class AttemptResult:
             status=status,
             body_excerpt=body_excerpt,
             retry_after_s=retry_after_s,
+            refused=refused,
         )
 
 

@@ -24,7 +24,14 @@ Outcomes: 2xx succeeds; a 3xx is never followed and fails for good, naming the
 ``Location``; 408, 425, 429 and 5xx are retryable, with ``Retry-After`` honoured
 on 429 and 503; any other 4xx is not retryable. Timeouts and transport errors (a
 refused or reset connection, a server that hangs up or answers garbage) fail the
-attempt, retryably. At most ``EXCERPT_LIMIT`` bytes of a body are ever read.
+attempt, retryably.
+
+Outbound safety: the session connects only where the outbound policy allows
+(``guard.py``); a refused address fails the attempt for good, and nothing is sent.
+What is read is bounded: at most ``EXCERPT_LIMIT`` bytes of a body (the rest is never
+read: the connection is dropped), header lines and fields of at most 8190 bytes and
+at most 128 headers (aiohttp's parser limits, set here so they stay so), and a
+compressed body is inflated only as far as it is read.
 """
 
 from __future__ import annotations
@@ -41,8 +48,11 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp.abc import AbstractResolver
 
 from service.clock import Clock, SystemClock
+from service.config import outbound_policy_from_env
+from service.domain.addresses import OutboundPolicy
 from service.domain.workflow import HttpTarget as HttpTargetConfig
 from service.worker.targets.base import (
     CANCELLED,
@@ -53,6 +63,7 @@ from service.worker.targets.base import (
     race_cancel,
     timed_out,
 )
+from service.worker.targets.guard import GuardedResolver, refusal_of, refuse_literals
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +72,8 @@ SECRET_PREFIX = "whsec_"
 RETRYABLE_STATUSES = frozenset({408, 425, 429})
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 CONNECT_TIMEOUT_S = 10.0
+MAX_LINE_BYTES = 8190  # a response's status line or header line
+MAX_HEADERS = 128
 _PROTOCOL_HEADERS = frozenset(
     {"content-type", "webhook-id", "webhook-timestamp", "webhook-signature", "traceparent"}
 )
@@ -71,20 +84,34 @@ class SigningSecretError(ValueError):
     """A signing secret that cannot be used as a key (the message never quotes it)."""
 
 
-def make_session(limit: int = 100) -> aiohttp.ClientSession:
+def make_session(
+    limit: int = 100,
+    outbound: OutboundPolicy | None = None,
+    resolver: AbstractResolver | None = None,
+) -> aiohttp.ClientSession:
     """A client session shared by every HTTP target of a worker process.
 
     Call it inside a running event loop and close it on shutdown. The pool is
     bounded (``limit`` connections in all); cookies are never kept, so one
     workflow's target cannot set cookies that another workflow's requests carry.
+    Connections go only where ``outbound`` allows (None: as the environment says,
+    ``CRONSTREAM_ALLOW_PRIVATE_TARGETS`` and ``CRONSTREAM_TARGET_ALLOWLIST``), to the
+    addresses ``resolver`` (the system's by default) gave and the policy let through.
     """
-    connector = aiohttp.TCPConnector(limit=limit, ttl_dns_cache=60)
+    policy = outbound if outbound is not None else outbound_policy_from_env()
+    connector = aiohttp.TCPConnector(
+        limit=limit, ttl_dns_cache=60, resolver=GuardedResolver(policy, resolver)
+    )
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
         headers={"user-agent": USER_AGENT},
-        trust_env=False,
+        trust_env=False,  # no proxy from the environment: connections go where checked
         raise_for_status=False,
+        middlewares=(refuse_literals(policy),),
+        max_line_size=MAX_LINE_BYTES,
+        max_field_size=MAX_LINE_BYTES,
+        max_headers=MAX_HEADERS,
     )
 
 
@@ -256,26 +283,8 @@ class HttpTarget:
         request = asyncio.create_task(self._send(ctx, body, timeout_s))
         try:
             result = await race_cancel(ctx, request)
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            return timed_out(timeout_s)
-        except aiohttp.InvalidURL as exc:
-            return AttemptResult.failure(f"invalid URL: {exc}", retryable=False)
-        except aiohttp.ClientConnectorError as exc:
-            return AttemptResult.failure(f"cannot connect: {exc}", retryable=True)
-        except aiohttp.ServerDisconnectedError:
-            return AttemptResult.failure("server closed the connection", retryable=True)
-        except aiohttp.ClientResponseError as exc:  # the response could not be parsed
-            return AttemptResult.failure(
-                f"invalid HTTP response: {_oneline(exc.message)}", retryable=True
-            )
-        except aiohttp.ClientPayloadError as exc:
-            return AttemptResult.failure(
-                f"response body cut off: {_oneline(str(exc))}", retryable=True
-            )
-        except (aiohttp.ClientError, OSError) as exc:
-            return AttemptResult.failure(_describe(exc), retryable=True)
         except Exception as exc:  # never let one request take the worker down
-            return AttemptResult.failure(f"unexpected: {_describe(exc)}", retryable=True)
+            return failure_of(exc, timeout_s)
         return CANCELLED if result is None else result
 
     def _unsigned(self, ctx: RunContext, reason: str) -> AttemptResult:
@@ -313,6 +322,34 @@ class HttpTarget:
                 response.headers.get("retry-after"), self.clock.now_ms()
             )
             return classify(response.status, excerpt, response.headers.get("location"), retry_after)
+
+
+def failure_of(exc: Exception, timeout_s: float) -> AttemptResult:
+    """What an error of the request means for the attempt.
+
+    A refused address fails for good: the same URL resolves to the same kind of
+    address on a retry, and the cure is the operator's (the policy), not the run's.
+    """
+    refused = refusal_of(exc)
+    if refused is not None:
+        return AttemptResult.failure(str(refused), retryable=False, refused=True)
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return timed_out(timeout_s)
+    if isinstance(exc, aiohttp.InvalidURL):
+        return AttemptResult.failure(f"invalid URL: {exc}", retryable=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return AttemptResult.failure(f"cannot connect: {exc}", retryable=True)
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return AttemptResult.failure("server closed the connection", retryable=True)
+    if isinstance(exc, aiohttp.ClientResponseError):  # the response could not be parsed
+        return AttemptResult.failure(
+            f"invalid HTTP response: {_oneline(exc.message)}", retryable=True
+        )
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return AttemptResult.failure(f"response body cut off: {_oneline(str(exc))}", retryable=True)
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return AttemptResult.failure(_describe(exc), retryable=True)
+    return AttemptResult.failure(f"unexpected: {_describe(exc)}", retryable=True)
 
 
 def fire_headers(ctx: RunContext) -> dict[str, str]:

@@ -25,7 +25,7 @@ class Target:
 
 
 @asynccontextmanager
-async def local_target() -> AsyncIterator[Target]:
+async def local_target(host: str = "127.0.0.1") -> AsyncIterator[Target]:
     state = Target(url="")
 
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -64,9 +64,9 @@ async def local_target() -> AsyncIterator[Target]:
 
     app = web.Application()
     app.router.add_route("*", "/{name}", handle)
-    server = TestServer(app, host="127.0.0.1")
+    server = TestServer(app, host=host)  # a loopback address, always
     await server.start_server()
-    state.url = f"http://127.0.0.1:{server.port}"
+    state.url = f"http://{host}:{server.port}"
     try:
         yield state
     finally:
