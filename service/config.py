@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from ipaddress import ip_address
 from pathlib import Path
 
 from service.domain.addresses import ALLOW_PRIVATE_VAR, ALLOWLIST_VAR, OutboundPolicy
+from service.domain.tokens import DEFAULT_RATE, Rate
 
 ALL_ROLES = ("api", "projector", "ticker", "worker")
 
@@ -32,6 +34,15 @@ class Settings:
     archive_dir: Path | None = None
     """CRONSTREAM_ARCHIVE_DIR: where ``archive`` writes when given no --to, and where readers
     of history look instead of the directory the last archive run recorded (a copy)."""
+    auth: bool = True
+    """Every /v1 route asks for a token with its scope, and each token's rate is limited.
+    False only under ``serve --insecure-dev`` (loopback only), and in tests that say so."""
+    admin_token: str | None = field(default=None, repr=False)
+    """CRONSTREAM_ADMIN_TOKEN: an admin token whose hash serve stores on its first start."""
+    metrics_auth: bool = False
+    """CRONSTREAM_METRICS_AUTH=1: /metrics asks for a token with metrics:read too."""
+    rate_limit: Rate = DEFAULT_RATE
+    """CRONSTREAM_RATE_LIMIT (like ``100/min``): the rate of a token created without one."""
     allow_private_targets: bool = False
     """CRONSTREAM_ALLOW_PRIVATE_TARGETS=1: webhooks may reach loopback, private and other
     non-public addresses (the default refuses them: see service/domain/addresses.py)."""
@@ -60,6 +71,9 @@ class Settings:
             reclaim_idle_ms=_positive_int(env, "CRONSTREAM_RECLAIM_IDLE_MS", base.reclaim_idle_ms),
             allow_private_targets=_flag(env, ALLOW_PRIVATE_VAR),
             target_allowlist=_allowlist(env),
+            admin_token=env.get("CRONSTREAM_ADMIN_TOKEN") or None,
+            metrics_auth=_flag(env, "CRONSTREAM_METRICS_AUTH"),
+            rate_limit=_rate(env, "CRONSTREAM_RATE_LIMIT", base.rate_limit),
         )
 
     def outbound_policy(self) -> OutboundPolicy:
@@ -106,3 +120,29 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
     if value < 1:
         raise ValueError(f"{name} must be a positive integer, not {raw!r}")
     return value
+
+
+def _rate(env: dict[str, str], name: str, default: Rate) -> Rate:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return Rate.parse(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+
+
+INSECURE_HOST = (
+    "--insecure-dev serves on 127.0.0.1 only, not on {host}: "
+    "drop --insecure-dev (and use tokens) to listen elsewhere"
+)
+
+
+def is_loopback(host: str) -> bool:
+    """``host`` names this machine's loopback only: where an open API may listen."""
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

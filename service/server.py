@@ -21,15 +21,27 @@ from projections.projector import Projector
 from service import telemetry
 from service.api.app import create_app, metrics_app
 from service.commands import CommandService, ProjectionWaiter
-from service.config import Settings
+from service.config import INSECURE_HOST, Settings, is_loopback
+from service.domain.tokens import MalformedToken, Scope, check_token
 from service.store.embedded import RedisProcess, embedded_redis, release_embedded
 from service.store.eventstore import EventStore
 from service.store.features import ServerFeatures, server_features
 from service.store.keys import Keyspace
+from service.store.tokens import NewToken, TokenStore, new_token
 from service.ticker.ticker import Ticker
 from service.worker.worker import Worker
 
 log = logging.getLogger(__name__)
+
+MAKE_ONE = "make one with `cronstream token generate`"
+BOOTSTRAP_BANNER = """\
+cronstream: no API token existed, so this admin token was made. It is shown this once:
+store it now (only its hash is kept).
+
+    {token}
+
+cronstream: send it as `Authorization: Bearer <token>`, or `export CRONSTREAM_TOKEN=<token>`
+for the CLI; `cronstream token create` makes tokens with fewer scopes."""
 
 
 @dataclass
@@ -89,6 +101,7 @@ async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
 
 
 async def _serve(settings: Settings, stop: asyncio.Event) -> None:
+    refuse_open_exposure(settings)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -97,6 +110,8 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         log.info("%s", conn.features.describe())
         keys = Keyspace(settings.key_prefix, settings.partitions)
         await check_keyspace(conn.client, keys)
+        if "api" in settings.roles:
+            await _bootstrap_tokens(settings, conn.client, keys)
         async with contextlib.AsyncExitStack() as stack:
             await _start_http(settings, conn, stack)
             _start_loops(settings, conn.client, keys, stop, stack)
@@ -122,6 +137,51 @@ async def _start_http(
     if "api" in settings.roles:
         log.info("serving on http://%s:%d (redis %s)", settings.host, settings.port, conn.url)
         print(f"cronstream: serving on http://{settings.host}:{settings.port}", flush=True)
+
+
+def refuse_open_exposure(settings: Settings) -> None:
+    """An API without tokens listens on loopback only (ValueError otherwise), and says so."""
+    if settings.auth:
+        return
+    if not is_loopback(settings.host):
+        raise ValueError(INSECURE_HOST.format(host=settings.host))
+    log.warning(
+        "insecure dev mode: the API asks for no token and limits no rate; "
+        "listening on %s only. Never expose it.",
+        settings.host,
+    )
+
+
+async def _bootstrap_tokens(settings: Settings, redis: Redis, keys: Keyspace) -> None:
+    """An admin token to start with: CRONSTREAM_ADMIN_TOKEN's (its hash is stored on the
+    first start), else, while no token exists, a new one printed once on stdout."""
+    if not settings.auth:
+        return
+    tokens = TokenStore(redis, keys)
+    admin = frozenset({Scope.ADMIN})
+    if settings.admin_token is not None:
+        try:
+            token = check_token(settings.admin_token)
+        except MalformedToken as exc:
+            raise ValueError(f"CRONSTREAM_ADMIN_TOKEN: {exc} ({MAKE_ONE})") from None
+        spec = NewToken("CRONSTREAM_ADMIN_TOKEN", admin, settings.rate_limit)
+        stored = await tokens.create(token, spec)
+        if stored is not None and stored.revoked_ms is not None:
+            log.warning(
+                "CRONSTREAM_ADMIN_TOKEN (token %s) was revoked: it stays refused", stored.id
+            )
+        elif stored is not None and stored.new:
+            log.info("stored the hash of CRONSTREAM_ADMIN_TOKEN as admin token %s", stored.id)
+        return
+    token = new_token()
+    created = await tokens.create(
+        token, NewToken("bootstrap admin", admin, settings.rate_limit), first=True
+    )
+    if created is None:
+        log.info("API requests need a token: `cronstream token create` makes more")
+        return
+    print(BOOTSTRAP_BANNER.format(token=token), flush=True)
+    log.warning("created admin token %s and printed it once on stdout: store it now", created.id)
 
 
 def _start_loops(

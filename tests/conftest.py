@@ -54,10 +54,12 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
 
 @pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
+    # open (as under serve --insecure-dev): tests of tokens build their own settings
     return Settings(
         redis_url=redis_url,
         data_dir=tmp_path / "data",
         partitions=1,
+        auth=False,
         allow_private_targets=True,  # local receivers: see private_targets_allowed
     )
 

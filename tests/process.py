@@ -61,6 +61,7 @@ class Service:
         data_dir: Path,
         redis_url: str | None = None,
         roles: str | None = None,
+        insecure_dev: bool = True,
         **extra_env: str,
     ) -> None:
         self.port = free_port()
@@ -82,6 +83,8 @@ class Service:
                 "--data-dir",
                 str(data_dir),
                 *(["--roles", roles] if roles else []),
+                # open unless a test is about tokens (insecure_dev=False)
+                *(["--insecure-dev"] if insecure_dev else []),
             ],
             env=env(**extra),
             stdout=self._log_handle,

@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from redis.asyncio import Redis
 
 from projections.projector import Projector
@@ -14,6 +15,7 @@ from projections.read import ViewReader
 
 # Importing the endpoint modules registers their routes.
 from service.api import (  # noqa: F401
+    auth,
     docs,
     events,
     fires,
@@ -34,6 +36,7 @@ from service.config import Settings
 from service.store.archive_reader import ArchivedHistory
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
+from service.store.tokens import TokenStore
 
 
 def create_app(
@@ -42,9 +45,9 @@ def create_app(
     """The API over ``redis``; with ``projector`` it also runs the projector loops."""
     keys = Keyspace(settings.key_prefix, settings.partitions)
     app = web.Application(
-        middlewares=[observability.observe, problem_middleware],
-        client_max_size=settings.max_body_bytes,
+        middlewares=_middlewares(settings), client_max_size=settings.max_body_bytes
     )
+    _setup_auth(app, settings, redis, keys, clock)
     # trimmed history comes from the archive each partition's record names, or from
     # CRONSTREAM_ARCHIVE_DIR when set (a copy elsewhere)
     store = EventStore(redis, keys, archive=ArchivedHistory(redis, keys, settings.archive_dir))
@@ -71,13 +74,39 @@ def create_app(
 
 def metrics_app(settings: Settings, redis: Redis) -> web.Application:
     """/healthz and /metrics only, for processes that run no API (ticker, worker roles)."""
-    app = web.Application(middlewares=[problem_middleware])
+    keys = Keyspace(settings.key_prefix, settings.partitions)
+    guarded = settings.auth and settings.metrics_auth
+    middlewares: list[Middleware] = [problem_middleware]
+    if guarded:
+        middlewares.append(auth.authenticate)
+    app = web.Application(middlewares=middlewares)
+    if guarded:
+        _setup_auth(app, settings, redis, keys, None)
     app[SETTINGS] = settings
     app[REDIS] = redis
-    app[KEYS] = Keyspace(settings.key_prefix, settings.partitions)
+    app[KEYS] = keys
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/metrics", observability.metrics)
     return app
+
+
+def _middlewares(settings: Settings) -> list[Middleware]:
+    """Problems outside authentication, so a store outage while admitting is a 503 too."""
+    chain: list[Middleware] = [observability.observe, problem_middleware]
+    if settings.auth:
+        chain.append(auth.authenticate)
+    return chain
+
+
+def _setup_auth(
+    app: web.Application, settings: Settings, redis: Redis, keys: Keyspace, clock: Clock | None
+) -> None:
+    if not settings.auth:
+        return
+    app[auth.TOKENS] = TokenStore(redis, keys)
+    if clock is not None:
+        app[auth.AUTH_CLOCK] = clock
+    app.on_response_prepare.append(auth.rate_headers)
 
 
 async def _projectors(app: web.Application) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ from pydantic_core import core_schema
 from service.api.context import KEYS, json_response
 from service.api.models import Problem
 from service.api.routing import JSON, MERGE_PATCH, ROUTES, Param, Reply, Route, route
+from service.domain.tokens import Scope
 
 REF = "#/components/schemas/{model}"
 PROBLEM_TYPE = "application/problem+json"
@@ -22,11 +23,14 @@ Mode = Literal["validation", "serialization"]
 Keyed = dict[Any, dict[str, Any]]  # (model, mode) -> its JSON schema
 
 PROBLEMS = {
+    401: "No valid bearer token: missing, malformed, unknown, revoked or expired",
+    403: "The token lacks the scope this operation needs",
     404: "Not found: no such schedule, workflow or run",
     409: "Conflict with the resource's state (exists, in use, already finished)",
     412: "Precondition failed: If-Match names a version that is no longer current",
     413: "The body is larger than the server accepts",
     422: "Invalid input: `errors` names each field (body member, parameter or header)",
+    429: "The token's rate limit is spent: retry after Retry-After seconds",
     503: "The event store or the recorded archive cannot be read; retry later",
 }
 HEADERS = {
@@ -34,6 +38,23 @@ HEADERS = {
     "Location": "Where the created resource is read",
     "Idempotent-Replayed": "true when this is the stored answer to an earlier request",
     "Replayed-Through": "The log position the resource was rebuilt through",
+    "WWW-Authenticate": "The bearer challenge (RFC 6750): why the token was refused",
+    "Retry-After": "Seconds until the token may send another request",
+    "RateLimit-Limit": "Requests the token's bucket holds (its rate per window)",
+    "RateLimit-Remaining": "Requests left in the token's bucket",
+    "RateLimit-Reset": "Seconds until the token's bucket is full again",
+}
+RATE_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
+GUARDS = {401: ("WWW-Authenticate",), 403: ("WWW-Authenticate",), 429: ("Retry-After",)}
+"""The answers of the token check, before any handler, with the headers each carries."""
+SECURITY_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "A cronstream token (`cs_...`, from `cronstream token create` or the one "
+    "`serve` prints on its first start). Each operation names the scope it needs; `admin` "
+    "grants every scope. Every answer to a request with a valid token carries RateLimit-Limit, "
+    "RateLimit-Remaining and RateLimit-Reset. /metrics needs metrics:read only when the "
+    "server runs with CRONSTREAM_METRICS_AUTH=1.",
 }
 
 
@@ -83,13 +104,32 @@ def _reply(reply: Reply, keyed: Keyed) -> dict[str, Any]:
     return out
 
 
+def _headers(names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: {"description": HEADERS[name], "schema": {"type": "string"}} for name in names}
+
+
 def _responses(r: Route, keyed: Keyed) -> dict[str, Any]:
     responses = {str(reply.status): _reply(reply, keyed) for reply in r.replies}
     problem = {PROBLEM_TYPE: {"schema": keyed[(Problem, "serialization")]}}
-    for status in r.problems:
+    guards = GUARDS if r.scope is not None else {}
+    for status in sorted({*r.problems, *guards}):
         answer = responses.setdefault(str(status), {"description": PROBLEMS[status]})
         answer["content"] = {**answer.get("content", {}), **problem}
+    if r.scope is not None:
+        for code, answer in responses.items():
+            # a 401 comes before any token is known, so it has no rate to tell
+            rate = RATE_HEADERS if code != "401" else ()
+            extra = _headers((*GUARDS.get(int(code), ()), *rate))
+            answer["headers"] = {**answer.get("headers", {}), **extra}
     return dict(sorted(responses.items()))
+
+
+def _security(r: Route) -> list[dict[str, list[str]]]:
+    """Who may call ``r``: anyone ([]), a token with its scope, or either (/metrics)."""
+    if r.scope is None:
+        return []
+    needed = [{"bearer": [str(r.scope)]}]
+    return [{}, *needed] if r.scope is Scope.METRICS_READ else needed
 
 
 def _operation(r: Route, keyed: Keyed, defs: dict[str, Any], partitions: int) -> dict[str, Any]:
@@ -100,6 +140,7 @@ def _operation(r: Route, keyed: Keyed, defs: dict[str, Any], partitions: int) ->
         "operationId": r.handler.__name__,
         "parameters": [_param(p, partitions) for p in r.params],
         "responses": _responses(r, keyed),
+        "security": _security(r),
     }
     if r.body is not None:
         schema = keyed[(r.body, "validation")]
@@ -165,10 +206,12 @@ def _document(partitions: int) -> dict[str, Any]:
             "title": "cronstream",
             "version": "1",
             "description": "Schedules for workflows. Errors are RFC 9457 problems "
-            "(application/problem+json); a method a path does not have answers 405 with Allow.",
+            "(application/problem+json); a method a path does not have answers 405 with Allow. "
+            "Every /v1 operation needs a bearer token with the scope it names (401 without a "
+            "valid token, 403 without the scope, 429 when the token's rate is spent).",
         },
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": {"bearer": SECURITY_SCHEME}},
     }
 
 
@@ -185,6 +228,7 @@ DOCS_PAGE = resources.files("service.api").joinpath("docs.html").read_text(encod
     "/openapi.json",
     summary="This API's OpenAPI 3.1 document",
     tag="docs",
+    scope=None,
     replies=(Reply(200, "The document"),),
 )
 async def openapi(request: web.Request) -> web.StreamResponse:
@@ -196,6 +240,7 @@ async def openapi(request: web.Request) -> web.StreamResponse:
     "/docs",
     summary="A page to read the API and try requests",
     tag="docs",
+    scope=None,
     replies=(Reply(200, "The page", media_type="text/html"),),
 )
 async def docs(_request: web.Request) -> web.StreamResponse:

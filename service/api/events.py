@@ -9,6 +9,7 @@ from service.api.context import KEYS, STORE, json_response, query_int, query_tex
 from service.api.models import FeedPage
 from service.api.params import A_FEED_POSITION, feed_cursor, feed_cursor_pattern, limit
 from service.api.routing import Reply, route
+from service.domain.tokens import Scope
 from service.errors import InvalidInput
 from service.store.feed import read_feed
 
@@ -18,6 +19,7 @@ from service.store.feed import read_feed
     "/v1/events",
     summary="The event feed, after a cursor",
     tag="events",
+    scope=Scope.EVENTS_READ,
     replies=(Reply(200, "Events after the cursor, in log order", FeedPage),),
     problems=(422, 503),
     params=(

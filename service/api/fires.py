@@ -32,6 +32,7 @@ from service.domain.fire import (
 )
 from service.domain.policies import OverlapPolicy
 from service.domain.timeutil import parse_instant
+from service.domain.tokens import Scope
 from service.domain.types import Instant
 from service.domain.workflow import WorkflowConfig
 from service.errors import IdempotencyKeyReused, InvalidInput, ScheduleNotFound
@@ -97,6 +98,7 @@ async def _workflow(request: web.Request, workflow_id: str) -> WorkflowConfig:
     "/v1/schedules/{id}/trigger",
     summary="Run a schedule's workflow now",
     tag=TAG,
+    scope=Scope.SCHEDULES_WRITE,
     body=TriggerBody,
     body_required=False,
     replies=(
@@ -160,6 +162,7 @@ async def trigger(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}/backfill",
     summary="Run every nominal time in a range",
     tag=TAG,
+    scope=Scope.SCHEDULES_WRITE,
     body=BackfillBody,
     replies=(Reply(200, "What the backfill did with each nominal time", BackfillResult),),
     problems=(404, 413, 422, 503),
@@ -213,6 +216,7 @@ async def backfill(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}/fires",
     summary="The outcome of every nominal time in a range",
     tag=TAG,
+    scope=Scope.SCHEDULES_READ,
     replies=(Reply(200, "Each nominal time in the range and what became of it", FiresPage),),
     problems=(404, 422, 503),
     params=(

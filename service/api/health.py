@@ -20,6 +20,7 @@ LAG_COUNT_BOUND = 1000
     "/healthz",
     summary="The process is up",
     tag="health",
+    scope=None,
     replies=(Reply(200, "Up", Health),),
 )
 async def healthz(_request: web.Request) -> web.StreamResponse:
@@ -31,6 +32,7 @@ async def healthz(_request: web.Request) -> web.StreamResponse:
     "/readyz",
     summary="Redis answers and the views are caught up",
     tag="health",
+    scope=None,
     replies=(
         Reply(200, "Ready", Health),
         Reply(503, "Not ready: Redis does not answer, or the views lag", Health),

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from service import telemetry
 from service.api.context import KEYS, REDIS
 from service.api.routing import Reply, route
+from service.domain.tokens import Scope
 from service.store.boundary import translate_redis_errors
 from service.store.eventstore import as_text, parse_position
 from service.store.runs import GROUP
@@ -64,6 +65,7 @@ async def observe(request: web.Request, handler: Any) -> web.StreamResponse:
     "/metrics",
     summary="Prometheus metrics (text format)",
     tag="health",
+    scope=Scope.METRICS_READ,
     replies=(Reply(200, "The metrics", media_type="text/plain"),),
     problems=(503,),
 )

@@ -3,6 +3,8 @@
 A route says every answer it gives: its success replies (``Reply``: status, body model,
 media type, headers) and the problem statuses it can answer (RFC 9457 bodies), so
 /openapi.json documents what the handler does, and the contract tests hold it to that.
+It also says the scope a token needs to call it (``scope``; None: open to anyone, which
+only the health, metrics and documentation routes outside /v1 may be).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
+
+from service.domain.tokens import Scope
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -56,11 +60,13 @@ class Route:
     replies: tuple[Reply, ...]
     problems: tuple[int, ...]
     params: tuple[Param, ...]
+    scope: Scope | None
     body_types: tuple[str, ...] = (JSON,)
     body_required: bool = True
 
 
 ROUTES: list[Route] = []
+_BY_HANDLER: dict[Handler, Route] = {}
 
 
 def route(
@@ -69,6 +75,7 @@ def route(
     *,
     summary: str,
     tag: str,
+    scope: Scope | None,
     replies: tuple[Reply, ...],
     problems: tuple[int, ...] = (),
     body: type[BaseModel] | None = None,
@@ -77,21 +84,22 @@ def route(
     params: tuple[Param, ...] = (),
 ) -> Callable[[Handler], Handler]:
     def add(handler: Handler) -> Handler:
-        ROUTES.append(
-            Route(
-                method,
-                path,
-                handler,
-                summary,
-                tag,
-                body,
-                replies,
-                problems,
-                params,
-                body_types,
-                body_required,
-            )
+        entry = Route(
+            method,
+            path,
+            handler,
+            summary,
+            tag,
+            body,
+            replies,
+            problems,
+            params,
+            scope,
+            body_types,
+            body_required,
         )
+        ROUTES.append(entry)
+        _BY_HANDLER[handler] = entry
         return handler
 
     return add
@@ -100,3 +108,8 @@ def route(
 def setup_routes(app: web.Application) -> None:
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
+
+
+def route_of(handler: Handler) -> Route | None:
+    """The route a matched request's handler serves (None: the request matched none)."""
+    return _BY_HANDLER.get(handler)

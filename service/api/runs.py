@@ -41,6 +41,7 @@ from service.commands import WORKFLOWS, validate_input
 from service.domain.ids import ID_PATTERN, is_valid_id, new_id
 from service.domain.runs import RunStatus
 from service.domain.timeutil import to_rfc3339
+from service.domain.tokens import Scope
 from service.errors import Conflict, IdempotencyKeyReused, NotFound, WorkflowNotFound
 from service.store.runs import RunStore
 from service.worker.breaker import CircuitBreaker
@@ -180,6 +181,7 @@ PAGE = (Reply(200, "A page of runs, newest first", RunPage),)
     "/v1/runs",
     summary="Runs, newest first",
     tag=TAG,
+    scope=Scope.RUNS_READ,
     replies=PAGE,
     problems=(422, 503),
     params=(
@@ -197,6 +199,7 @@ async def list_runs(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}/runs",
     summary="A schedule's runs, newest first",
     tag=TAG,
+    scope=Scope.RUNS_READ,
     replies=PAGE,
     problems=(404, 422, 503),
     params=(SCHEDULE_ID, id_filter("workflow_id", "Only this workflow's runs"), *LIST_PARAMS),
@@ -217,6 +220,7 @@ def _run_id(request: web.Request) -> str:
     "/v1/runs/{id}",
     summary="A run with every attempt",
     tag=TAG,
+    scope=Scope.RUNS_READ,
     replies=(Reply(200, "The run", RunView),),
     problems=(404, 503),
     params=(RUN_ID,),
@@ -234,6 +238,7 @@ async def get_run(request: web.Request) -> web.StreamResponse:
     "/v1/runs/{id}/cancel",
     summary="Cancel a run (terminate: stop it at once)",
     tag=TAG,
+    scope=Scope.RUNS_WRITE,
     body=CancelBody,
     body_required=False,
     replies=(Reply(202, "The cancel is recorded", RunChange),),
@@ -268,6 +273,7 @@ async def cancel_run(request: web.Request) -> web.StreamResponse:
     "/v1/runs/{id}/retry",
     summary="Queue a dead-lettered or failed run again",
     tag=TAG,
+    scope=Scope.RUNS_WRITE,
     replies=(Reply(202, "The run is queued again", RunChange),),
     problems=(404, 409, 422, 503),
     params=(RUN_ID, ACTOR),
@@ -293,6 +299,7 @@ async def retry_run(request: web.Request) -> web.StreamResponse:
     "/v1/workflows/{id}/runs",
     summary="Run a workflow now",
     tag=TAG,
+    scope=Scope.RUNS_WRITE,
     body=RunNowBody,
     body_required=False,
     replies=(
@@ -348,6 +355,7 @@ async def run_workflow(request: web.Request) -> web.StreamResponse:
     "/v1/breakers",
     summary="Circuit breakers of target hosts",
     tag=TAG,
+    scope=Scope.RUNS_READ,
     replies=(Reply(200, "Every host's breaker", BreakerPage),),
     problems=(503,),
 )

@@ -58,6 +58,7 @@ from service.domain.policies import ScheduleStatus
 from service.domain.schedule import TAG_PATTERN
 from service.domain.spec import SpecPreview, preview
 from service.domain.timeutil import parse_instant
+from service.domain.tokens import Scope
 from service.errors import IdempotencyKeyReused, InvalidInput, ScheduleNotFound
 from service.store.eventstore import StoredEvent
 
@@ -123,6 +124,7 @@ async def _replayed(request: web.Request, sid: str, ctx: RequestContext) -> web.
     "/v1/schedules",
     summary="Create a schedule",
     tag=TAG,
+    scope=Scope.SCHEDULES_WRITE,
     body=ScheduleCreate,
     replies=(
         Reply(201, "Created", ScheduleView, ("ETag", "Location", "Idempotent-Replayed")),
@@ -161,6 +163,7 @@ async def create_schedule(request: web.Request) -> web.StreamResponse:
     "/v1/schedules",
     summary="List schedules",
     tag=TAG,
+    scope=Scope.SCHEDULES_READ,
     replies=(Reply(200, "A page of schedules, in id order", SchedulePage),),
     problems=(422, 503),
     params=(
@@ -192,6 +195,7 @@ async def list_schedules(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}",
     summary="Read a schedule (now, or as it stood at an instant or log position)",
     tag=TAG,
+    scope=Scope.SCHEDULES_READ,
     replies=(Reply(200, "The schedule", ScheduleView, ("ETag", "Replayed-Through")),),
     problems=(404, 422, 503),
     params=(
@@ -238,6 +242,7 @@ async def get_schedule(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}",
     summary="Change a schedule (JSON merge patch, RFC 7396)",
     tag=TAG,
+    scope=Scope.SCHEDULES_WRITE,
     body=sched.ScheduleConfig,
     body_types=(MERGE_PATCH, JSON),
     replies=CHANGED,
@@ -299,6 +304,7 @@ async def _note_command(
     "/v1/schedules/{id}/pause",
     summary="Pause a schedule",
     tag=TAG,
+    scope=Scope.SCHEDULES_WRITE,
     body=NoteBody,
     body_required=False,
     replies=CHANGED,
@@ -314,6 +320,7 @@ async def pause_schedule(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}/resume",
     summary="Resume a paused schedule",
     tag=TAG,
+    scope=Scope.SCHEDULES_WRITE,
     body=NoteBody,
     body_required=False,
     replies=CHANGED,
@@ -329,6 +336,7 @@ async def resume_schedule(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}",
     summary="Delete a schedule",
     tag=TAG,
+    scope=Scope.SCHEDULES_WRITE,
     replies=(Reply(204, "Deleted", media_type=None),),
     problems=(404, 412, 422, 503),
     params=(ID_PARAM, IF_MATCH, ACTOR),
@@ -345,6 +353,7 @@ async def delete_schedule(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}/history",
     summary="A schedule's events, oldest first, with what changed and outcomes",
     tag=TAG,
+    scope=Scope.SCHEDULES_READ,
     replies=(Reply(200, "A page of the schedule's events", AuditPage),),
     problems=(404, 422, 503),
     params=(
@@ -387,6 +396,7 @@ async def schedule_history(request: web.Request) -> web.StreamResponse:
     "/v1/schedules/{id}/next-runs",
     summary="The schedule's next fire times",
     tag=TAG,
+    scope=Scope.SCHEDULES_READ,
     replies=(Reply(200, "The next times, and the times excluded on the way", SpecPreview),),
     problems=(404, 422, 503),
     params=(

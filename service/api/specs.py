@@ -7,6 +7,7 @@ from aiohttp import web
 from service.api.context import CLOCK, json_response, read_model
 from service.api.routing import Reply, route
 from service.domain.spec import PreviewRequest, SpecPreview, preview
+from service.domain.tokens import Scope
 
 
 @route(
@@ -14,6 +15,7 @@ from service.domain.spec import PreviewRequest, SpecPreview, preview
     "/v1/specs/preview",
     summary="Preview a spec's next times and exclusions",
     tag="specs",
+    scope=Scope.SCHEDULES_READ,
     body=PreviewRequest,
     replies=(Reply(200, "The next times, and the times excluded on the way", SpecPreview),),
     problems=(413, 422),

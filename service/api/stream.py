@@ -47,6 +47,7 @@ from service.api.models import StreamEvent
 from service.api.params import A_FEED_POSITION, AN_ID, feed_cursor, feed_cursor_pattern, id_filter
 from service.api.routing import Param, Reply, route
 from service.domain.ids import ID_PATTERN
+from service.domain.tokens import Scope
 from service.errors import InvalidInput
 from service.store.eventstore import ArchivedEvents, StoredEvent, decode_entry, parse_position
 from service.store.feed import format_cursor, parse_cursor
@@ -175,6 +176,7 @@ def _gone(request: web.Request) -> bool:
     "/v1/events/stream",
     summary="The event feed as Server-Sent Events (text/event-stream)",
     tag="events",
+    scope=Scope.EVENTS_READ,
     replies=(
         Reply(
             200,

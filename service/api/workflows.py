@@ -20,6 +20,7 @@ from service.api.models import WorkflowPage, WorkflowPut, WorkflowView
 from service.api.params import ACTOR, AN_ID, ID_CURSOR, IF_MATCH, limit, path_id
 from service.api.routing import Reply, route
 from service.domain.ids import ID_PATTERN, is_valid_id
+from service.domain.tokens import Scope
 from service.domain.workflow import WorkflowConfig
 from service.errors import InvalidInput, WorkflowNotFound
 
@@ -43,6 +44,7 @@ def workflow_id(request: web.Request, *, for_write: bool = False) -> str:
     "/v1/workflows/{id}",
     summary="Define or replace a workflow",
     tag=TAG,
+    scope=Scope.WORKFLOWS_WRITE,
     body=WorkflowPut,
     replies=(
         Reply(200, "Replaced (or unchanged)", WorkflowView, ("ETag",)),
@@ -71,6 +73,7 @@ async def put_workflow(request: web.Request) -> web.StreamResponse:
     "/v1/workflows/{id}",
     summary="Read a workflow",
     tag=TAG,
+    scope=Scope.WORKFLOWS_READ,
     replies=(Reply(200, "The workflow", WorkflowView, ("ETag",)),),
     problems=(404, 503),
     params=(ID_PARAM,),
@@ -88,6 +91,7 @@ async def get_workflow(request: web.Request) -> web.StreamResponse:
     "/v1/workflows",
     summary="List workflows",
     tag=TAG,
+    scope=Scope.WORKFLOWS_READ,
     replies=(Reply(200, "A page of workflows, in id order", WorkflowPage),),
     problems=(422, 503),
     params=(limit(50, 500), ID_CURSOR),
@@ -105,6 +109,7 @@ async def list_workflows(request: web.Request) -> web.StreamResponse:
     "/v1/workflows/{id}",
     summary="Delete a workflow no schedule uses",
     tag=TAG,
+    scope=Scope.WORKFLOWS_WRITE,
     replies=(Reply(204, "Deleted", media_type=None),),
     problems=(404, 409, 412, 422, 503),
     params=(ID_PARAM, IF_MATCH, ACTOR),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 import urllib.error
 import urllib.parse
@@ -15,6 +16,7 @@ from typing import IO, Any
 import orjson
 
 TIMEOUT_S = 30.0
+TOKEN_ENV = "CRONSTREAM_TOKEN"
 
 
 class ApiError(Exception):
@@ -33,10 +35,15 @@ class Reply:
 
 
 class ApiClient:
-    def __init__(self, base_url: str, timeout_s: float = TIMEOUT_S) -> None:
+    """Sends ``token`` (default: $CRONSTREAM_TOKEN, when set) as a bearer token."""
+
+    def __init__(
+        self, base_url: str, timeout_s: float = TIMEOUT_S, token: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.actor = f"cli:{_user()}@{socket.gethostname()}"
+        self.token = token if token is not None else os.environ.get(TOKEN_ENV, "").strip()
 
     def request(
         self,
@@ -85,6 +92,8 @@ class ApiClient:
         data = orjson.dumps(body) if body is not None else None
         request = urllib.request.Request(url, data=data, method=method)
         request.add_header("X-Actor", self.actor)
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             request.add_header("Content-Type", "application/json")
         for name, value in (headers or {}).items():

@@ -19,6 +19,7 @@ from service.cli import (
     schedule_cmd,
     serve_cmd,
     spec_cmd,
+    token_cmd,
     workflow_cmd,
 )
 from service.cli.client import ApiError
@@ -27,10 +28,17 @@ from service.errors import CronstreamError
 DESCRIPTION = """\
 Event-sourced scheduling of workflows on Redis Streams.
 
-serve, projections, migrate, audit, replay, verify, archive and restore talk to
-Redis; workflow, schedule, runs and events are clients of the HTTP API at
-$CRONSTREAM_URL (default http://127.0.0.1:8080); spec works offline.
+serve, projections, migrate, audit, replay, verify, archive, restore and token talk
+to Redis; workflow, schedule, runs and events are clients of the HTTP API at
+$CRONSTREAM_URL (default http://127.0.0.1:8080), sending $CRONSTREAM_TOKEN as a
+bearer token when set; spec works offline.
 Run `cronstream COMMAND --help` for a command's options."""
+
+
+TOKEN_HINT = (
+    "set CRONSTREAM_TOKEN to a token with the scope this needs "
+    "(`cronstream token create` makes one)"
+)
 
 
 def version() -> str:
@@ -60,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cmd.add_parsers(sub)
     migrate_cmd.add_parsers(sub)
     archive_cmd.add_parsers(sub)
+    token_cmd.add_parsers(sub)
     return parser
 
 
@@ -105,6 +114,8 @@ def print_api_error(exc: ApiError, field_flags: dict[str, str], err: TextIO) -> 
     errors = [e for e in exc.body.get("errors") or [] if isinstance(e, dict)]
     if not errors:
         err.write(f"cronstream: {exc}\n")
+        if exc.status == 401:
+            err.write(f"  {TOKEN_HINT}\n")
         return
     err.write(f"cronstream: {exc.status}: {exc.body.get('title') or 'invalid request'}\n")
     for error in errors:

@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from service.cli.common import add_data_dir, settings
-from service.config import ALL_ROLES
+from service.config import ALL_ROLES, INSECURE_HOST, is_loopback
 
 if TYPE_CHECKING:
     from service.cli.common import Subparsers
@@ -22,6 +22,12 @@ def add_parsers(sub: Subparsers) -> None:
         help=f"comma-separated roles (default: all of {','.join(ALL_ROLES)})",
     )
     serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument(
+        "--insecure-dev",
+        action="store_true",
+        help="no tokens and no rate limits, to try cronstream on this machine: "
+        "listens on 127.0.0.1 only (the default asks for a token on every /v1 request)",
+    )
     serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
     add_data_dir(serve)
     serve.add_argument("--log-level", default="INFO")
@@ -47,5 +53,10 @@ def run_serve(args: argparse.Namespace) -> int:
     config = settings(args).with_overrides(
         host=args.host, port=args.port, roles=roles, metrics_port_given=args.port is not None
     )
+    if args.insecure_dev:
+        config = config.with_overrides(auth=False)
+        if not is_loopback(config.host):
+            print(f"cronstream: {INSECURE_HOST.format(host=config.host)}", file=sys.stderr)
+            return 2
     asyncio.run(serve(config))
     return 0

@@ -117,6 +117,15 @@ class Keyspace:
     def breaker_hosts(self) -> str:
         return f"{self.prefix}:{{breaker}}:hosts"
 
+    # API tokens: one hash per token id (never the token, only its SHA-256) and the
+    # listing of ids, under one hash tag so tokens.lua can keep both in step
+    def token(self, token_id: str) -> str:
+        return f"{self.prefix}:{{auth}}:token:{token_id}"
+
+    @property
+    def tokens(self) -> str:
+        return f"{self.prefix}:{{auth}}:tokens"
+
     # read side
     def checkpoint(self, p: int, projection: str = PROJECTION_VIEWS) -> str:
         return f"{self._p(p)}:proj:{projection}"

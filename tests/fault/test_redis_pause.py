@@ -52,7 +52,9 @@ def own_redis(tmp_path: Path) -> Iterator[RedisProcess]:
 async def test_runs_start_once_through_a_redis_pause(
     own_redis: RedisProcess, tmp_path: Path
 ) -> None:
-    settings = Settings(redis_url=own_redis.url, data_dir=tmp_path / "data", partitions=1)
+    settings = Settings(
+        redis_url=own_redis.url, data_dir=tmp_path / "data", partitions=1, auth=False
+    )
     keys = Keyspace(settings.key_prefix, settings.partitions)
     direct = Redis.from_url(own_redis.url, socket_timeout=10)
     api = TestClient(TestServer(create_app(settings, direct), host="127.0.0.1"))

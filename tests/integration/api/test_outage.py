@@ -92,7 +92,9 @@ async def unreachable() -> AsyncIterator[Redis]:
 
 @pytest.fixture
 async def outage_api(unreachable: Redis, tmp_path: Path) -> AsyncIterator[TestClient]:
-    settings = Settings(redis_url="redis://127.0.0.1:1/0", data_dir=tmp_path, partitions=1)
+    settings = Settings(
+        redis_url="redis://127.0.0.1:1/0", data_dir=tmp_path, partitions=1, auth=False
+    )
     app = create_app(settings, unreachable, projector=False)
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
         yield client

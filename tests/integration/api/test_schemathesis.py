@@ -1,5 +1,6 @@
 """Schemathesis over every operation of the served /openapi.json, against the app on
-127.0.0.1 with a real Redis: the API answers what its document says.
+127.0.0.1 with a real Redis, asking for tokens as served (schemathesis sends a valid
+admin token through the document's bearer scheme): the API answers what its document says.
 
 Each operation gets schema-valid (positive) and schema-violating (negative) requests,
 and every answer must pass schemathesis' status-code, content-type and response-schema
@@ -14,22 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import os
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import hypothesis
+import pytest
 import redis as sync_redis
 import requests
 import schemathesis
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, Phase, given, settings
+from redis.asyncio import Redis
 from schemathesis import GenerationMode
 from schemathesis.config import SchemathesisConfig
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi import checks
 
+from service.api.app import create_app
 from service.api.context import KEYS
+from service.clock import FixedClock
+from service.config import Settings
+from service.domain.tokens import Scope
 from tests.integration.api.helpers import SPEC, put_workflow
+from tests.tokens import bearer, make_token
 
 EXAMPLES = int(os.environ.get("CRONSTREAM_FUZZ_EXAMPLES", "10"))
 CHECKS = [
@@ -69,6 +78,7 @@ class Fuzz:
     base_url: str
     redis_url: str
     logs: list[str]
+    token: str
     failures: list[str] = field(default_factory=list)
     requests: int = 0
 
@@ -161,7 +171,11 @@ def _run(fuzz: Fuzz, operation: Any, mode: GenerationMode, **fixed: Any) -> None
 def fuzz_all(fuzz: Fuzz) -> None:
     doc = fuzz.session.get(fuzz.base_url + "/openapi.json").json()
     config = SchemathesisConfig.from_dict(
-        {"checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED}}}
+        {
+            "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED}},
+            # the document's bearer scheme, filled with a valid admin token
+            "auth": {"openapi": {"bearer": {"bearer": fuzz.token}}},
+        }
     )
     schema = schemathesis.openapi.from_dict(doc, config=config)
     known = {"/v1/schedules/": "nightly", "/v1/workflows/": "scan"}
@@ -175,7 +189,21 @@ def fuzz_all(fuzz: Fuzz) -> None:
             _run(fuzz, operation, GenerationMode.POSITIVE, path_parameters={"id": known[prefix]})
 
 
-async def test_the_api_answers_what_its_document_says(api: TestClient, redis_url: str) -> None:
+@pytest.fixture
+async def secured(
+    redis: Redis, settings: Settings, clock: FixedClock
+) -> AsyncIterator[tuple[TestClient, str]]:
+    """The API asking for tokens, and an admin token whose rate no fuzzing run reaches."""
+    app = create_app(replace(settings, auth=True), redis, clock=clock)
+    token = await make_token(redis, Scope.ADMIN, now_ms=clock.now_ms())
+    async with TestClient(TestServer(app, host="127.0.0.1"), headers=bearer(token)) as client:
+        yield client, token
+
+
+async def test_the_api_answers_what_its_document_says(
+    secured: tuple[TestClient, str], redis_url: str
+) -> None:
+    api, token = secured
     await put_workflow(api)
     created = await api.post(
         "/v1/schedules", json={"id": "nightly", "workflow_id": "scan", "spec": SPEC}
@@ -189,6 +217,7 @@ async def test_the_api_answers_what_its_document_says(api: TestClient, redis_url
         str(api.make_url("")).rstrip("/"),
         redis_url,
         [keys.log(p) for p in range(keys.partitions)],
+        token,
     )
     try:
         await asyncio.to_thread(fuzz_all, fuzz)

@@ -218,7 +218,9 @@ async def test_streams_end_when_the_app_shuts_down(app_with_shutdown: TestClient
 async def test_several_partitions_resume_with_a_cursor(
     redis: Redis, settings: Settings, clock: FixedClock
 ) -> None:
-    settings = Settings(redis_url=settings.redis_url, data_dir=settings.data_dir, partitions=3)
+    settings = Settings(
+        redis_url=settings.redis_url, data_dir=settings.data_dir, partitions=3, auth=False
+    )
     app = create_app(settings, redis, clock=clock)
     client = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()

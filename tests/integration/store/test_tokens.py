@@ -1,0 +1,128 @@
+"""tokens.lua against a real redis-server: create, admit (the shared bucket), revoke, list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+
+from service.domain.tokens import Rate, Scope, TokenStatus, token_hash, token_id
+from service.store.keys import Keyspace
+from service.store.tokens import Admission, NewToken, TokenStore, new_token
+
+KEYS = Keyspace()
+T0 = 1_768_478_400_000
+READER = NewToken("reader", frozenset({Scope.RUNS_READ}), Rate(3, 60_000))
+
+
+async def everything_stored(redis: Redis) -> bytes:
+    """Every key and value in Redis (tokens make hashes and a sorted set only)."""
+    out = b""
+    async for key in redis.scan_iter(count=1000):
+        hashed = await redis.type(key) == b"hash"
+        value = await redis.hgetall(key) if hashed else await redis.zrange(key, 0, -1)
+        out += key + repr(value).encode()
+    return out
+
+
+async def test_only_the_hash_is_stored_under_the_id(redis: Redis) -> None:
+    store = TokenStore(redis, KEYS)
+    token = new_token()
+    created = await store.create(token, READER, now_ms=T0)
+    assert created is not None and created.new
+    assert created.id == token_id(token_hash(token)) and created.expires_ms is None
+    record = await redis.hgetall(KEYS.token(created.id))
+    assert record[b"hash"] == token_hash(token).encode()
+    assert token.encode() not in await everything_stored(redis)
+    assert await redis.zrange(KEYS.tokens, 0, -1) == [created.id.encode()]
+
+
+async def test_a_repeated_create_is_the_same_token(redis: Redis) -> None:
+    store = TokenStore(redis, KEYS)
+    token = new_token()
+    first = await store.create(token, READER, now_ms=T0)
+    again = await store.create(token, READER, now_ms=T0 + 5)
+    assert first is not None and again is not None and not again.new
+    assert (again.id, again.created_ms) == (first.id, T0)
+    assert await store.count() == 1
+
+
+async def test_the_first_token_is_made_only_while_none_exists(redis: Redis) -> None:
+    store = TokenStore(redis, KEYS)
+    first = new_token()
+    made = await store.create(first, READER, first=True)
+    assert made is not None and made.new
+    repeat = await store.create(first, READER, first=True)  # the client's retry of it
+    assert repeat is not None and repeat.id == made.id
+    assert await store.create(new_token(), READER, first=True) is None
+    assert await store.count() == 1
+
+
+async def test_the_bucket_refills_evenly_and_takes_nothing_when_empty(redis: Redis) -> None:
+    store = TokenStore(redis, KEYS)
+    token = new_token()
+    await store.create(token, READER, now_ms=T0)
+    seen = [await store.admit(token, T0) for _ in range(4)]
+    assert [a.outcome for a in seen] == [Admission.ALLOWED] * 3 + [Admission.LIMITED]
+    assert [a.remaining for a in seen] == [2, 1, 0, 0]
+    assert seen[-1].retry_ms == 20_000 and seen[-1].reset_ms == 60_000
+    assert seen[0].scopes == {Scope.RUNS_READ} and seen[0].limit == 3
+    assert (await store.admit(token, T0 + 19_999)).outcome is Admission.LIMITED
+    later = await store.admit(token, T0 + 20_000)
+    assert (later.outcome, later.remaining) == (Admission.ALLOWED, 0)
+    full = await store.admit(token, T0 + 10 * 60_000)  # never more than the limit
+    assert (full.outcome, full.remaining) == (Admission.ALLOWED, 2)
+
+
+async def test_two_clients_share_one_bucket(redis: Redis, redis_url: str) -> None:
+    other = Redis.from_url(redis_url)
+    try:
+        token = new_token()
+        await TokenStore(redis, KEYS).create(token, READER)
+        stores = [TokenStore(redis, KEYS), TokenStore(other, KEYS)]
+        outcomes = [(await stores[i % 2].admit(token)).outcome for i in range(4)]
+    finally:
+        await other.aclose()
+    assert outcomes == [Admission.ALLOWED] * 3 + [Admission.LIMITED]
+
+
+async def test_expiry_revocation_and_unknown_tokens(redis: Redis) -> None:
+    store = TokenStore(redis, KEYS)
+    token = new_token()
+    spec = NewToken("short", frozenset({Scope.ADMIN}), Rate(100, 60_000), lifetime_ms=1000)
+    created = await store.create(token, spec, now_ms=T0)
+    assert created is not None and created.expires_ms == T0 + 1000
+    assert (await store.admit(token, T0 + 999)).outcome is Admission.ALLOWED
+    assert (await store.admit(token, T0 + 1000)).outcome is Admission.EXPIRED
+    assert (await store.revoke(created.id, now_ms=T0 + 5)) == ("revoked", T0 + 5)
+    assert (await store.revoke(created.id)) == ("already", T0 + 5)
+    assert (await store.admit(token, T0)).outcome is Admission.REVOKED
+    assert (await store.admit(new_token())).outcome is Admission.UNKNOWN
+    for ident in (token_id(token_hash(new_token())), "*", "../x", ""):
+        assert (await store.revoke(ident)) == ("unknown", None)
+
+
+async def test_the_listing_tells_each_token_apart(redis: Redis) -> None:
+    store = TokenStore(redis, KEYS)
+    tokens = [new_token() for _ in range(3)]
+    specs: list[Any] = [
+        READER,
+        NewToken("ops", frozenset({Scope.ADMIN}), Rate(600, 60_000), 3_600_000, ("a", "b")),
+        READER,
+    ]
+    for i, (token, spec) in enumerate(zip(tokens, specs, strict=True)):
+        await store.create(token, spec, now_ms=T0 + i)
+    await store.admit(tokens[0], T0 + 10)
+    created = await store.create(tokens[2], READER)
+    assert created is not None
+    await store.revoke(created.id, now_ms=T0 + 20)
+    listed = await store.list()
+    assert [r.name for r in listed] == ["reader", "ops", "reader"]
+    assert [r.status(T0 + 3_600_001) for r in listed] == [
+        TokenStatus.ACTIVE,
+        TokenStatus.EXPIRED,
+        TokenStatus.REVOKED,
+    ]
+    assert listed[0].last_used_ms == T0 + 10 and listed[1].last_used_ms is None
+    assert listed[1].namespaces == ("a", "b") and listed[0].namespaces == ("default",)
+    assert listed[1].rate == Rate(600, 60_000) and listed[1].expires_ms == T0 + 1 + 3_600_000
