@@ -66,6 +66,12 @@ def group_gone(pgid: int) -> bool:
     return False
 
 
+def without_opt_ins(environment: dict[str, str]) -> dict[str, str]:
+    """The environment without the suite's own opt-ins: what lets the example's webhooks
+    reach its receiver on 127.0.0.1 must be in the README's command."""
+    return {k: v for k, v in environment.items() if k != "CRONSTREAM_ALLOW_PRIVATE_TARGETS"}
+
+
 def serve_command(readme: str) -> str:
     """The quick start's command that runs the service, without the steps that install it."""
     command = blocks(readme, "Quick start", "sh")[0].strip().split("&&")[-1].strip()
@@ -86,7 +92,7 @@ class QuickStart:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=clone,
-                env=env(),
+                env=without_opt_ins(env()),
             )
 
     def wait_healthy(self, timeout_s: float = 30) -> QuickStart:

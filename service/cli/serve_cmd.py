@@ -29,6 +29,13 @@ def add_parsers(sub: Subparsers) -> None:
         "listens on 127.0.0.1 only (the default asks for a token on every /v1 request)",
     )
     serve.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    serve.add_argument(
+        "--allow-private-targets",
+        action="store_true",
+        help="webhooks may reach loopback, private and link-local addresses, such as a "
+        "receiver on this machine (as CRONSTREAM_ALLOW_PRIVATE_TARGETS=1; the default "
+        "refuses them)",
+    )
     add_data_dir(serve)
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
@@ -51,7 +58,11 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"cronstream: unknown role(s) {', '.join(unknown)}", file=sys.stderr)
         return 2
     config = settings(args).with_overrides(
-        host=args.host, port=args.port, roles=roles, metrics_port_given=args.port is not None
+        host=args.host,
+        port=args.port,
+        roles=roles,
+        metrics_port_given=args.port is not None,
+        allow_private_targets=args.allow_private_targets or None,
     )
     if args.insecure_dev:
         config = config.with_overrides(auth=False)
