@@ -69,6 +69,7 @@ async def queue_runs(url: str, workflow: dict[str, Any], count: int, rate: float
 
     from service.commands import WORKFLOWS, CommandService, ProjectionWaiter, RequestContext
     from service.domain import workflow as wf
+    from service.domain.addresses import OutboundPolicy
     from service.domain.ids import new_id
     from service.store.eventstore import EventStore
     from service.store.keys import Keyspace
@@ -85,7 +86,8 @@ async def queue_runs(url: str, workflow: dict[str, Any], count: int, rate: float
     await commands.execute(
         WORKFLOWS,
         "w",
-        wf.PutWorkflow("w", wf.WorkflowConfig.model_validate(workflow)),
+        # the receiver is on 127.0.0.1: opt in, as the workers do
+        wf.PutWorkflow("w", wf.WorkflowConfig.model_validate(workflow), OutboundPolicy(True)),
         RequestContext(),
     )
     runs = RunStore(client, keys)
@@ -151,6 +153,7 @@ def scenario(
     ):
         client = sync_redis.Redis.from_url(server.url)
         env = {**os.environ, "REDIS_URL": server.url, "PYTHONPATH": str(REPO_ROOT)}
+        env["CRONSTREAM_ALLOW_PRIVATE_TARGETS"] = "1"  # the receiver is on 127.0.0.1
         procs = []
         for i in range(workers):
             log = open(Path(tmp) / f"worker{i}.log", "wb")
