@@ -151,12 +151,20 @@ def schedule_body(sid: str) -> dict[str, object]:
 
 
 async def bench(
-    base_url: str, probe: ServerProbe, concurrency: int, requests: int, warmup: int
+    base_url: str,
+    probe: ServerProbe,
+    concurrency: int,
+    requests: int,
+    warmup: int,
+    headers: dict[str, str] | None = None,
 ) -> list[Phase]:
+    """The phases; ``headers`` go with every request (bench_auth.py's bearer token)."""
     run = uuid.uuid4().hex[:8]
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        base_url, connector=connector, timeout=timeout, headers=headers
+    ) as session:
         async with session.put(
             f"/v1/workflows/{WORKFLOW_ID}", json={"target": {"type": "none"}}
         ) as reply:

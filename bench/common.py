@@ -116,9 +116,16 @@ class ServiceProcess:
 
 
 def start_service(
-    redis_url: str, work_dir: Path, port: int | None = None, roles: str | None = None
+    redis_url: str,
+    work_dir: Path,
+    port: int | None = None,
+    roles: str | None = None,
+    admin_token: str | None = None,
 ) -> ServiceProcess:
-    """Start the service as a subprocess and wait (bounded) until /healthz answers 200."""
+    """Start the service as a subprocess and wait (bounded) until /healthz answers 200.
+
+    Open (``--insecure-dev``) unless given ``admin_token``: then the API asks for tokens
+    and stores that one (CRONSTREAM_ADMIN_TOKEN)."""
     port = port or free_port()
     log_path = work_dir / "service.log"
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONPATH": str(REPO_ROOT)}
@@ -126,6 +133,10 @@ def start_service(
     args += ["--data-dir", str(work_dir / "data"), "--log-level", "WARNING"]
     if roles:
         args += ["--roles", roles]
+    if admin_token is None:
+        args.append("--insecure-dev")
+    else:
+        env["CRONSTREAM_ADMIN_TOKEN"] = admin_token
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             args,
@@ -153,8 +164,10 @@ def start_service(
 
 
 @contextlib.contextmanager
-def running_service(redis_url: str, work_dir: Path) -> Iterator[ServiceProcess]:
-    service = start_service(redis_url, work_dir)
+def running_service(
+    redis_url: str, work_dir: Path, admin_token: str | None = None
+) -> Iterator[ServiceProcess]:
+    service = start_service(redis_url, work_dir, admin_token=admin_token)
     try:
         yield service
     finally:

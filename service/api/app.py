@@ -104,9 +104,14 @@ def _setup_auth(
     if not settings.auth:
         return
     app[auth.TOKENS] = TokenStore(redis, keys)
+    app.on_cleanup.append(_close_tokens)
     if clock is not None:
         app[auth.AUTH_CLOCK] = clock
     app.on_response_prepare.append(auth.rate_headers)
+
+
+async def _close_tokens(app: web.Application) -> None:
+    await app[auth.TOKENS].aclose()
 
 
 async def _projectors(app: web.Application) -> AsyncIterator[None]:

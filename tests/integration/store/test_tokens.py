@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
@@ -126,3 +127,33 @@ async def test_the_listing_tells_each_token_apart(redis: Redis) -> None:
     assert listed[0].last_used_ms == T0 + 10 and listed[1].last_used_ms is None
     assert listed[1].namespaces == ("a", "b") and listed[0].namespaces == ("default",)
     assert listed[1].rate == Rate(600, 60_000) and listed[1].expires_ms == T0 + 1 + 3_600_000
+
+
+class CountingPipelines(TokenStore):
+    """The real store, counting the pipelines its admissions travel in."""
+
+    pipelines = 0
+
+    async def _admit_all(self, batch: list[tuple[str, int | None]]) -> list[list[Any]]:
+        self.pipelines += 1
+        return await super()._admit_all(batch)
+
+
+async def test_concurrent_admissions_travel_together_and_each_counts(redis: Redis) -> None:
+    store = CountingPipelines(redis, KEYS)
+    token = new_token()
+    await store.create(token, NewToken("burst", frozenset({Scope.RUNS_READ}), Rate(5, 60_000)))
+    seen = await asyncio.gather(*(store.admit(token, T0) for _ in range(12)))
+    assert [a.outcome for a in seen] == [Admission.ALLOWED] * 5 + [Admission.LIMITED] * 7
+    assert [a.remaining for a in seen[:5]] == [4, 3, 2, 1, 0]
+    assert 1 <= store.pipelines < 12
+    await store.aclose()
+
+
+async def test_a_server_that_lost_the_script_gets_it_again(redis: Redis) -> None:
+    store = TokenStore(redis, KEYS)
+    token = new_token()
+    await store.create(token, READER, now_ms=T0)
+    await redis.script_flush()
+    assert (await store.admit(token, T0)).outcome is Admission.ALLOWED
+    assert (await store.admit(token, T0)).remaining == 1  # counted once each
