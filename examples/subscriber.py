@@ -8,7 +8,9 @@ messages past filtered events, so the id moves even when nothing is printed)::
     python examples/subscriber.py --url http://127.0.0.1:8080 --state .subscriber-id \\
         --type ScheduleFired,RunFailed
 
-Stop it with Ctrl-C. It reconnects after errors, waiting a little longer each time.
+It sends ``CRONSTREAM_TOKEN`` as a bearer token when set (a token with events:read);
+a refused token stops it. Stop it with Ctrl-C. It reconnects after other errors,
+waiting a little longer each time.
 """
 
 from __future__ import annotations
@@ -75,6 +77,8 @@ def follow(args: argparse.Namespace) -> int:
         last = load_id(args.state)
         if last:
             headers["Last-Event-ID"] = last
+        if os.environ.get("CRONSTREAM_TOKEN"):
+            headers["Authorization"] = f"Bearer {os.environ['CRONSTREAM_TOKEN']}"
         try:
             request = urllib.request.Request(url, headers=headers)
             with urllib.request.urlopen(request, timeout=READ_TIMEOUT_S) as response:
@@ -88,6 +92,10 @@ def follow(args: argparse.Namespace) -> int:
                     if args.max_events and handled >= args.max_events:
                         return 0
         except (urllib.error.URLError, OSError) as exc:
+            if isinstance(exc, urllib.error.HTTPError) and exc.code in (401, 403):
+                # the token is missing or refused: asking again will not help
+                print(f"subscriber: {exc}: set CRONSTREAM_TOKEN (events:read)", file=sys.stderr)
+                return 1
             delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
             failures += 1
             if args.max_events and failures > len(RETRY_DELAYS_S):
