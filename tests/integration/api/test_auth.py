@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
-from service.api.app import create_app
+from service.api.app import create_app, metrics_app
 from service.api.auth import TOKENS
 from service.api.routing import ROUTES, Route
 from service.clock import FixedClock
@@ -62,6 +62,7 @@ class Secured:
         """A request to ``r`` about the seeded schedule, workflow or run."""
         ident = {"schedules": "nightly", "workflows": "scan", "runs": self.run_id}
         path = r.path.replace("{id}", ident.get(r.path.split("/")[2], "x"))
+        path = re.sub(r"\{[a-z_]+\}", "x", path)  # other path parameters
         query = FIRES if r.path.endswith("/fires") else {}
         return path, BODIES.get((r.method, r.path), {} if r.method == "POST" else None), query
 
@@ -332,5 +333,21 @@ def test_the_security_page_lists_each_routes_scope() -> None:
     rows = dict(re.findall(r"^\| `([a-z:]+)` \| (.*) \|$", page, re.MULTILINE))
     for r in ROUTES:
         if r.scope is not None:
-            assert f"`{r.method} {r.path}`" in rows[str(r.scope)], (r.method, r.path)
+            listed = f"`{r.method} {r.path}`"
+            assert listed in rows[str(r.scope)], f"docs/security.md: add {listed} to {r.scope}"
     assert set(rows) == {str(s) for s in Scope}
+
+
+async def test_the_metrics_of_a_process_without_the_api_can_ask_for_a_token(
+    redis: Redis, settings: Settings, clock: FixedClock
+) -> None:
+    guarded = metrics_app(replace(settings, auth=True, metrics_auth=True), redis)
+    async with TestClient(TestServer(guarded, host="127.0.0.1")) as client:
+        await problem(await client.get("/metrics"), 401)
+        token = await make_token(redis, Scope.METRICS_READ)
+        answer = await client.get("/metrics", headers=bearer(token))
+        assert answer.status == 200 and answer.headers["RateLimit-Remaining"]
+        assert (await client.get("/healthz")).status == 200
+    open_ = metrics_app(replace(settings, auth=True), redis)
+    async with TestClient(TestServer(open_, host="127.0.0.1")) as client:
+        assert (await client.get("/metrics")).status == 200
