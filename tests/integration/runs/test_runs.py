@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from service.api.app import create_app
 from service.commands import CommandService, ProjectionWaiter
 from service.config import Settings
+from service.domain.timeutil import parse_instant
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
 from service.worker.worker import Worker
@@ -318,7 +319,7 @@ async def test_overlap_policies_end_to_end(live: TestClient, target: Target, ove
     elif overlap in ("cancel_other", "terminate_other"):
         old = await run_of(live, first, "cancelled")
         new = await run_of(live, second, "running", "succeeded")
-        assert old["finished_at"] <= new["started_at"]
+        assert parse_instant(old["finished_at"]) <= parse_instant(new["started_at"])
         target.release.set()
         await run_of(live, second, "succeeded")
     else:
