@@ -11,6 +11,7 @@ from service.domain.addresses import ALLOW_PRIVATE_VAR, ALLOWLIST_VAR, OutboundP
 from service.domain.tokens import DEFAULT_RATE, Rate
 
 ALL_ROLES = ("api", "projector", "ticker", "worker")
+SECRET_KEY_VAR = "CRONSTREAM_SECRET_KEY"
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class Settings:
     target_allowlist: tuple[str, ...] = ()
     """CRONSTREAM_TARGET_ALLOWLIST: comma-separated CIDRs, addresses and host names that
     webhooks may reach although they are not public."""
+    secret_key: str | None = field(default=None, repr=False)
+    """CRONSTREAM_SECRET_KEY: base64 of 32 bytes, the AES-256-GCM key that stored signing
+    secrets are encrypted with (see service/store/secrets.py). Unset: none can be made."""
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -74,6 +78,7 @@ class Settings:
             admin_token=env.get("CRONSTREAM_ADMIN_TOKEN") or None,
             metrics_auth=_flag(env, "CRONSTREAM_METRICS_AUTH"),
             rate_limit=_rate(env, "CRONSTREAM_RATE_LIMIT", base.rate_limit),
+            secret_key=env.get(SECRET_KEY_VAR) or None,
         )
 
     def outbound_policy(self) -> OutboundPolicy:

@@ -23,6 +23,7 @@ from service.api import (  # noqa: F401
     observability,
     runs,
     schedules,
+    secrets,
     specs,
     stream,
     workflows,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import jsonschema
 import yarl
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from service.domain.addresses import PUBLIC_ONLY, OutboundPolicy
 from service.domain.events import Event, register
@@ -18,6 +19,13 @@ from service.errors import AlreadyExists, InvalidInput, WorkflowNotFound
 KIND = "workflow"
 
 _HANDLER = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class Signing(StrEnum):
+    """Where a webhook's signing secrets come from."""
+
+    ENV = "env"  # one secret, in the workers' environment variable ``secret_env``
+    STORED = "stored"  # the workflow's secrets the service keeps, encrypted, outside the log
 
 
 class HttpTarget(BaseModel):
@@ -30,6 +38,15 @@ class HttpTarget(BaseModel):
     timeout: Duration | None = None
     # the webhook signing secret stays out of the log: workers read it from this variable
     secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")
+    signing: Signing | None = Field(
+        default=None,
+        description=(
+            "Where the signing secrets come from: 'env' (the variable secret_env names on"
+            " the workers; the default when secret_env is set) or 'stored' (the secrets"
+            " made with POST /v1/workflows/{id}/signing-secrets). Unset without"
+            " secret_env: deliveries are not signed."
+        ),
+    )
     body: Literal["input", "envelope"] = Field(
         default="input",
         description=(
@@ -45,6 +62,21 @@ class HttpTarget(BaseModel):
         if not re.match(r"^https?://[^\s/?#]+", value):
             raise ValueError("must be an absolute http:// or https:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> HttpTarget:
+        if self.signing is Signing.STORED and self.secret_env is not None:
+            raise ValueError("signing 'stored' takes no secret_env: choose one")
+        if self.signing is Signing.ENV and self.secret_env is None:
+            raise ValueError("signing 'env' needs secret_env")
+        return self
+
+    @property
+    def signing_source(self) -> Signing | None:
+        """Where this target's secrets come from; None: deliveries are not signed."""
+        if self.signing is not None:
+            return self.signing
+        return Signing.ENV if self.secret_env is not None else None
 
 
 class PythonTarget(BaseModel):

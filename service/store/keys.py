@@ -108,6 +108,11 @@ class Keyspace:
         """The reply of one script call, kept briefly so a retried call repeats nothing."""
         return f"{self._p(p)}:op:{token}"
 
+    def signing_secrets(self, p: int, workflow_id: str) -> str:
+        """A workflow's stored signing secrets, encrypted (service/store/secrets.py): kept
+        outside the log, so never in an event, a view or an archive."""
+        return f"{self._p(p)}:signing:{workflow_id}"
+
     # circuit breakers: one hash per target host, all under one hash tag so the
     # breaker script can keep the list of hosts in step on a Redis Cluster
     def breaker(self, host: str) -> str:

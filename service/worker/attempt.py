@@ -20,12 +20,13 @@ from service import telemetry
 from service.domain.addresses import OutboundPolicy
 from service.domain.workflow import HttpTarget as HttpTargetConfig
 from service.domain.workflow import PythonTarget as PythonTargetConfig
-from service.domain.workflow import WorkflowConfig
+from service.domain.workflow import Signing, WorkflowConfig
 from service.store.keys import Keyspace
+from service.store.secrets import SecretUnreadable, SigningKeyMissing, SigningSecrets
 from service.worker.breaker import CircuitBreaker, breaker_host
 from service.worker.state import InFlight
 from service.worker.targets.base import TERMINATED, AttemptResult, RunContext, Target
-from service.worker.targets.http import HttpTarget, make_session
+from service.worker.targets.http import HttpTarget, StoredSigning, make_session
 from service.worker.targets.python import PythonTarget
 
 
@@ -36,9 +37,11 @@ class Attempts:
         breaker: CircuitBreaker,
         outbound: OutboundPolicy | None = None,
         resolver: AbstractResolver | None = None,
+        signing: SigningSecrets | None = None,
     ) -> None:
         self.keys = keys
         self.breaker = breaker
+        self.signing = signing  # None: stored signing secrets cannot be read here
         self.outbound = outbound  # None: as the environment says
         self.resolver = resolver  # None: the system's
         self.session: aiohttp.ClientSession | None = None  # set while the worker runs
@@ -84,7 +87,8 @@ class Attempts:
             return AttemptResult.failure(
                 f"workflow {flight.ctx.workflow_id!r} does not exist", retryable=False
             )
-        target, host = self._target(workflow)
+        stored = await self._stored(flight.ctx.workflow_id, workflow)
+        target, host = self._target(workflow, stored)
         if host is not None and not await self.breaker.allow(host):
             return AttemptResult.failure(f"circuit open for {host}", retryable=True)
         if telemetry.tracing() and isinstance(workflow.target, HttpTargetConfig):
@@ -126,12 +130,27 @@ class Attempts:
                 client_span.set_attribute("http.response.status_code", result.status)
         return result
 
-    def _target(self, workflow: WorkflowConfig) -> tuple[Target, str | None]:
+    async def _stored(self, workflow_id: str, workflow: WorkflowConfig) -> StoredSigning | None:
+        """The workflow's live stored secrets when it signs with them (read per attempt,
+        so a rotation or a revoke counts from the next delivery on)."""
+        config = workflow.target
+        if not isinstance(config, HttpTargetConfig) or config.signing_source is not Signing.STORED:
+            return None
+        if self.signing is None:
+            return StoredSigning(error="this worker reads no stored secrets")
+        try:
+            return StoredSigning(tuple(await self.signing.signing_secrets(workflow_id)))
+        except (SigningKeyMissing, SecretUnreadable) as exc:
+            return StoredSigning(error=str(exc))
+
+    def _target(
+        self, workflow: WorkflowConfig, stored: StoredSigning | None = None
+    ) -> tuple[Target, str | None]:
         config = workflow.target
         if isinstance(config, HttpTargetConfig):
             assert self.session is not None, "HTTP targets need the worker's session"
             secret = os.environ.get(config.secret_env) if config.secret_env else None
-            target = HttpTarget(config, self.session, secret)
+            target = HttpTarget(config, self.session, secret, stored=stored)
             # a target that cannot sign sends nothing: its host is not to blame
             return target, None if target.signing_error else breaker_host(config.url)
         if isinstance(config, PythonTargetConfig):

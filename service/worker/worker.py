@@ -34,6 +34,7 @@ from service.domain.timeutil import to_rfc3339
 from service.domain.workflow import WorkflowConfig
 from service.store.keys import Keyspace
 from service.store.runs import MAX_DELIVERIES, RunStore, StartedAttempt
+from service.store.secrets import SigningSecrets as StoredSecrets
 from service.worker.attempt import Attempts
 from service.worker.breaker import CircuitBreaker
 from service.worker.consumer import Consumer
@@ -96,7 +97,7 @@ class Worker:
         self.consumer_loop = Consumer(
             redis, keys, self.consumer, self.slots, self.maintenance, self.handle
         )
-        self.attempts = Attempts(keys, self.breaker, outbound, resolver)
+        self.attempts = Attempts(keys, self.breaker, outbound, resolver, StoredSecrets(redis, keys))
         self.outcomes = Outcomes(
             self.runs, commands, actor=self.actor, stats=self.stats, now_ms=self.now_ms
         )

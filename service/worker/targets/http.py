@@ -4,7 +4,8 @@ Headers sent on every attempt:
 - ``webhook-id``: the run id, the same on every attempt, so receivers can dedupe;
 - ``webhook-timestamp``: unix seconds of this attempt;
 - ``webhook-signature``: ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>``
-  when the workflow names a secret (``secret_env``);
+  when the workflow names a secret (``secret_env``), or one such entry per live stored
+  secret, space-separated (``signing: stored``: during a rotation, old and new);
 - ``cronstream-run-id``, ``-workflow-id``, ``-trigger``, ``-attempt`` and, for a run
   a schedule fired, ``cronstream-schedule-id``, ``-fire-id``, ``-nominal-time``;
 - ``traceparent`` when the run carries one, and the workflow's own headers (which
@@ -16,7 +17,9 @@ The body is the run's input, or with ``body: envelope`` the fire around it
 
 Signing fails closed: when the workflow names a secret that this worker does not
 have, or one it cannot decode, nothing is sent and the attempt fails, retryably
-(the variable can be set on a restart, or another worker may have it). A key is
+(the variable can be set on a restart, or another worker may have it). So it does
+when the workflow signs with stored secrets and the worker cannot read them: no
+live secret, no usable ``CRONSTREAM_SECRET_KEY``, or a secret it cannot decrypt. A key is
 ``whsec_`` + standard base64, padded or not, decoded as the ``standardwebhooks``
 libraries decode it; any other string is its own UTF-8 bytes.
 
@@ -43,6 +46,7 @@ import hashlib
 import hmac
 import logging
 import math
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -54,6 +58,7 @@ from service.clock import Clock, SystemClock
 from service.config import outbound_policy_from_env
 from service.domain.addresses import OutboundPolicy
 from service.domain.workflow import HttpTarget as HttpTargetConfig
+from service.domain.workflow import Signing
 from service.worker.targets.base import (
     CANCELLED,
     EXCERPT_LIMIT,
@@ -82,6 +87,15 @@ _OWN_HEADERS = "cronstream-"  # the fire's headers: a workflow's own cannot stan
 
 class SigningSecretError(ValueError):
     """A signing secret that cannot be used as a key (the message never quotes it)."""
+
+
+@dataclass(frozen=True)
+class StoredSigning:
+    """What a worker read of a workflow's stored secrets for one delivery: the live
+    secrets, newest first, or why it has none it can use (never quoting a secret)."""
+
+    secrets: tuple[str, ...] = ()
+    error: str | None = None
 
 
 def make_session(
@@ -153,6 +167,25 @@ def resolve_key(config: HttpTargetConfig, secret: str | None) -> tuple[bytes | N
     except SigningSecretError as exc:
         where = config.secret_env or "the secret"
         return None, f"signing secret {where} is unusable: {exc}"
+
+
+def resolve_keys(
+    config: HttpTargetConfig, secret: str | None, stored: StoredSigning | None
+) -> tuple[tuple[bytes, ...], str | None]:
+    """Every key a delivery is signed with, or why it cannot be signed as the workflow
+    says: the ``secret_env`` secret, or with ``signing: stored`` each live stored one."""
+    if config.signing_source is not Signing.STORED:
+        key, error = resolve_key(config, secret)
+        return ((key,) if key is not None else ()), error
+    if stored is None or stored.error is not None:
+        why = stored.error if stored is not None else "they were not read"
+        return (), f"stored signing secrets unusable: {why}"
+    if not stored.secrets:
+        return (), "no live stored signing secret (POST /v1/workflows/{id}/signing-secrets)"
+    try:
+        return tuple(signing_key(s) for s in stored.secrets), None
+    except SigningSecretError as exc:
+        return (), f"a stored signing secret is unusable: {exc}"
 
 
 def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -227,10 +260,11 @@ class HttpTarget:
         session: aiohttp.ClientSession,
         secret: str | None = None,
         clock: Clock | None = None,
+        stored: StoredSigning | None = None,
     ) -> None:
         self.config = config
         self.session = session
-        self._key, self.signing_error = resolve_key(config, secret)
+        self._keys, self.signing_error = resolve_keys(config, secret, stored)
         self.clock: Clock = clock or SystemClock()
         self._headers = {
             name: value
@@ -265,8 +299,10 @@ class HttpTarget:
         headers["content-type"] = "application/json"
         headers["webhook-id"] = ctx.run_id
         headers["webhook-timestamp"] = str(timestamp)
-        if self._key is not None:
-            headers["webhook-signature"] = sign(self._key, ctx.run_id, timestamp, body)
+        if self._keys:
+            headers["webhook-signature"] = " ".join(
+                sign(key, ctx.run_id, timestamp, body) for key in self._keys
+            )
         headers.update(fire_headers(ctx))
         if ctx.traceparent:
             headers["traceparent"] = ctx.traceparent

@@ -31,6 +31,7 @@ WINDOW = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T03:00:00Z"}
 FIRES = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T03:00:00Z"}
 
 # (method, route path) -> (path to call, JSON body or None, query, expected status)
+SIGNING = "/v1/workflows/{id}/signing-secrets"
 CALLS: dict[tuple[str, str], tuple[str, Any, dict[str, str], int]] = {
     ("GET", "/openapi.json"): ("/openapi.json", None, {}, 200),
     ("GET", "/docs"): ("/docs", None, {}, 200),
@@ -67,6 +68,15 @@ CALLS: dict[tuple[str, str], tuple[str, Any, dict[str, str], int]] = {
     ("GET", "/v1/workflows/{id}"): ("/v1/workflows/w", None, {}, 503),
     ("GET", "/v1/workflows"): ("/v1/workflows", None, {}, 503),
     ("DELETE", "/v1/workflows/{id}"): ("/v1/workflows/w", None, {}, 503),
+    ("POST", SIGNING): ("/v1/workflows/w/signing-secrets", None, {}, 503),
+    ("POST", SIGNING + "/rotate"): ("/v1/workflows/w/signing-secrets/rotate", {}, {}, 503),
+    ("GET", SIGNING): ("/v1/workflows/w/signing-secrets", None, {}, 503),
+    ("DELETE", SIGNING + "/{secret_id}"): (
+        "/v1/workflows/w/signing-secrets/sec_0123456789abcdef",
+        None,
+        {},
+        503,
+    ),
 }
 REQUEST_TIMEOUT_S = 5.0
 # the event stream keeps its connection open and retries on its own

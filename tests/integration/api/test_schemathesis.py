@@ -64,6 +64,7 @@ BODY_RULES = {
     "POST /v1/schedules/{id}/backfill",
     "POST /v1/schedules/{id}/trigger",
     "POST /v1/workflows/{id}/runs",
+    "POST /v1/workflows/{id}/signing-secrets/rotate",  # a grace of at most 30 days
 }
 # Rules between parameters: `at` and `position` exclude each other, `to` is not before `from`
 PARAMETER_RULES = {
