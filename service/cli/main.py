@@ -17,6 +17,7 @@ from service.cli import (
     projections_cmd,
     runs_cmd,
     schedule_cmd,
+    secret_cmd,
     serve_cmd,
     spec_cmd,
     token_cmd,
@@ -61,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmd.add_parsers(sub)
     projections_cmd.add_parsers(sub)
     workflow_cmd.add_parsers(sub)
+    secret_cmd.add_parsers(sub)
     schedule_cmd.add_parsers(sub)
     runs_cmd.add_parsers(sub)
     events_cmd.add_parsers(sub)
