@@ -23,6 +23,7 @@ from service.api.app import create_app, metrics_app
 from service.commands import CommandService, ProjectionWaiter
 from service.config import INSECURE_HOST, Settings, is_loopback
 from service.domain.tokens import MalformedToken, Scope, check_token
+from service.errors import StoreUnavailable
 from service.store.embedded import RedisProcess, embedded_redis, release_embedded
 from service.store.eventstore import EventStore
 from service.store.features import ServerFeatures, server_features
@@ -82,12 +83,26 @@ async def redis_for(settings: Settings, *, adopt: bool = False) -> AsyncIterator
         url = embedded.url
     client = connect(url, settings.redis_timeout_s)
     try:
-        features = await server_features(client)
+        features = await _features(client, url)
         yield RedisConnection(client, url, embedded, features)
     finally:
         await client.aclose()
         if embedded is not None:
             await asyncio.to_thread(release_embedded, settings.data_dir, embedded)
+
+
+TLS_HINT = "rediss:// asks for TLS: is that port a TLS port (tls-port) of a Redis built with TLS?"
+
+
+async def _features(client: Redis, url: str) -> ServerFeatures:
+    """The server's features; a rediss:// URL whose port speaks no TLS fails in the
+    handshake, which the client reports as a timeout or a reset: the error says why."""
+    try:
+        return await server_features(client)
+    except StoreUnavailable as exc:
+        if not url.lower().startswith("rediss://"):
+            raise
+        raise StoreUnavailable(exc.where, f"{exc.__cause__ or exc}; {TLS_HINT}") from exc
 
 
 async def serve(settings: Settings, stop: asyncio.Event | None = None) -> None:
