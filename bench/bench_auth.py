@@ -4,7 +4,8 @@ Runs bench_write_path.py's phases (``POST /v1/schedules``, then ``GET
 /v1/schedules/{id}``) against a fresh redis-server and ``python -m service serve`` on
 127.0.0.1, once open (``--insecure-dev``: no token, no limit) and once asking for tokens,
 every request carrying an admin token whose rate (10^9 a minute) the run cannot reach:
-each request is checked, looked up and taken from the token's bucket, and none is
+each request is checked and taken from the token's bucket (by a call to Redis, or from
+the permits its process leased from the bucket in the last second), and none is
 refused. The two alternate ``--rounds`` times; per phase it prints each run, then the
 median throughput, p99 and server CPU per request of each mode and the ratios
 tokens/open (throughput: the goal is >= 0.9). The server's CPU per request moves least

@@ -3,8 +3,11 @@
 Each route of the table declares the scope it needs (service/api/routing.py). A request
 to a route with a scope (and to any path under /v1, matched or not) must carry
 ``Authorization: Bearer <token>``: the token's format and checksum are checked here
-before anything is looked up, then one script call (service/store/tokens.lua) finds it
-and takes the request from its rate bucket. The answers, before the handler runs (so
+before anything is looked up, then the token store finds it and takes the request from
+its rate bucket in Redis, which every API process shares: a script call
+(service/store/tokens.lua) leases a few permits, and the next requests with that token
+spend them in this process for at most LEASE_S (1 s), the bound on how late this
+process sees a revocation. The answers, before the handler runs (so
 nothing is read or written for a refused request): 401 without a valid token, 403
 without the route's scope, 429 when its bucket is empty. Every answer to a request
 with a valid token carries the RateLimit-* headers.

@@ -8,7 +8,7 @@
 --
 -- ARGV[1]  action   ARGV[2] the token's SHA-256 in hex ('' for revoke)
 -- ARGV[3]  now in epoch ms, or '' for Redis's clock (TIME)
---   admit:   (nothing more)
+--   admit:   ARGV[4] permits wanted (default 1)  ARGV[5] permits given back (default 0)
 --   create:  ARGV[4] token id  ARGV[5] name  ARGV[6] scopes (a,b)  ARGV[7] namespaces (JSON)
 --            ARGV[8] limit  ARGV[9] window ms  ARGV[10] lifetime ms (0: never expires)
 --            ARGV[11] 'first': only when no token exists yet (serve's generated token)
@@ -16,14 +16,19 @@
 --
 -- admit answers {'unknown'} (no such token, or another token's hash), {'revoked'},
 -- {'expired'} (at expires_ms exactly, as TokenRecord.status says), or {'allowed' |
--- 'limited', scopes, limit, remaining, ms until the bucket is full, ms until one more
--- request is allowed}. The bucket holds `limit` requests and gains limit/window per ms;
--- a limited request takes nothing. Every API process shares it: the state is here, and
--- the time is Redis's unless a test passes one.
+-- 'limited', scopes, limit, window_ms, the bucket's level before the take (a fraction,
+-- as text), permits granted, expires_ms}. The bucket holds `limit` requests and gains
+-- limit/window per ms. An admission takes up to the permits wanted, never more than
+-- the bucket holds ('limited': it holds less than one, and nothing is taken): an API
+-- process leases a few and spends them itself (service/store/tokens.py), giving back
+-- those it did not spend in time. Given-back permits refill the bucket up to `limit`.
+-- Every API process shares the bucket: the state is here, and the time is Redis's
+-- unless a test passes one.
 -- create answers {'created' | 'exists', created_ms, expires_ms, revoked_ms (0: not)} or
 -- {'skipped'} ('first' and tokens exist). A token's id comes from its hash, so a repeat
 -- of a create (the client retried a lost reply) answers 'exists' for the same token:
--- safe to run twice. An admit run twice counts one request twice, at worst.
+-- safe to run twice. An admit run twice takes its permits twice (and gives back twice:
+-- at most one lease too many), at worst.
 
 local now = (ARGV[3] == '') and now_ms() or tonumber(ARGV[3])
 local action = ARGV[1]
@@ -38,18 +43,15 @@ local function admit()
   local limit, window = tonumber(r[3]), tonumber(r[4])
   local level = tonumber(r[7]) or limit
   local last = tonumber(r[8]) or now
-  level = math.min(limit, level + math.max(0, now - last) * limit / window)
-  local verdict = 'limited'
-  if level >= 1 then
-    verdict = 'allowed'
-    level = level - 1
-  end
-  redis.call('HSET', KEYS[1], 'level', string.format('%.17g', level),
+  local back = math.max(0, tonumber(ARGV[5]) or 0)
+  level = math.min(limit, level + math.max(0, now - last) * limit / window + back)
+  local want = math.max(1, tonumber(ARGV[4]) or 1)
+  local granted = math.max(0, math.min(want, math.floor(level)))
+  redis.call('HSET', KEYS[1], 'level', string.format('%.17g', level - granted),
     'level_ms', math.max(now, last), 'used_ms', now)
-  local retry = 0
-  if verdict == 'limited' then retry = math.ceil((1 - level) * window / limit) end
-  return {verdict, r[2], limit, math.floor(level), math.ceil((limit - level) * window / limit),
-    retry}
+  local verdict = 'limited'
+  if granted > 0 then verdict = 'allowed' end
+  return {verdict, r[2], limit, window, string.format('%.17g', level), granted, expires}
 end
 
 local function create()

@@ -1,16 +1,33 @@
 """The adapter of tokens.lua: admit a request with a token, create, revoke and list tokens.
 
-Only a token's SHA-256 reaches Redis. Admitting a request is one script call: the
-token's record and its rate bucket are read and the request is taken from the bucket
-in one step, so every API process on this Redis shares one limit per token.
+Only a token's SHA-256 reaches Redis. Every API process on this Redis shares one rate
+bucket per token, kept there. Asking Redis for each request costs a round trip per
+request, so a process leases permits instead: one script call checks the token and
+takes a few requests from its bucket at once (never more than the bucket holds; besides
+the requests waiting, at most limit/LEASE_SHARE, fewer while the token is little used),
+and the next requests with that token spend them here without a call.
+
+A lease lives LEASE_S: a revoked token, or a bucket emptied by another process, is seen
+within that (an expired token at once: its expiry travels with the lease). Permits left
+unspent go back to the bucket with the token's next call (never filling it above its
+limit); when none comes they are lost, a lease's worth at most. Only permits the bucket
+gave are spent; what a lease changes is when a permit counts: held while the bucket
+refills to its top, a lease may let its process admit up to a lease (limit/LEASE_SHARE:
+5 of 100 a minute) more than an exact bucket would over the next LEASE_S.
+RateLimit-Remaining is the bucket's level at the lease minus what this process spent
+since: what other processes spent meanwhile shows from their next lease on, within
+LEASE_S.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import secrets
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
 from typing import Any
@@ -38,6 +55,11 @@ from service.store.keys import Keyspace
 from service.store.scripts import load_script
 
 LIST_BOUND = 10_000
+LEASE_S = 1.0
+"""How long a process may spend leased permits, and trusts the token's record with them."""
+LEASE_SHARE = 20
+"""A lease takes at most limit/LEASE_SHARE permits (at least one)."""
+MAX_LEASES = 10_000
 _ID = re.compile(f"[0-9a-f]{{{ID_LENGTH}}}")
 
 
@@ -87,13 +109,75 @@ class NewToken:
     namespaces: tuple[str, ...] = DEFAULT_NAMESPACES
 
 
+Ask = tuple[str, int | None, int, int]
+"""One admit call: the token's hash, now (None: Redis's clock), permits wanted, given back."""
+
+
+@dataclass
+class Lease:
+    """Permits taken from a token's bucket in one call, to spend in this process."""
+
+    scopes: frozenset[Scope]
+    limit: int
+    window_ms: int
+    level: float
+    """The bucket's level when the lease was taken, these permits included."""
+    granted: int
+    expires_ms: int
+    until: float
+    """The store's monotonic time after which the lease is not spent any more."""
+    spent: int = field(default=0)
+
+    def take(self, now_ms: int | None, mono: float) -> Admitted | None:
+        """One request admitted by this lease; None: the lease cannot tell (ask Redis)."""
+        if mono >= self.until or self.spent >= self.granted:
+            return None
+        if self.expires_ms and (_wall_ms() if now_ms is None else now_ms) >= self.expires_ms:
+            return None
+        return self.next()
+
+    def next(self) -> Admitted:
+        """The next request of the batch that took this lease: allowed while permits last."""
+        allowed = self.spent < self.granted
+        self.spent += allowed
+        left = self.level - self.spent
+        window, limit = self.window_ms, self.limit
+        return Admitted(
+            Admission.ALLOWED if allowed else Admission.LIMITED,
+            self.scopes,
+            limit,
+            max(0, math.floor(left)),
+            math.ceil((limit - left) * window / limit),
+            0 if allowed else max(0, math.ceil((1 - left) * window / limit)),
+        )
+
+    def following(self, mono: float) -> int:
+        """How many permits the token's next lease asks for: twice this one's when it was
+        spent in time, else as many as were spent (demand is all it measures)."""
+        cap = max(1, self.limit // LEASE_SHARE)
+        if self.spent >= self.granted and mono < self.until:
+            return min(cap, max(1, self.granted) * 2)
+        return min(cap, max(1, self.spent))
+
+
 class TokenStore:
-    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keyspace,
+        *,
+        lease_s: float = LEASE_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.redis = redis
         self.keys = keys
+        self.lease_s = lease_s
+        """0: every request is its own take from the bucket (no lease outlives its call)."""
+        self._monotonic = monotonic
         self._script = load_script(redis, "service.store", "tokens.lua")
-        self._queue: list[tuple[str, int | None, asyncio.Future[list[Any]]]] = []
+        self._queue: list[tuple[str, int | None, asyncio.Future[Admitted]]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._leases: dict[str, Lease] = {}
 
     async def _call(self, digest: str, action: str, now_ms: int | None, *extra: Any) -> list[Any]:
         keys = [self.keys.token(token_id(digest)), self.keys.tokens]
@@ -106,42 +190,107 @@ class TokenStore:
         """Look ``token`` up and take one request from its bucket (``now_ms`` None: Redis's
         clock). The token must have passed ``check_token`` already.
 
-        Admissions of concurrent requests travel together: while one pipeline of them is
-        in Redis, the next ones queue and leave in the next, so a loaded API pays about one
-        round trip per batch instead of one per request (each is still its own script
-        call, in the order they came)."""
-        waiting: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._queue.append((token_hash(token), now_ms, waiting))
+        A request spends a permit of the token's lease when this process holds one (no
+        call). Otherwise it waits for the next pipeline: while one is in Redis, the next
+        requests queue and leave together, each token's in one call that leases permits
+        for all of them and more, so a loaded API pays about a round trip per batch."""
+        digest = token_hash(token)
+        lease = self._leases.get(digest)
+        if lease is not None and (spent := lease.take(now_ms, self._monotonic())) is not None:
+            return spent
+        waiting: asyncio.Future[Admitted] = asyncio.get_running_loop().create_future()
+        self._queue.append((digest, now_ms, waiting))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send(), name="token-admissions")
-        return _admitted(await waiting)
+        return await waiting
 
     async def _send(self) -> None:
         """Send the queued admissions, a pipeline at a time, until none are left."""
         while self._queue:
             batch, self._queue = self._queue, []
+            groups = self._group(batch)
+            asks = [self._ask(digest, now, len(waiting)) for (digest, now), waiting in groups]
             try:
-                replies = await self._admit_all([(digest, now) for digest, now, _ in batch])
+                replies = await self._admit_all(asks) if asks else []
             except BaseException as exc:
-                for *_, waiting in batch:
-                    if not waiting.done():
-                        waiting.set_exception(exc)
+                for _, waiting in groups:
+                    for one in waiting:
+                        if not one.done():
+                            one.set_exception(exc)
                 if not isinstance(exc, Exception):
                     raise  # cancelled: the waiting requests were told
                 continue
-            for (*_, waiting), reply in zip(batch, replies, strict=True):
-                if not waiting.done():
-                    waiting.set_result(reply)
+            for ask, (_, waiting), reply in zip(asks, groups, replies, strict=True):
+                self._grant(ask, waiting, reply)
+
+    def _group(
+        self, batch: list[tuple[str, int | None, asyncio.Future[Admitted]]]
+    ) -> list[tuple[tuple[str, int | None], list[asyncio.Future[Admitted]]]]:
+        """The batch's requests by token and time; those a lease taken meanwhile admits
+        are answered here."""
+        groups: dict[tuple[str, int | None], list[asyncio.Future[Admitted]]] = {}
+        mono = self._monotonic()
+        for digest, now, waiting in batch:
+            if waiting.done():
+                continue
+            lease = self._leases.get(digest)
+            if lease is not None and (spent := lease.take(now, mono)) is not None:
+                waiting.set_result(spent)
+                continue
+            groups.setdefault((digest, now), []).append(waiting)
+        return list(groups.items())
+
+    def _ask(self, digest: str, now_ms: int | None, waiting: int) -> Ask:
+        """The call for ``waiting`` requests with one token: permits for each and, leasing,
+        the token's next lease; what its last lease did not spend goes back."""
+        old = self._leases.pop(digest, None)
+        if old is None:
+            return digest, now_ms, waiting, 0
+        more = old.following(self._monotonic()) if self.lease_s > 0 else 1
+        return digest, now_ms, max(waiting, more), old.granted - old.spent
+
+    def _grant(self, ask: Ask, waiting: list[asyncio.Future[Admitted]], reply: list[Any]) -> None:
+        outcome = Admission(as_text(reply[0]))
+        if len(reply) == 1:  # unknown, revoked or expired: nothing is leased
+            for one in waiting:
+                if not one.done():
+                    one.set_result(Admitted(outcome))
+            return
+        limit, window, granted, expires = (int(reply[i]) for i in (2, 3, 5, 6))
+        lease = Lease(
+            _scopes(as_text(reply[1])),
+            limit,
+            window,
+            float(as_text(reply[4])),
+            granted,
+            expires,
+            self._monotonic() + self.lease_s,
+        )
+        for one in waiting:
+            admitted = lease.next()  # a request whose client left still spends its permit
+            if not one.done():
+                one.set_result(admitted)
+        self._keep(ask[0], lease)  # spent or not: the size of the next lease follows it
+
+    def _keep(self, digest: str, lease: Lease) -> None:
+        """Hold ``lease`` for the token's next requests (a bounded number of tokens)."""
+        if len(self._leases) >= MAX_LEASES:
+            mono = self._monotonic()
+            for stale in [d for d, held in self._leases.items() if held.until <= mono]:
+                del self._leases[stale]
+        if len(self._leases) < MAX_LEASES:
+            self._leases[digest] = lease
 
     @translate_redis_errors
-    async def _admit_all(self, batch: list[tuple[str, int | None]]) -> list[list[Any]]:
+    async def _admit_all(self, batch: list[Ask]) -> list[list[Any]]:
         """One pipeline of admit calls; a server that lost the script gets it again first."""
         for _ in range(2):
             async with self.redis.pipeline(transaction=False) as pipe:
-                for digest, now_ms in batch:
+                for digest, now_ms, want, back in batch:
                     keys = [self.keys.token(token_id(digest)), self.keys.tokens]
                     now = "" if now_ms is None else now_ms
-                    pipe.evalsha(self._script.sha, len(keys), *keys, "admit", digest, now)
+                    args = (now, want, back)
+                    pipe.evalsha(self._script.sha, len(keys), *keys, "admit", digest, *args)
                 replies: list[Any] = await pipe.execute(raise_on_error=False)
             if not any(isinstance(r, NoScriptError) for r in replies):
                 break
@@ -213,12 +362,8 @@ class TokenStore:
         return [_record(ident, row) for ident, row in zip(ids, rows, strict=True) if row]
 
 
-def _admitted(reply: list[Any]) -> Admitted:
-    outcome = Admission(as_text(reply[0]))
-    if len(reply) == 1:
-        return Admitted(outcome)
-    limit, remaining, reset_ms, retry_ms = (int(v) for v in reply[2:6])
-    return Admitted(outcome, _scopes(as_text(reply[1])), limit, remaining, reset_ms, retry_ms)
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 @lru_cache(maxsize=256)

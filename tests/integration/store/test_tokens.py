@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from redis.asyncio import Redis
 
 from service.domain.tokens import Rate, Scope, TokenStatus, token_hash, token_id
 from service.store.keys import Keyspace
-from service.store.tokens import Admission, NewToken, TokenStore, new_token
+from service.store.tokens import LEASE_S, Admission, Ask, NewToken, TokenStore, new_token
 
 KEYS = Keyspace()
 T0 = 1_768_478_400_000
@@ -134,7 +135,7 @@ class CountingPipelines(TokenStore):
 
     pipelines = 0
 
-    async def _admit_all(self, batch: list[tuple[str, int | None]]) -> list[list[Any]]:
+    async def _admit_all(self, batch: list[Ask]) -> list[list[Any]]:
         self.pipelines += 1
         return await super()._admit_all(batch)
 
@@ -157,3 +158,61 @@ async def test_a_server_that_lost_the_script_gets_it_again(redis: Redis) -> None
     await redis.script_flush()
     assert (await store.admit(token, T0)).outcome is Admission.ALLOWED
     assert (await store.admit(token, T0)).remaining == 1  # counted once each
+
+
+async def test_a_lease_spares_calls_and_tells_what_is_left(redis: Redis) -> None:
+    store = CountingPipelines(redis, KEYS)
+    token = new_token()
+    await store.create(token, NewToken("busy", frozenset({Scope.RUNS_READ}), Rate(10**6, 60_000)))
+    seen = [await store.admit(token, T0) for _ in range(200)]
+    assert all(a.outcome is Admission.ALLOWED for a in seen)
+    assert [a.remaining for a in seen] == [10**6 - 1 - i for i in range(200)]
+    assert store.pipelines <= 10  # leases of 1, 2, 4, ... permits, not a call per request
+    level = float(await redis.hget(KEYS.token(token_id(token_hash(token))), "level") or 0)
+    assert 10**6 - 2 * 200 <= level <= 10**6 - 200  # every admitted request was taken
+
+
+async def test_leasing_processes_admit_no_more_than_the_bucket(
+    redis: Redis, redis_url: str
+) -> None:
+    other = Redis.from_url(redis_url)
+    try:
+        token = new_token()
+        await TokenStore(redis, KEYS).create(token, NewToken("x", frozenset(), Rate(100, 60_000)))
+        stores = [TokenStore(redis, KEYS), TokenStore(other, KEYS)]
+        seen = [(await stores[i % 2].admit(token, T0)).outcome for i in range(160)]
+    finally:
+        await other.aclose()
+    allowed = [i for i, outcome in enumerate(seen) if outcome is Admission.ALLOWED]
+    assert len(allowed) == 100 and {i % 2 for i in allowed} == {0, 1}
+    assert allowed[-1] < 110  # the last leased permits are spent, not lost
+
+
+async def test_permits_a_lease_did_not_spend_go_back_to_the_bucket(redis: Redis) -> None:
+    clock = [0.0]
+    store = TokenStore(redis, KEYS, monotonic=lambda: clock[0])
+    token = new_token()
+    await store.create(token, NewToken("x", frozenset({Scope.ADMIN}), Rate(100, 60_000)))
+    for _ in range(4):  # leases of 1, 2 then 4 permits: 3 of the last are left
+        assert (await store.admit(token, T0)).outcome is Admission.ALLOWED
+    key = KEYS.token(token_id(token_hash(token)))
+    assert float(await redis.hget(key, "level") or 0) == 93
+    clock[0] += LEASE_S  # the lease's time is up
+    after = await store.admit(token, T0)  # gives the 3 back and leases 1 (what was used)
+    assert (after.outcome, after.remaining) == (Admission.ALLOWED, 95)
+    assert float(await redis.hget(key, "level") or 0) == 95
+
+
+async def test_a_revocation_is_seen_within_a_lease(redis: Redis) -> None:
+    store = TokenStore(redis, KEYS)
+    token = new_token()
+    await store.create(token, NewToken("x", frozenset({Scope.ADMIN}), Rate(10**6, 60_000)))
+    for _ in range(3):
+        assert (await store.admit(token)).outcome is Admission.ALLOWED
+    assert (await TokenStore(redis, KEYS).revoke(token_id(token_hash(token))))[0] == "revoked"
+    revoked_at = time.monotonic()
+    while (await store.admit(token)).outcome is Admission.ALLOWED:
+        assert time.monotonic() - revoked_at < LEASE_S + 0.5, "still admitted past its lease"
+        await asyncio.sleep(0.01)
+    assert (await store.admit(token)).outcome is Admission.REVOKED
+    await store.aclose()
