@@ -20,10 +20,11 @@ async def make_token(
     lifetime_ms: int | None = None,
     now_ms: int | None = None,
     name: str = "test",
+    namespaces: tuple[str, ...] = ("default",),
 ) -> str:
     """A stored token with ``scopes`` (created at ``now_ms``; None: Redis's clock)."""
     token = new_token()
-    spec = NewToken(name, frozenset(scopes), rate, lifetime_ms)
+    spec = NewToken(name, frozenset(scopes), rate, lifetime_ms, namespaces)
     created = await TokenStore(redis, keys or Keyspace()).create(token, spec, now_ms=now_ms)
     assert created is not None and created.new
     return token

@@ -20,6 +20,7 @@ from service.api import (  # noqa: F401
     events,
     fires,
     health,
+    namespaces,
     observability,
     runs,
     schedules,
@@ -37,6 +38,7 @@ from service.config import Settings
 from service.store.archive_reader import ArchivedHistory
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
+from service.store.namespaces import TokenNamespaces
 from service.store.tokens import TokenStore
 
 
@@ -96,6 +98,7 @@ def _middlewares(settings: Settings) -> list[Middleware]:
     chain: list[Middleware] = [observability.observe, problem_middleware]
     if settings.auth:
         chain.append(auth.authenticate)
+    chain.append(namespaces.resolve)
     return chain
 
 
@@ -105,6 +108,7 @@ def _setup_auth(
     if not settings.auth:
         return
     app[auth.TOKENS] = TokenStore(redis, keys)
+    app[namespaces.TOKEN_NAMESPACES] = TokenNamespaces(redis, keys)
     app.on_cleanup.append(_close_tokens)
     if clock is not None:
         app[auth.AUTH_CLOCK] = clock

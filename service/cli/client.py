@@ -17,6 +17,7 @@ import orjson
 
 TIMEOUT_S = 30.0
 TOKEN_ENV = "CRONSTREAM_TOKEN"
+NAMESPACE_HEADER = "Cronstream-Namespace"
 
 
 class ApiError(Exception):
@@ -35,12 +36,18 @@ class Reply:
 
 
 class ApiClient:
-    """Sends ``token`` (default: $CRONSTREAM_TOKEN, when set) as a bearer token."""
+    """Sends ``token`` (default: $CRONSTREAM_TOKEN, when set) as a bearer token, and
+    ``namespace`` (when given) as the Cronstream-Namespace header."""
 
     def __init__(
-        self, base_url: str, timeout_s: float = TIMEOUT_S, token: str | None = None
+        self,
+        base_url: str,
+        timeout_s: float = TIMEOUT_S,
+        token: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.namespace = namespace
         self.timeout_s = timeout_s
         self.actor = f"cli:{_user()}@{socket.gethostname()}"
         self.token = token if token is not None else os.environ.get(TOKEN_ENV, "").strip()
@@ -94,6 +101,8 @@ class ApiClient:
         request.add_header("X-Actor", self.actor)
         if self.token:
             request.add_header("Authorization", f"Bearer {self.token}")
+        if self.namespace:
+            request.add_header(NAMESPACE_HEADER, self.namespace)
         if data is not None:
             request.add_header("Content-Type", "application/json")
         for name, value in (headers or {}).items():

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 
 from service.cli.output import FORMATS
 from service.config import Settings
+from service.domain import namespaces
 from service.domain.timeutil import parse_duration, parse_instant
 from service.store.keys import Keyspace
 
@@ -36,12 +37,21 @@ def add_data_dir(parser: argparse.ArgumentParser, help: str = DATA_DIR_HELP) -> 
     parser.add_argument("--data-dir", type=Path, default=None, help=help)
 
 
+NAMESPACE_ENV = "CRONSTREAM_NAMESPACE"
+
+
 def add_client_options(parser: argparse.ArgumentParser) -> None:
     """``--url`` and ``--output`` of the commands that call the HTTP API."""
     parser.add_argument(
         "--url",
         default=os.environ.get("CRONSTREAM_URL", "http://127.0.0.1:8080"),
         help="API address (default $CRONSTREAM_URL or http://127.0.0.1:8080)",
+    )
+    parser.add_argument(
+        "--namespace",
+        default=os.environ.get(NAMESPACE_ENV) or None,
+        help=f"the namespace to act in, sent as {namespaces.HEADER} (default ${NAMESPACE_ENV}, "
+        "else the API's choice: default, or the token's only namespace)",
     )
     add_output_option(parser)
 

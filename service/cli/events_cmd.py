@@ -77,7 +77,7 @@ def add_parsers(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return ACTIONS[args.action](ApiClient(args.url), args)
+    return ACTIONS[args.action](ApiClient(args.url, namespace=args.namespace), args)
 
 
 def _list(client: ApiClient, args: argparse.Namespace) -> int:

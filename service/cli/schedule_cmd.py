@@ -159,7 +159,7 @@ def _add_fires(actions: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return ACTIONS[args.action](ApiClient(args.url), args)
+    return ACTIONS[args.action](ApiClient(args.url, namespace=args.namespace), args)
 
 
 def _create(client: ApiClient, args: argparse.Namespace) -> int:

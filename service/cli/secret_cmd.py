@@ -59,7 +59,7 @@ def _subcommands(parser: argparse.ArgumentParser) -> Subparsers:
 
 
 def run(args: argparse.Namespace) -> int:
-    client = ApiClient(args.url)
+    client = ApiClient(args.url, namespace=args.namespace)
     path = f"/v1/workflows/{args.id}/signing-secrets"
     if args.secret_action == "list":
         emit(client.request("GET", path).body, args.output, COLUMNS)

@@ -1,0 +1,90 @@
+"""Namespaces (tenants): which one a request acts in, and how its ids are kept.
+
+A request names its namespace with the ``Cronstream-Namespace`` header. Without it, it
+acts in ``default`` when its token is for ``default`` (or when no token is asked for),
+else in the token's only namespace. A token acts only in its own namespaces: naming
+another is refused (403) whether or not that namespace holds anything, so the answer
+tells nothing about it.
+
+Ids: a resource of namespace ``NS`` other than ``default`` is kept under ``NS/ID``. The
+separator is one that ids can never contain (ids match ``ID_PATTERN``, no ``/``), and
+``default`` keeps bare ids, so everything stored before namespaces existed is the
+``default`` namespace unchanged.
+
+Pure: no Redis, no HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from service.domain.ids import ID_PATTERN, is_valid_id
+
+DEFAULT = "default"
+HEADER = "Cronstream-Namespace"
+SEPARATOR = "/"
+NAMESPACE_PATTERN = ID_PATTERN
+SERVED = frozenset({DEFAULT})
+"""The namespaces that hold resources in this version: the others are refused (403) until
+every route maps its ids into them, so no route can serve one namespace's data to a
+token of another."""
+
+assert SEPARATOR not in NAMESPACE_PATTERN
+
+
+class NamespaceRefused(Exception):
+    """The request may not act in the namespace it named (or implied): a 403."""
+
+
+class BadNamespace(ValueError):
+    """The header is not a namespace name: a 422 naming the header."""
+
+
+def is_valid_namespace(name: str) -> bool:
+    return is_valid_id(name)
+
+
+def qualify(namespace: str, ident: str) -> str:
+    """The internal id of ``ident`` in ``namespace`` (bare in ``default``)."""
+    return ident if namespace == DEFAULT else f"{namespace}{SEPARATOR}{ident}"
+
+
+def split(internal: str) -> tuple[str, str]:
+    """(namespace, id) of an internal id; a bare id is of ``default``."""
+    namespace, sep, ident = internal.partition(SEPARATOR)
+    return (namespace, ident) if sep else (DEFAULT, internal)
+
+
+def namespace_of(internal: str) -> str:
+    return split(internal)[0]
+
+
+def choose(named: str | None, token_namespaces: Collection[str] | None) -> str:
+    """The namespace a request acts in: ``named`` (the header, None: absent) checked
+    against the token's namespaces (None: no token asked for, any may be named).
+
+    Raises BadNamespace for a name that is not one, NamespaceRefused when the token is not
+    for it (or is for several, none of them ``default``, and none was named)."""
+    if named is not None and not is_valid_namespace(named):
+        raise BadNamespace("a namespace is 1 to 128 letters, digits, '.', '_' or '-'")
+    if token_namespaces is None:
+        return named or DEFAULT
+    if named is None:
+        if DEFAULT in token_namespaces:
+            return DEFAULT
+        if len(token_namespaces) == 1:
+            return next(iter(token_namespaces))
+        raise NamespaceRefused(
+            f"this token is for several namespaces: name one with the {HEADER} header"
+        )
+    if named not in token_namespaces:
+        raise NamespaceRefused(f"this token is not for namespace {named}")
+    return named
+
+
+def served(namespace: str) -> None:
+    """NamespaceRefused unless this version keeps resources in ``namespace``."""
+    if namespace not in SERVED:
+        raise NamespaceRefused(
+            f"namespace {namespace} holds no resources: only {DEFAULT} is served"
+        )

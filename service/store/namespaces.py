@@ -1,0 +1,40 @@
+"""What the API reads of namespaces from Redis: the namespaces a token is for.
+
+A token's namespaces are fixed when it is made (revoking it changes nothing else), so each
+API process keeps them per token id after the first read: a request pays no extra round
+trip once its token has been seen. Whether the token is valid still is the admission's
+question (service/store/tokens.py), asked on every request before this one.
+"""
+
+from __future__ import annotations
+
+import orjson
+from redis.asyncio import Redis
+
+from service.domain.tokens import DEFAULT_NAMESPACES
+from service.store.boundary import translate_redis_errors
+from service.store.keys import Keyspace
+
+CACHED_TOKENS = 10_000
+"""Token ids whose namespaces a process keeps; past it, it forgets them all and reads again."""
+
+
+class TokenNamespaces:
+    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._known: dict[str, tuple[str, ...]] = {}
+
+    @translate_redis_errors
+    async def of(self, token_id: str) -> tuple[str, ...]:
+        """The namespaces of the stored token ``token_id`` (``default`` for one made before
+        tokens carried any)."""
+        known = self._known.get(token_id)
+        if known is not None:
+            return known
+        raw = await self.redis.hget(self.keys.token(token_id), "namespaces")
+        found = tuple(orjson.loads(raw)) if raw else ()
+        if len(self._known) >= CACHED_TOKENS:
+            self._known.clear()
+        self._known[token_id] = found or DEFAULT_NAMESPACES
+        return self._known[token_id]
