@@ -191,3 +191,11 @@ class ViewReader:
     @translate_redis_errors
     async def schedules_of_workflow(self, workflow_id: str, limit: int = 10) -> list[str]:
         return await self._ids(f"schedules:workflow:{workflow_id}", None, limit)
+
+    @translate_redis_errors
+    async def count_schedules(self) -> int:
+        """How many schedules exist (deleted ones leave every index)."""
+        total = 0
+        for p in range(self.keys.partitions):
+            total += int(await self.redis.zcard(self._key(p, "schedules")))
+        return total

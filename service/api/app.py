@@ -38,7 +38,7 @@ from service.config import Settings
 from service.store.archive_reader import ArchivedHistory
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
-from service.store.namespaces import TokenNamespaces
+from service.store.namespaces import NamespaceQuotas, TokenNamespaces
 from service.store.tokens import TokenStore
 
 
@@ -68,6 +68,7 @@ def create_app(
         clock=clock,  # None: due times are judged by Redis's clock
         outbound=settings.outbound_policy(),
     )
+    app[namespaces.QUOTAS] = NamespaceQuotas(redis, keys)
     app.on_shutdown.append(stream.close_streams)
     if projector:
         app.cleanup_ctx.append(_projectors)

@@ -20,10 +20,11 @@ from service.api.routing import route_of
 from service.domain import namespaces
 from service.domain.tokens import bearer_token, token_hash, token_id
 from service.errors import InvalidInput
-from service.store.namespaces import TokenNamespaces
+from service.store.namespaces import NamespaceQuotas, TokenNamespaces
 
 NAMESPACE = web.RequestKey("namespace", str)
 TOKEN_NAMESPACES = web.AppKey("token_namespaces", TokenNamespaces)
+QUOTAS = web.AppKey("quotas", NamespaceQuotas)
 
 
 def namespace(request: web.Request) -> str:

@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from projections.read import ScheduleFilter
-from service.api import render
+from service.api import namespaces, render
 from service.api.audit import AuditPage
 from service.api.context import (
     CLOCK,
@@ -34,6 +34,7 @@ from service.api.models import (
     ScheduleView,
     Written,
 )
+from service.api.namespaces import QUOTAS
 from service.api.params import (
     A_FEED_POSITION,
     ACTOR,
@@ -54,12 +55,19 @@ from service.audit import history, replay
 from service.commands import SCHEDULES, Outcome, RequestContext
 from service.domain import schedule as sched
 from service.domain.ids import ID_PATTERN, id_from_key, is_valid_id, new_id
+from service.domain.namespaces import over_quota, schedules_full
 from service.domain.policies import ScheduleStatus
 from service.domain.schedule import TAG_PATTERN
 from service.domain.spec import SpecPreview, preview
 from service.domain.timeutil import parse_instant
 from service.domain.tokens import Scope
-from service.errors import IdempotencyKeyReused, InvalidInput, ScheduleNotFound
+from service.errors import (
+    Conflict,
+    FieldError,
+    IdempotencyKeyReused,
+    InvalidInput,
+    ScheduleNotFound,
+)
 from service.store.eventstore import StoredEvent
 
 TAG = "schedules"
@@ -148,6 +156,7 @@ async def create_schedule(request: web.Request) -> web.StreamResponse:
     config = sched.ScheduleConfig.model_validate(
         body.model_dump(mode="json", exclude={"id", "paused", "note"})
     )
+    await within_quota(request, config, creating=True)
     command = sched.CreateSchedule(sid, config, paused=body.paused, note=body.note)
     outcome = await request.app[COMMANDS].schedule(sid, command, ctx)
     response = await respond(request, sid, outcome, status=201)
@@ -272,8 +281,26 @@ async def patch_schedule(request: web.Request) -> web.StreamResponse:
         config = client_model(sched.ScheduleConfig, merged)
     except ValidationError as exc:
         raise InvalidInput(field_errors(exc)) from None
+    await within_quota(request, config, creating=False)
     outcome = await commands.schedule(sid, sched.UpdateSchedule(sid, config), ctx)
     return await respond(request, sid, outcome)
+
+
+async def within_quota(
+    request: web.Request, config: sched.ScheduleConfig, *, creating: bool
+) -> None:
+    """Refuse ``config`` past the namespace's quota: 422 naming the field, or 409 when
+    the namespace holds its maximum of schedules (checked against the views, so creates
+    racing each other may pass it together)."""
+    namespace = namespaces.namespace(request)
+    quota = await request.app[QUOTAS].get(namespace)
+    errors = over_quota(namespace, quota, config, request.app[CLOCK].now_ms())
+    if errors:
+        raise InvalidInput([FieldError(field, message) for field, message in errors])
+    if creating and quota.max_schedules is not None:
+        full = schedules_full(namespace, quota, await request.app[VIEWS].count_schedules())
+        if full is not None:
+            raise Conflict(full)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

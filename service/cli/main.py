@@ -14,6 +14,7 @@ from service.cli import (
     audit_cmd,
     events_cmd,
     migrate_cmd,
+    namespace_cmd,
     projections_cmd,
     runs_cmd,
     schedule_cmd,
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate_cmd.add_parsers(sub)
     archive_cmd.add_parsers(sub)
     token_cmd.add_parsers(sub)
+    namespace_cmd.add_parsers(sub)
     return parser
 
 

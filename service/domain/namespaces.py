@@ -11,14 +11,22 @@ separator is one that ids can never contain (ids match ``ID_PATTERN``, no ``/``)
 ``default`` keeps bare ids, so everything stored before namespaces existed is the
 ``default`` namespace unchanged.
 
+Quotas: a namespace may cap its schedules, the shortest time between two fires of a
+schedule's spec, and a schedule's catch-up burst (``policy.catchup_max``).
+
 Pure: no Redis, no HTTP.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
+from itertools import pairwise
 
 from service.domain.ids import ID_PATTERN, is_valid_id
+from service.domain.schedule import ScheduleConfig
+from service.domain.spec import Spec, next_fire_times
+from service.domain.timeutil import format_duration
 
 DEFAULT = "default"
 HEADER = "Cronstream-Namespace"
@@ -88,3 +96,57 @@ def served(namespace: str) -> None:
         raise NamespaceRefused(
             f"namespace {namespace} holds no resources: only {DEFAULT} is served"
         )
+
+
+QUOTA_HORIZON = 1000
+"""How many of a spec's next fire times the minimum interval is judged on."""
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A namespace's limits (None: no limit)."""
+
+    max_schedules: int | None = None
+    min_interval_ms: int | None = None
+    max_catchup: int | None = None
+
+
+def shortest_gap(spec: Spec, after_ms: int) -> int | None:
+    """The shortest time between two of ``spec``'s next QUOTA_HORIZON nominal fire times
+    (None: it fires once or never)."""
+    times = next_fire_times(spec, after_ms, QUOTA_HORIZON)
+    return min((b - a for a, b in pairwise(times)), default=None)
+
+
+def over_quota(
+    namespace: str, quota: Quota, config: ScheduleConfig, after_ms: int
+) -> list[tuple[str, str]]:
+    """(field, message) for each limit of ``quota`` that ``config`` passes."""
+    found: list[tuple[str, str]] = []
+    if quota.min_interval_ms is not None:
+        gap = shortest_gap(config.spec, after_ms)
+        if gap is not None and gap < quota.min_interval_ms:
+            found.append(
+                (
+                    "spec",
+                    f"fires {format_duration(gap)} apart; namespace {namespace} allows one fire "
+                    f"every {format_duration(quota.min_interval_ms)} at most",
+                )
+            )
+    if quota.max_catchup is not None and config.policy.catchup_max > quota.max_catchup:
+        found.append(
+            (
+                "policy.catchup_max",
+                f"namespace {namespace} allows at most {quota.max_catchup}",
+            )
+        )
+    return found
+
+
+def schedules_full(namespace: str, quota: Quota, count: int) -> str | None:
+    """Why one more schedule does not fit in ``namespace`` holding ``count`` (None: it does)."""
+    if quota.max_schedules is not None and count >= quota.max_schedules:
+        return (
+            f"namespace {namespace} holds {count} schedules, its maximum is {quota.max_schedules}"
+        )
+    return None

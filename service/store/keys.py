@@ -131,6 +131,14 @@ class Keyspace:
     def tokens(self) -> str:
         return f"{self.prefix}:{{auth}}:tokens"
 
+    # namespaces' quotas: one hash per namespace, and the set of namespaces that have one
+    def namespace(self, name: str) -> str:
+        return f"{self.prefix}:{{auth}}:namespace:{name}"
+
+    @property
+    def namespaces(self) -> str:
+        return f"{self.prefix}:{{auth}}:namespaces"
+
     # read side
     def checkpoint(self, p: int, projection: str = PROJECTION_VIEWS) -> str:
         return f"{self._p(p)}:proj:{projection}"

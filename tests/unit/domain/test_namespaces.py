@@ -6,6 +6,7 @@ import pytest
 
 from service.domain import namespaces as ns
 from service.domain.ids import is_valid_id
+from service.domain.schedule import ScheduleConfig
 
 
 @pytest.mark.parametrize(
@@ -68,3 +69,35 @@ def test_only_the_default_namespace_holds_resources_yet() -> None:
     ns.served("default")
     with pytest.raises(ns.NamespaceRefused):
         ns.served("team-a")
+
+
+NOW = 1_768_348_800_000  # 2026-01-14T00:00:00Z
+
+
+def config(spec: dict[str, object], catchup_max: int = 100) -> ScheduleConfig:
+    return ScheduleConfig.model_validate(
+        {"workflow_id": "scan", "spec": spec, "policy": {"catchup_max": catchup_max}}
+    )
+
+
+def test_the_shortest_gap_of_a_spec_counts_its_rare_close_fires() -> None:
+    # 00:00 and 00:01 on the first of each month: a minute apart, whatever the rest
+    monthly = config({"cron": ["0,1 0 1 * *"]}).spec
+    assert ns.shortest_gap(monthly, NOW) == 60_000
+    assert ns.shortest_gap(config({"intervals": [{"every": "90s"}]}).spec, NOW) == 90_000
+
+
+def test_a_quota_refuses_a_spec_too_often_and_a_catchup_too_large() -> None:
+    quota = ns.Quota(min_interval_ms=300_000, max_catchup=10)
+    assert ns.over_quota("team-a", quota, config({"cron": ["*/5 * * * *"]}, 10), NOW) == []
+    found = dict(ns.over_quota("team-a", quota, config({"cron": ["* * * * *"]}, 11), NOW))
+    assert set(found) == {"spec", "policy.catchup_max"}
+    assert "1m" in found["spec"] and "5m" in found["spec"] and "team-a" in found["spec"]
+    assert "10" in found["policy.catchup_max"]
+    assert ns.over_quota("team-a", ns.Quota(), config({"cron": ["* * * * *"]}, 10_000), NOW) == []
+
+
+def test_a_namespace_at_its_maximum_of_schedules_takes_no_more() -> None:
+    assert ns.schedules_full("default", ns.Quota(max_schedules=2), 1) is None
+    assert "2" in (ns.schedules_full("default", ns.Quota(max_schedules=2), 2) or "")
+    assert ns.schedules_full("default", ns.Quota(), 10**6) is None
