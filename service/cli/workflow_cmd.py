@@ -47,6 +47,12 @@ def add_parsers(sub: Subparsers) -> None:
         help="sign deliveries with the secret in this environment variable of the workers",
     )
     put.add_argument(
+        "--signing",
+        choices=("env", "stored"),
+        help="sign with the secret in --secret-env's variable (env) or with the secrets "
+        "`workflow secret create` stores (stored)",
+    )
+    put.add_argument(
         "--body",
         choices=("input", "envelope"),
         help="a delivery's body: the run's input, or an envelope naming the fire around it",
@@ -113,7 +119,12 @@ def header_pair(text: str) -> tuple[str, str]:
 
 def _http_target(args: argparse.Namespace) -> dict[str, Any]:
     target: dict[str, Any] = {"type": "http", "url": args.http}
-    optional = {"method": args.method, "secret_env": args.secret_env, "body": args.body}
+    optional = {
+        "method": args.method,
+        "secret_env": args.secret_env,
+        "signing": args.signing,
+        "body": args.body,
+    }
     target.update({name: value for name, value in optional.items() if value})
     headers = dict(args.header)
     if headers:

@@ -31,6 +31,13 @@ def test_every_http_target_field_has_a_flag() -> None:
     }
 
 
+def test_stored_signing_has_a_flag() -> None:
+    args = build_parser().parse_args(
+        ["workflow", "put", "hook", "--http", "https://example.test/hook", "--signing", "stored"]
+    )
+    assert put_body(args)["target"]["signing"] == "stored"
+
+
 def test_a_header_without_a_value_separator_names_the_flag(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
