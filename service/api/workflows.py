@@ -7,6 +7,8 @@ from aiohttp import web
 from service.api import render
 from service.api.context import (
     COMMANDS,
+    KEYS,
+    REDIS,
     VIEWS,
     client_model,
     etag,
@@ -23,6 +25,7 @@ from service.domain.ids import ID_PATTERN, is_valid_id
 from service.domain.tokens import Scope
 from service.domain.workflow import WorkflowConfig
 from service.errors import InvalidInput, WorkflowNotFound
+from service.store.secrets import SigningSecrets
 
 TAG = "workflows"
 ID_PARAM = path_id("Workflow")
@@ -123,4 +126,5 @@ async def delete_workflow(request: web.Request) -> web.StreamResponse:
         return await views.schedules_of_workflow(wid)
 
     await request.app[COMMANDS].delete_workflow(wid, ctx, users)
+    await SigningSecrets(request.app[REDIS], request.app[KEYS]).forget(wid)
     return web.Response(status=204)

@@ -197,6 +197,14 @@ class SigningSecrets:
         now = "" if now_ms is None else now_ms
         return await self._script(keys=[key], args=[action, now, *args])
 
+    @translate_redis_errors
+    async def forget(self, workflow_id: str) -> None:
+        """Drop every secret of a deleted workflow, so one defined again under its id
+        starts with none (a receiver of the old one must not trust the new one)."""
+        await self.redis.delete(
+            self.keys.signing_secrets(self.keys.partition_of(workflow_id), workflow_id)
+        )
+
     async def create(self, workflow_id: str, now_ms: int | None = None) -> MadeSecret:
         """The workflow's first secret (SigningSecretsFull while one is live)."""
         return await self._make(workflow_id, "create", now_ms)

@@ -195,3 +195,14 @@ async def test_signing_stored_and_secret_env_are_one_or_the_other(api: TestClien
     env_alone = {"type": "http", "url": "http://127.0.0.1:9/x", "signing": "env"}
     r = await api.put("/v1/workflows/w", json={"target": env_alone})
     assert r.status == 422 and "secret_env" in await r.text()
+
+
+async def test_a_deleted_workflow_takes_its_secrets_along(live: TestClient, target: Target) -> None:
+    await stored_workflow(live, target.url + "/ok")
+    await made(live)
+    assert (await live.delete("/v1/workflows/hook")).status == 204
+    await stored_workflow(live, target.url + "/ok")  # the same id, defined again
+    listing = await (await live.get(SECRETS)).json()
+    assert listing["items"] == []
+    second = await made(live)  # not "rotate instead": none is live
+    assert verifies(second["secret"], await delivered(live, target))
