@@ -32,9 +32,7 @@ RECORD_FIELDS = (
 )
 
 
-def add_parsers(sub: Subparsers) -> None:
-    workflow = sub.add_parser("workflow", help="define and inspect workflows")
-    actions = workflow.add_subparsers(dest="action", required=True)
+def _add_put(actions: Subparsers) -> None:
     put = actions.add_parser("put", help="define or replace a workflow")
     put.add_argument("id")
     put.add_argument("-f", "--file", help="JSON body file ('-' for stdin)")
@@ -70,6 +68,12 @@ def add_parsers(sub: Subparsers) -> None:
     put.add_argument("--python", metavar="MODULE:FUNCTION", help="target: a Python handler")
     put.add_argument("--none", action="store_true", help="target: none (the event is the action)")
     put.add_argument("--input-schema", metavar="FILE", help="JSON Schema file for run inputs")
+
+
+def add_parsers(sub: Subparsers) -> None:
+    workflow = sub.add_parser("workflow", help="define and inspect workflows")
+    actions = workflow.add_subparsers(dest="action", required=True)
+    _add_put(actions)
     for name in ("get", "delete"):
         action = actions.add_parser(name, help=f"{name} a workflow")
         action.add_argument("id")
