@@ -97,9 +97,8 @@ def metrics_app(settings: Settings, redis: Redis) -> web.Application:
 def _middlewares(settings: Settings) -> list[Middleware]:
     """Problems outside authentication, so a store outage while admitting is a 503 too."""
     chain: list[Middleware] = [observability.observe, problem_middleware]
-    if settings.auth:
-        chain.append(auth.authenticate)
-    chain.append(namespaces.resolve)
+    # with tokens, the token check settles the namespace too (one layer per request)
+    chain.append(auth.authenticate if settings.auth else namespaces.resolve)
     return chain
 
 

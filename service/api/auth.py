@@ -10,7 +10,9 @@ spend them in this process for at most LEASE_S (1 s), the bound on how late this
 process sees a revocation. The answers, before the handler runs (so
 nothing is read or written for a refused request): 401 without a valid token, 403
 without the route's scope, 429 when its bucket is empty. Every answer to a request
-with a valid token carries the RateLimit-* headers.
+with a valid token carries the RateLimit-* headers. The same middleware then settles the
+namespace of a /v1 request (service/api/namespaces.py): one layer per request, and the
+token's header checked and hashed once (both kept per header value by the domain).
 """
 
 from __future__ import annotations
@@ -18,12 +20,22 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from multidict import istr
 
+from service.api import namespaces
 from service.api.context import SETTINGS
 from service.api.problems import problem
-from service.api.routing import route_of
+from service.api.routing import Route, route_of
 from service.clock import Clock
-from service.domain.tokens import MalformedToken, Scope, allows, bearer_token, seconds_up
+from service.domain.tokens import (
+    MalformedToken,
+    Scope,
+    allows,
+    bearer_token,
+    seconds_up,
+    token_hash,
+    token_id,
+)
 from service.store.tokens import Admission, Admitted, TokenStore
 
 TOKENS = web.AppKey("tokens", TokenStore)
@@ -37,14 +49,19 @@ REFUSED = {
     Admission.REVOKED: "the token has been revoked",
     Admission.EXPIRED: "the token has expired",
 }
+AUTHORIZATION = istr("Authorization")
+RATE_LIMIT = istr("RateLimit-Limit")
+RATE_REMAINING = istr("RateLimit-Remaining")
+RATE_RESET = istr("RateLimit-Reset")
 ANY_TOKEN = "any"
 """What a path under /v1 that matches no route needs: a valid token, whatever its scopes
 (so an anonymous client learns nothing from which paths exist)."""
 
 
-def required(request: web.Request) -> Scope | str | None:
-    """The scope ``request``'s route needs (ANY_TOKEN; None: open to anyone)."""
-    entry = route_of(request.match_info.handler)
+def required(request: web.Request, entry: Route | None = None) -> Scope | str | None:
+    """The scope ``request``'s route (``entry``) needs (ANY_TOKEN; None: open to anyone)."""
+    if entry is None:
+        entry = route_of(request.match_info.handler)
     if entry is None:
         return ANY_TOKEN if request.path == "/v1" or request.path.startswith("/v1/") else None
     if entry.scope is Scope.METRICS_READ and not request.app[SETTINGS].metrics_auth:
@@ -54,15 +71,16 @@ def required(request: web.Request) -> Scope | str | None:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse:
-    need = required(request)
+    entry = route_of(request.match_info.handler)
+    need = required(request, entry)
     if need is None:
         response: web.StreamResponse = await handler(request)
         return response
+    header = request.headers.get(AUTHORIZATION)
     try:
-        token = bearer_token(request.headers.get("Authorization"))
+        token = bearer_token(header)
     except MalformedToken as exc:
-        missing = "Authorization" not in request.headers
-        return unauthorized(str(exc), invalid=not missing)
+        return unauthorized(str(exc), invalid=header is not None)
     clock = request.app.get(AUTH_CLOCK)
     admitted = await request.app[TOKENS].admit(token, clock.now_ms() if clock else None)
     if admitted.outcome in REFUSED:
@@ -72,6 +90,11 @@ async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse
         return forbidden(need)
     if admitted.outcome is Admission.LIMITED:
         return too_many(admitted)
+    if namespaces.scoped(entry):
+        owned = await request.app[namespaces.TOKEN_NAMESPACES].of(token_id(token_hash(token)))
+        refused = namespaces.settle(request, owned)
+        if refused is not None:
+            return refused
     response = await handler(request)
     return response
 
@@ -110,6 +133,7 @@ async def rate_headers(request: web.Request, response: web.StreamResponse) -> No
     admitted = request.get(ADMITTED)
     if admitted is None:
         return
-    response.headers["RateLimit-Limit"] = str(admitted.limit)
-    response.headers["RateLimit-Remaining"] = str(admitted.remaining)
-    response.headers["RateLimit-Reset"] = str(seconds_up(admitted.reset_ms))
+    headers = response.headers
+    headers[RATE_LIMIT] = str(admitted.limit)
+    headers[RATE_REMAINING] = str(admitted.remaining)
+    headers[RATE_RESET] = str(seconds_up(admitted.reset_ms))

@@ -1,11 +1,13 @@
 """The namespace a /v1 request acts in (service/domain/namespaces.py decides it).
 
-One middleware, after the token check: it reads the ``Cronstream-Namespace`` header and
-the admitted token's namespaces (none under --insecure-dev: any namespace may be named),
-and refuses a namespace the token is not for with 403 before the handler runs, so
-nothing is read or written for it. 403 rather than 404: the namespace is the caller's
-own claim about its tenant, not a resource; the answer is the same whether or not the
-namespace holds anything, so it tells nothing about another tenant.
+It is read from the ``Cronstream-Namespace`` header and checked against the admitted
+token's namespaces (none under --insecure-dev: any namespace may be named); a namespace
+the token is not for is refused with 403 before the handler runs, so nothing is read or
+written for it. 403 rather than 404: the namespace is the caller's own claim about its
+tenant, not a resource; the answer is the same whether or not the namespace holds
+anything, so it tells nothing about another tenant. With tokens, the token check
+(service/api/auth.py) settles the namespace in the same middleware, after the token is
+admitted; without them, ``resolve`` does.
 """
 
 from __future__ import annotations
@@ -14,11 +16,9 @@ from typing import Any
 
 from aiohttp import web
 
-from service.api.auth import ADMITTED
 from service.api.problems import problem
-from service.api.routing import route_of
+from service.api.routing import Route, route_of
 from service.domain import namespaces
-from service.domain.tokens import bearer_token, token_hash, token_id
 from service.errors import InvalidInput
 from service.store.namespaces import NamespaceQuotas, TokenNamespaces
 
@@ -32,30 +32,32 @@ def namespace(request: web.Request) -> str:
     return request[NAMESPACE] if NAMESPACE in request else namespaces.DEFAULT
 
 
-@web.middleware
-async def resolve(request: web.Request, handler: Any) -> web.StreamResponse:
-    entry = route_of(request.match_info.handler)
-    if entry is None or not entry.path.startswith("/v1"):
-        response: web.StreamResponse = await handler(request)
-        return response
+def scoped(entry: Route | None) -> bool:
+    """Whether a request to ``entry`` acts in a namespace (the /v1 routes)."""
+    return entry is not None and entry.path.startswith("/v1")
+
+
+def settle(request: web.Request, token_namespaces: tuple[str, ...] | None) -> web.Response | None:
+    """Set the namespace ``request`` acts in; the 403 when the token is not for it
+    (``token_namespaces`` None: no token was asked for). A header that names no namespace
+    raises InvalidInput (422)."""
     try:
-        chosen = namespaces.choose(
-            request.headers.get(namespaces.HEADER), await _token_for(request)
-        )
+        chosen = namespaces.choose(request.headers.get(namespaces.HEADER), token_namespaces)
         namespaces.served(chosen)
     except namespaces.BadNamespace as exc:
         raise InvalidInput.one(namespaces.HEADER, str(exc)) from None
     except namespaces.NamespaceRefused as exc:
         return problem(403, "Forbidden", str(exc))
     request[NAMESPACE] = chosen
-    response = await handler(request)
+    return None
+
+
+@web.middleware
+async def resolve(request: web.Request, handler: Any) -> web.StreamResponse:
+    """The namespace of a request to an API that asks for no token."""
+    if scoped(route_of(request.match_info.handler)):
+        refused = settle(request, None)
+        if refused is not None:
+            return refused
+    response: web.StreamResponse = await handler(request)
     return response
-
-
-async def _token_for(request: web.Request) -> tuple[str, ...] | None:
-    """The namespaces of the request's token (None: no token was asked for)."""
-    if request.get(ADMITTED) is None:
-        return None
-    # admitted: the header holds a well-formed token
-    digest = token_hash(bearer_token(request.headers.get("Authorization")))
-    return await request.app[TOKEN_NAMESPACES].of(token_id(digest))

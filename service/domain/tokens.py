@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 PREFIX = "cs_"
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -28,6 +29,9 @@ TOKEN_LENGTH = len(PREFIX) + BODY_LENGTH + CHECKSUM_LENGTH
 ID_LENGTH = 16
 DEFAULT_NAMESPACES = ("default",)
 _SHAPE = re.compile(rf"{PREFIX}[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}")
+PARSED_HEADERS = 4096
+"""Authorization headers (and token hashes) kept checked: a client sends the same one on
+every request, and checking it again is most of what a request's token costs."""
 
 
 class Scope(StrEnum):
@@ -83,7 +87,15 @@ def check_token(text: str) -> str:
 
 def bearer_token(header: str | None) -> str:
     """The token of an ``Authorization: Bearer <token>`` header, checked (MalformedToken)."""
-    if header is None or not header.strip():
+    if header is None:
+        raise MalformedToken("send Authorization: Bearer <token>")
+    return _bearer(header)
+
+
+@lru_cache(maxsize=PARSED_HEADERS)
+def _bearer(header: str) -> str:
+    # a refused header raises, and lru_cache keeps only what passed
+    if not header.strip():
         raise MalformedToken("send Authorization: Bearer <token>")
     scheme, _, value = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
@@ -91,6 +103,7 @@ def bearer_token(header: str | None) -> str:
     return check_token(value.strip())
 
 
+@lru_cache(maxsize=PARSED_HEADERS)
 def token_hash(token: str) -> str:
     """What the service stores of a token: its SHA-256, in hex."""
     return hashlib.sha256(token.encode()).hexdigest()
@@ -121,7 +134,7 @@ def parse_scopes(text: str | Iterable[str]) -> frozenset[Scope]:
 
 def allows(granted: Iterable[Scope | str], required: Scope) -> bool:
     """A token with ``granted`` may do what needs ``required`` (admin may do everything)."""
-    have = set(granted)
+    have = granted if isinstance(granted, frozenset) else frozenset(granted)
     return required in have or Scope.ADMIN in have
 
 

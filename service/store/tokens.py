@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -76,9 +76,8 @@ class Admission(StrEnum):
     LIMITED = "limited"
 
 
-@dataclass(frozen=True)
-class Admitted:
-    """What admitting one request with a token found."""
+class Admitted(NamedTuple):
+    """What admitting one request with a token found (a tuple: made on every request)."""
 
     outcome: Admission
     scopes: frozenset[Scope] = frozenset()
