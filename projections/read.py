@@ -10,11 +10,15 @@ import orjson
 from redis.asyncio import Redis
 
 from projections import schedules, workflows
+from service.domain.namespaces import SEPARATOR, namespace_of
 from service.store.boundary import translate_redis_errors
 from service.store.keys import Keyspace
 
 Record = dict[str, Any]
 SCAN_BOUND = 10_000
+HOP_BOUND = 1_000
+"""How many other namespaces' runs of ids one page of ``default`` ids may step over."""
+_AFTER_SEPARATOR = chr(ord(SEPARATOR) + 1)
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,7 @@ class RunFilter:
     workflow_id: str | None = None
     status: str | None = None
     trigger: str | None = None
+    namespace: str | None = None
 
     def index(self) -> str:
         if self.schedule_id:
@@ -64,6 +69,7 @@ class RunFilter:
             and (self.workflow_id is None or record["workflow_id"] == self.workflow_id)
             and (self.status is None or record["status"] == self.status)
             and (self.trigger is None or record["trigger"]["type"] == self.trigger)
+            and (self.namespace is None or namespace_of(record["workflow_id"]) == self.namespace)
         )
 
 
@@ -97,14 +103,46 @@ class ViewReader:
         p = self.keys.partition_of(workflow_id)
         return await self._record(p, workflows.record_name(workflow_id))
 
-    async def _ids(self, index: str, after: str | None, limit: int) -> list[str]:
-        """Ids in an index across partitions, in id order, after ``after``."""
-        low = f"({after}" if after else "-"
+    async def _ids(
+        self, index: str, after: str | None, limit: int, prefix: str | None = None
+    ) -> list[str]:
+        """Ids in an index across partitions, in id order, after ``after``; only those
+        starting with ``prefix`` ("": the bare ids of ``default``; None: all)."""
         per_partition = []
         for p in range(self.keys.partitions):
-            raw = await self.redis.zrangebylex(self._key(p, index), low, "+", start=0, num=limit)
-            per_partition.append([m.decode() if isinstance(m, bytes) else m for m in raw])
+            key = self._key(p, index)
+            if prefix is None:
+                low = f"({after}" if after else "-"
+                per_partition.append(await self._lex(key, low, "+", limit))
+            elif prefix:
+                low = f"({after}" if after else f"[{prefix}"
+                high = f"({prefix[:-1]}{_AFTER_SEPARATOR}"
+                per_partition.append(await self._lex(key, low, high, limit))
+            else:
+                per_partition.append(await self._bare_ids(key, after, limit))
         return list(heapq.merge(*per_partition))[:limit]
+
+    async def _lex(self, key: str, low: str, high: str, limit: int) -> list[str]:
+        raw = await self.redis.zrangebylex(key, low, high, start=0, num=limit)
+        return [m.decode() if isinstance(m, bytes) else m for m in raw]
+
+    async def _bare_ids(self, key: str, after: str | None, limit: int) -> list[str]:
+        """Ids without a namespace in ``key`` after ``after``: each namespace's ids sort
+        together (``NS/…``), so one step passes all of them."""
+        low = f"({after}" if after else "-"
+        found: list[str] = []
+        for _ in range(HOP_BOUND):
+            batch = await self._lex(key, low, "+", limit - len(found))
+            for member in batch:
+                if SEPARATOR in member:
+                    low = f"[{member.partition(SEPARATOR)[0]}{_AFTER_SEPARATOR}"
+                    break
+                found.append(member)
+            else:
+                return found
+            if len(found) >= limit:
+                return found
+        return found
 
     async def _records(self, prefix: str, ids: list[str]) -> list[Record]:
         if not ids:
@@ -123,14 +161,14 @@ class ViewReader:
 
     @translate_redis_errors
     async def list_schedules(
-        self, where: ScheduleFilter, after: str | None, limit: int
+        self, where: ScheduleFilter, after: str | None, limit: int, prefix: str | None = None
     ) -> tuple[list[Record], str | None]:
         """A page of schedules in id order, and the cursor of the next page (or None)."""
         found: list[Record] = []
         cursor = after
         scanned = 0
         while len(found) < limit and scanned < SCAN_BOUND:
-            ids = await self._ids(where.index(), cursor, limit)
+            ids = await self._ids(where.index(), cursor, limit, prefix)
             if not ids:
                 return found, None
             scanned += len(ids)
@@ -138,14 +176,14 @@ class ViewReader:
                 if where.matches(record) and len(found) < limit:
                     found.append(record)
             cursor = ids[-1] if len(found) < limit else found[-1]["id"]
-        more = await self._ids(where.index(), found[-1]["id"], 1) if found else []
+        more = await self._ids(where.index(), found[-1]["id"], 1, prefix) if found else []
         return found, (found[-1]["id"] if found and more else None)
 
     @translate_redis_errors
     async def list_workflows(
-        self, after: str | None, limit: int
+        self, after: str | None, limit: int, prefix: str | None = None
     ) -> tuple[list[Record], str | None]:
-        ids = await self._ids("workflows", after, limit + 1)
+        ids = await self._ids("workflows", after, limit + 1, prefix)
         records = await self._records("workflow", ids[:limit])
         return records, (ids[limit - 1] if len(ids) > limit else None)
 
@@ -193,9 +231,15 @@ class ViewReader:
         return await self._ids(f"schedules:workflow:{workflow_id}", None, limit)
 
     @translate_redis_errors
-    async def count_schedules(self) -> int:
-        """How many schedules exist (deleted ones leave every index)."""
+    async def count_schedules(self, prefix: str | None = None) -> int:
+        """How many schedules exist (deleted ones leave every index); with ``prefix``
+        (not ""), only those whose ids start with it."""
         total = 0
         for p in range(self.keys.partitions):
-            total += int(await self.redis.zcard(self._key(p, "schedules")))
+            key = self._key(p, "schedules")
+            if prefix:
+                high = f"({prefix[:-1]}{_AFTER_SEPARATOR}"
+                total += int(await self.redis.zlexcount(key, f"[{prefix}", high))
+            else:
+                total += int(await self.redis.zcard(key))
         return total

@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from service import telemetry
+from service.api import tenancy
 from service.api.context import (
     CLOCK,
     COMMANDS,
@@ -88,7 +89,8 @@ async def _live_schedule(request: web.Request, sid: str) -> sched.ScheduleState:
 async def _workflow(request: web.Request, workflow_id: str) -> WorkflowConfig:
     workflow, _ = await request.app[COMMANDS].load(WORKFLOWS, workflow_id)
     if workflow is None or workflow.deleted:
-        raise InvalidInput.one("workflow_id", f"workflow {workflow_id!r} does not exist")
+        named = tenancy.bare(workflow_id)
+        raise InvalidInput.one("workflow_id", f"workflow {named!r} does not exist")
     assert isinstance(workflow.config, WorkflowConfig)
     return workflow.config
 

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from projections.schedules import new_info
+from service.domain.namespaces import split
 from service.domain.spec import Spec, describe, remaining_times
 from service.domain.timeutil import to_rfc3339
 from service.store.eventstore import StoredEvent
@@ -34,10 +35,10 @@ def schedule(record: dict[str, Any], now_ms: int) -> dict[str, Any]:
     times = remaining_times(spec, now_ms, NEXT_RUN_COUNT, remaining) if active else []
     rendered = [to_rfc3339(t) for t in times]
     return {
-        "id": record["id"],
+        "id": split(record["id"])[1],
         "name": record["name"],
         "description": record["description"],
-        "workflow_id": record["workflow_id"],
+        "workflow_id": split(record["workflow_id"])[1],
         "spec": {**record["spec"], "description": describe(spec)},
         "policy": record["policy"],
         "input": record["input"],
@@ -67,7 +68,7 @@ def schedule(record: dict[str, Any], now_ms: int) -> dict[str, Any]:
 
 def workflow(record: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": record["id"],
+        "id": split(record["id"])[1],
         "name": record["name"],
         "description": record["description"],
         "target": record["target"],

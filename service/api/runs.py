@@ -8,6 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from projections.read import RunFilter
+from service.api import tenancy
 from service.api.context import (
     CLOCK,
     COMMANDS,
@@ -22,6 +23,7 @@ from service.api.context import (
     read_command,
     request_context,
 )
+from service.api.namespaces import namespace
 from service.api.params import (
     A_RUN_CURSOR,
     ACTOR,
@@ -129,10 +131,11 @@ def _ms(value: int | None) -> str | None:
 
 
 def render(record: dict[str, Any]) -> dict[str, Any]:
+    sid = record.get("schedule_id")
     return {
         "id": record["id"],
-        "schedule_id": record.get("schedule_id"),
-        "workflow_id": record["workflow_id"],
+        "schedule_id": sid and tenancy.bare(sid),
+        "workflow_id": tenancy.bare(record["workflow_id"]),
         "trigger": record["trigger"],
         "nominal_time": record.get("nominal_time"),
         "input": record.get("input"),
@@ -150,12 +153,16 @@ def render(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _filter(request: web.Request, **fixed: str) -> RunFilter:
+    """The runs a request lists: always only its namespace's (``fixed`` ids are internal)."""
     return RunFilter(
         schedule_id=fixed.get("schedule_id")
-        or query_text(request, "schedule_id", ID_PATTERN, AN_ID),
-        workflow_id=query_text(request, "workflow_id", ID_PATTERN, AN_ID),
+        or tenancy.internal_or_none(request, query_text(request, "schedule_id", ID_PATTERN, AN_ID)),
+        workflow_id=tenancy.internal_or_none(
+            request, query_text(request, "workflow_id", ID_PATTERN, AN_ID)
+        ),
         status=query_choice(request, "status", STATUSES),
         trigger=query_choice(request, "trigger", TRIGGERS),
+        namespace=namespace(request),
     )
 
 
@@ -228,7 +235,7 @@ def _run_id(request: web.Request) -> str:
 async def get_run(request: web.Request) -> web.StreamResponse:
     run_id = _run_id(request)
     record = await request.app[VIEWS].run(run_id)
-    if record is None:
+    if record is None or not tenancy.owns(request, record["workflow_id"]):
         raise RunNotFound(run_id)
     return json_response(render(record))
 
@@ -251,7 +258,7 @@ async def cancel_run(request: web.Request) -> web.StreamResponse:
     body = client_model(CancelBody, data)
     runs = RunStore(request.app[REDIS], request.app[KEYS])
     found = await runs.locate(run_id)
-    if found is None:
+    if found is None or not tenancy.owns(request, found[1]):
         raise RunNotFound(run_id)
     p, sid, kind = found
     outcome = await runs.cancel(
@@ -283,7 +290,7 @@ async def retry_run(request: web.Request) -> web.StreamResponse:
     ctx = request_context(request)
     runs = RunStore(request.app[REDIS], request.app[KEYS])
     found = await runs.locate(run_id)
-    if found is None:
+    if found is None or not tenancy.owns(request, found[1]):
         raise RunNotFound(run_id)
     p, sid, kind = found
     outcome = await runs.revive(
@@ -315,14 +322,15 @@ async def retry_run(request: web.Request) -> web.StreamResponse:
     params=(path_id("Workflow"), IDEMPOTENCY_KEY, ACTOR),
 )
 async def run_workflow(request: web.Request) -> web.StreamResponse:
-    wid = request.match_info["id"]
-    if not is_valid_id(wid):
-        raise WorkflowNotFound(wid)
+    named = request.match_info["id"]
+    if not is_valid_id(named):
+        raise WorkflowNotFound(named)
+    wid = tenancy.internal(request, named)
     ctx, data = await read_command(request, allow_empty=True)
     body = client_model(RunNowBody, data)
     state, _ = await request.app[COMMANDS].load(WORKFLOWS, wid)
     if state is None or state.deleted:
-        raise WorkflowNotFound(wid)
+        raise WorkflowNotFound(named)
     validate_input(state.config, body.input)
     trigger = {
         "type": "manual" if ctx.actor.startswith(("cli:", "ui:")) else "api",

@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from projections.read import ScheduleFilter
-from service.api import namespaces, render
+from service.api import namespaces, render, tenancy
 from service.api.audit import AuditPage
 from service.api.context import (
     CLOCK,
@@ -86,7 +86,7 @@ def schedule_id(request: web.Request) -> str:
     sid = request.match_info["id"]
     if not is_valid_id(sid):
         raise ScheduleNotFound(sid)
-    return sid
+    return tenancy.internal(request, sid)
 
 
 async def respond(
@@ -96,7 +96,11 @@ async def respond(
     if record is None:
         if outcome.positions:  # written, but the view is not there yet
             return json_response(
-                {"id": sid, "version": outcome.version, "position": outcome.positions[-1]},
+                {
+                    "id": tenancy.bare(sid),
+                    "version": outcome.version,
+                    "position": outcome.positions[-1],
+                },
                 status=202,
                 headers={"ETag": etag(outcome.version)},
             )
@@ -145,22 +149,23 @@ async def create_schedule(request: web.Request) -> web.StreamResponse:
     ctx, data = await read_command(request)
     body = client_model(ScheduleCreate, data)
     if body.id is not None:
-        sid = body.id
+        sid = tenancy.internal(request, body.id)
     elif ctx.idempotency_key is not None:
-        sid = id_from_key("sch", ctx.actor, ctx.idempotency_key)
+        sid = tenancy.internal(request, id_from_key("sch", ctx.actor, ctx.idempotency_key))
     else:
-        sid = new_id("sch")
+        sid = tenancy.internal(request, new_id("sch"))
     replayed = await _replayed(request, sid, ctx)
     if replayed is not None:
         return replayed
     config = sched.ScheduleConfig.model_validate(
         body.model_dump(mode="json", exclude={"id", "paused", "note"})
+        | {"workflow_id": tenancy.internal(request, body.workflow_id)}
     )
     await within_quota(request, config, creating=True)
     command = sched.CreateSchedule(sid, config, paused=body.paused, note=body.note)
     outcome = await request.app[COMMANDS].schedule(sid, command, ctx)
     response = await respond(request, sid, outcome, status=201)
-    response.headers["Location"] = f"/v1/schedules/{sid}"
+    response.headers["Location"] = f"/v1/schedules/{tenancy.bare(sid)}"
     if ctx.idempotency_key is not None and response.status == 201:
         assert isinstance(response.body, bytes)
         await request.app[STORE].save_response(sid, ctx.storage_key(), 201, response.body)
@@ -185,17 +190,23 @@ async def create_schedule(request: web.Request) -> web.StreamResponse:
 )
 async def list_schedules(request: web.Request) -> web.StreamResponse:
     where = ScheduleFilter(
-        workflow_id=query_text(request, "workflow_id", ID_PATTERN, AN_ID),
+        workflow_id=tenancy.internal_or_none(
+            request, query_text(request, "workflow_id", ID_PATTERN, AN_ID)
+        ),
         status=query_choice(request, "status", STATUSES),
         tag=query_text(request, "tag", TAG_PATTERN, f"a tag matching {TAG_PATTERN}"),
     )
     size = query_int(request, "limit", 50, 1, 500)
+    after = tenancy.internal_or_none(request, query_text(request, "cursor", ID_PATTERN, AN_ID))
     records, cursor = await request.app[VIEWS].list_schedules(
-        where, query_text(request, "cursor", ID_PATTERN, AN_ID), size
+        where, after, size, tenancy.id_prefix(request)
     )
     now = request.app[CLOCK].now_ms()
     return json_response(
-        {"items": [render.schedule(r, now) for r in records], "next_cursor": cursor}
+        {
+            "items": [render.schedule(r, now) for r in records],
+            "next_cursor": cursor and tenancy.bare(cursor),
+        }
     )
 
 
@@ -276,11 +287,16 @@ async def patch_schedule(request: web.Request) -> web.StreamResponse:
     state, _ = await commands.load(SCHEDULES, sid)
     if state is None or state.deleted:
         raise ScheduleNotFound(sid)
-    merged = merge_patch(state.config.model_dump(mode="json"), patch)
+    current = state.config.model_dump(mode="json")
+    current["workflow_id"] = tenancy.bare(current["workflow_id"])
+    merged = merge_patch(current, patch)
     try:
         config = client_model(sched.ScheduleConfig, merged)
     except ValidationError as exc:
         raise InvalidInput(field_errors(exc)) from None
+    config = config.model_copy(
+        update={"workflow_id": tenancy.internal(request, config.workflow_id)}
+    )
     await within_quota(request, config, creating=False)
     outcome = await commands.schedule(sid, sched.UpdateSchedule(sid, config), ctx)
     return await respond(request, sid, outcome)
@@ -298,7 +314,8 @@ async def within_quota(
     if errors:
         raise InvalidInput([FieldError(field, message) for field, message in errors])
     if creating and quota.max_schedules is not None:
-        full = schedules_full(namespace, quota, await request.app[VIEWS].count_schedules())
+        count = await request.app[VIEWS].count_schedules(tenancy.id_prefix(request))
+        full = schedules_full(namespace, quota, count)
         if full is not None:
             raise Conflict(full)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.api import tenancy
 from service.api.context import KEYS, REDIS, SETTINGS, VIEWS, json_response, read_model
 from service.api.params import ID
 from service.api.routing import Param, Reply, route
@@ -73,9 +74,12 @@ class RotateBody(BaseModel):
 
 async def _secrets(request: web.Request) -> tuple[SigningSecrets, str]:
     """The store, and the id of the workflow the path names (404 when it has none)."""
-    wid = request.match_info["id"]
-    if not is_valid_id(wid) or await request.app[VIEWS].workflow(wid) is None:
-        raise WorkflowNotFound(wid)
+    named = request.match_info["id"]
+    if not is_valid_id(named):
+        raise WorkflowNotFound(named)
+    wid = tenancy.internal(request, named)
+    if await request.app[VIEWS].workflow(wid) is None:
+        raise WorkflowNotFound(named)
     # the API's key is its settings' (CRONSTREAM_SECRET_KEY as serve read it); "" is none
     store = SigningSecrets(
         request.app[REDIS], request.app[KEYS], request.app[SETTINGS].secret_key or ""
@@ -86,7 +90,7 @@ async def _secrets(request: web.Request) -> tuple[SigningSecrets, str]:
 def _made(made: MadeSecret, wid: str) -> web.Response:
     body = {
         "id": made.id,
-        "workflow_id": wid,
+        "workflow_id": tenancy.bare(wid),
         "secret": made.secret,
         "created_at": to_rfc3339(made.created_ms),
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.api import render
+from service.api import render, tenancy
 from service.api.context import (
     COMMANDS,
     KEYS,
@@ -39,7 +39,7 @@ def workflow_id(request: web.Request, *, for_write: bool = False) -> str:
                 "id", "must be 1-128 letters, digits, '.', '_' or '-', starting alphanumeric"
             )
         raise WorkflowNotFound(wid)
-    return wid
+    return tenancy.internal(request, wid)
 
 
 @route(
@@ -60,8 +60,8 @@ async def put_workflow(request: web.Request) -> web.StreamResponse:
     wid = workflow_id(request, for_write=True)
     ctx, data = await read_command(request)
     body = client_model(WorkflowPut, data)
-    if body.id is not None and body.id != wid:
-        raise InvalidInput.one("id", f"does not match the path's id {wid!r}")
+    if body.id is not None and body.id != tenancy.bare(wid):
+        raise InvalidInput.one("id", f"does not match the path's id {tenancy.bare(wid)!r}")
     config = WorkflowConfig.model_validate(body.model_dump(mode="json", exclude={"id"}))
     outcome = await request.app[COMMANDS].put_workflow(wid, config, ctx)
     record = await request.app[VIEWS].workflow(wid)
@@ -102,9 +102,12 @@ async def get_workflow(request: web.Request) -> web.StreamResponse:
 async def list_workflows(request: web.Request) -> web.StreamResponse:
     size = query_int(request, "limit", 50, 1, 500)
     records, cursor = await request.app[VIEWS].list_workflows(
-        query_text(request, "cursor", ID_PATTERN, AN_ID), size
+        tenancy.internal_or_none(request, query_text(request, "cursor", ID_PATTERN, AN_ID)),
+        size,
+        tenancy.id_prefix(request),
     )
-    return json_response({"items": [render.workflow(r) for r in records], "next_cursor": cursor})
+    items = [render.workflow(r) for r in records]
+    return json_response({"items": items, "next_cursor": cursor and tenancy.bare(cursor)})
 
 
 @route(

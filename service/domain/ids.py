@@ -16,6 +16,17 @@ def is_valid_id(value: str) -> bool:
     return _ID.fullmatch(value) is not None
 
 
+NAMESPACE_SEPARATOR = "/"
+"""Between a namespace and an id in an internal id (``NS/ID``): no id can contain it."""
+
+
+def is_internal_id(value: str) -> bool:
+    """An id as cronstream keeps it: a bare id (namespace ``default``), or ``NS/ID`` with
+    both parts valid ids. Clients send bare ids only; the API qualifies them."""
+    namespace, sep, ident = value.partition(NAMESPACE_SEPARATOR)
+    return is_valid_id(ident) and is_valid_id(namespace) if sep else is_valid_id(value)
+
+
 def _encode(number: int, length: int) -> str:
     out = []
     for _ in range(length):

@@ -23,14 +23,14 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import pairwise
 
-from service.domain.ids import ID_PATTERN, is_valid_id
+from service.domain.ids import ID_PATTERN, NAMESPACE_SEPARATOR, is_valid_id
 from service.domain.schedule import ScheduleConfig
 from service.domain.spec import Spec, next_fire_times
 from service.domain.timeutil import format_duration
 
 DEFAULT = "default"
 HEADER = "Cronstream-Namespace"
-SEPARATOR = "/"
+SEPARATOR = NAMESPACE_SEPARATOR
 NAMESPACE_PATTERN = ID_PATTERN
 SERVED = frozenset({DEFAULT})
 """The namespaces that hold resources in this version: the others are refused (403) until
@@ -65,6 +65,18 @@ def split(internal: str) -> tuple[str, str]:
 
 def namespace_of(internal: str) -> str:
     return split(internal)[0]
+
+
+def local(internal: str, namespace: str) -> str | None:
+    """The bare id of ``internal`` if it is of ``namespace`` (None: of another one)."""
+    owner, ident = split(internal)
+    return ident if owner == namespace else None
+
+
+def prefix(namespace: str) -> str:
+    """What every internal id of ``namespace`` starts with ("" in ``default``, whose ids
+    are the ones without a separator)."""
+    return "" if namespace == DEFAULT else f"{namespace}{SEPARATOR}"
 
 
 def choose(named: str | None, token_namespaces: Collection[str] | None) -> str:

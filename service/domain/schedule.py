@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from service.domain.events import Event, register
-from service.domain.ids import ID_PATTERN
+from service.domain.ids import ID_PATTERN, is_internal_id, is_valid_id
 from service.domain.policies import CatchupPolicy, OverlapPolicy, ScheduleStatus
 from service.domain.runs import FAILED_STATUSES, RunStatus
 from service.domain.spec import Spec
@@ -45,12 +45,22 @@ class ScheduleConfig(BaseModel):
 
     name: str = Field(default="", max_length=200)
     description: str = Field(default="", max_length=2000)
-    workflow_id: str = Field(pattern=ID_PATTERN)
+    # a client names a workflow of its own namespace by its bare id; kept qualified
+    # (``NS/ID`` outside ``default``, see domain/namespaces.py), so loading it needs no namespace
+    workflow_id: str = Field(json_schema_extra={"pattern": ID_PATTERN})
     spec: Spec
     policy: SchedulePolicy = Field(default_factory=SchedulePolicy)
     input: Any = None
     max_actions: int | None = Field(default=None, ge=1)
     tags: list[str] = Field(default_factory=list, max_length=32)
+
+    @field_validator("workflow_id")
+    @classmethod
+    def _workflow_id(cls, value: str, info: ValidationInfo) -> str:
+        from_client = bool(info.context and info.context.get("client_input"))
+        if not (is_valid_id(value) if from_client else is_internal_id(value)):
+            raise ValueError(f"String should match pattern '{ID_PATTERN}'")
+        return value
 
     @field_validator("tags")
     @classmethod

@@ -101,3 +101,32 @@ def test_a_namespace_at_its_maximum_of_schedules_takes_no_more() -> None:
     assert ns.schedules_full("default", ns.Quota(max_schedules=2), 1) is None
     assert "2" in (ns.schedules_full("default", ns.Quota(max_schedules=2), 2) or "")
     assert ns.schedules_full("default", ns.Quota(), 10**6) is None
+
+
+def test_an_internal_id_is_a_bare_one_or_two_valid_ids_around_the_separator() -> None:
+    from service.domain.ids import is_internal_id
+
+    assert is_internal_id("scan") and is_internal_id("acme/scan")
+    for bad in ("acme/", "/scan", "acme/scan/x", "-a/scan", "acme/-scan", ""):
+        assert not is_internal_id(bad), bad
+
+
+def test_a_schedule_keeps_a_qualified_workflow_id_but_a_client_sends_a_bare_one() -> None:
+    from service.domain.types import CLIENT_INPUT
+
+    body = {"workflow_id": "acme/scan", "spec": {"cron": ["0 2 * * *"]}}
+    assert ScheduleConfig.model_validate(body).workflow_id == "acme/scan"
+    with pytest.raises(ValueError):
+        ScheduleConfig.model_validate(body, context=CLIENT_INPUT)
+    with pytest.raises(ValueError):
+        ScheduleConfig.model_validate({**body, "workflow_id": "acme/scan/x"})
+    bare = ScheduleConfig.model_validate({**body, "workflow_id": "scan"}, context=CLIENT_INPUT)
+    assert bare.workflow_id == "scan"
+
+
+def test_an_internal_id_is_local_only_to_its_own_namespace() -> None:
+    assert ns.local("acme/scan", "acme") == "scan"
+    assert ns.local("acme/scan", ns.DEFAULT) is None
+    assert ns.local("scan", ns.DEFAULT) == "scan"
+    assert ns.local("scan", "acme") is None
+    assert ns.prefix(ns.DEFAULT) == "" and ns.prefix("acme") == "acme/"
