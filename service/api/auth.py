@@ -81,8 +81,10 @@ async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse
         token = bearer_token(header)
     except MalformedToken as exc:
         return unauthorized(str(exc), invalid=header is not None)
-    clock = request.app.get(AUTH_CLOCK)
-    admitted = await request.app[TOKENS].admit(token, clock.now_ms() if clock else None)
+    app = request.app
+    clock = app.get(AUTH_CLOCK)
+    now_ms = clock.now_ms() if clock else None
+    admitted = app[TOKENS].spend(token, now_ms) or await app[TOKENS].admit(token, now_ms)
     if admitted.outcome in REFUSED:
         return unauthorized(REFUSED[admitted.outcome], invalid=True)
     request[ADMITTED] = admitted
@@ -91,7 +93,7 @@ async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse
     if admitted.outcome is Admission.LIMITED:
         return too_many(admitted)
     if namespaces.scoped(entry):
-        owned = await request.app[namespaces.TOKEN_NAMESPACES].of(token_id(token_hash(token)))
+        owned = await app[namespaces.TOKEN_NAMESPACES].of(token_id(token_hash(token)))
         refused = namespaces.settle(request, owned)
         if refused is not None:
             return refused

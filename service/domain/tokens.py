@@ -32,6 +32,7 @@ _SHAPE = re.compile(rf"{PREFIX}[0-9A-Za-z]{{{BODY_LENGTH + CHECKSUM_LENGTH}}}")
 PARSED_HEADERS = 4096
 """Authorization headers (and token hashes) kept checked: a client sends the same one on
 every request, and checking it again is most of what a request's token costs."""
+CACHED_HEADER_LENGTH = 64
 
 
 class Scope(StrEnum):
@@ -89,12 +90,19 @@ def bearer_token(header: str | None) -> str:
     """The token of an ``Authorization: Bearer <token>`` header, checked (MalformedToken)."""
     if header is None:
         raise MalformedToken("send Authorization: Bearer <token>")
+    # only headers of about a token's length are kept (a refused one raises: never kept),
+    # so the cache holds at most PARSED_HEADERS short strings, whatever clients send
+    if len(header) <= CACHED_HEADER_LENGTH:
+        return _cached_bearer(header)
     return _bearer(header)
 
 
 @lru_cache(maxsize=PARSED_HEADERS)
+def _cached_bearer(header: str) -> str:
+    return _bearer(header)
+
+
 def _bearer(header: str) -> str:
-    # a refused header raises, and lru_cache keeps only what passed
     if not header.strip():
         raise MalformedToken("send Authorization: Bearer <token>")
     scheme, _, value = header.strip().partition(" ")

@@ -193,15 +193,21 @@ class TokenStore:
         call). Otherwise it waits for the next pipeline: while one is in Redis, the next
         requests queue and leave together, each token's in one call that leases permits
         for all of them and more, so a loaded API pays about a round trip per batch."""
-        digest = token_hash(token)
-        lease = self._leases.get(digest)
-        if lease is not None and (spent := lease.take(now_ms, self._monotonic())) is not None:
+        spent = self.spend(token, now_ms)
+        if spent is not None:
             return spent
+        digest = token_hash(token)
         waiting: asyncio.Future[Admitted] = asyncio.get_running_loop().create_future()
         self._queue.append((digest, now_ms, waiting))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send(), name="token-admissions")
         return await waiting
+
+    def spend(self, token: str, now_ms: int | None = None) -> Admitted | None:
+        """A request with ``token`` admitted from the permits this process leased for it,
+        without a call and without awaiting anything; None: only ``admit`` can tell."""
+        lease = self._leases.get(token_hash(token))
+        return None if lease is None else lease.take(now_ms, self._monotonic())
 
     async def _send(self) -> None:
         """Send the queued admissions, a pipeline at a time, until none are left."""

@@ -216,3 +216,21 @@ async def test_a_revocation_is_seen_within_a_lease(redis: Redis) -> None:
         await asyncio.sleep(0.01)
     assert (await store.admit(token)).outcome is Admission.REVOKED
     await store.aclose()
+
+
+async def test_a_leased_permit_is_spent_without_awaiting_redis(redis: Redis) -> None:
+    clock = [0.0]
+    store = TokenStore(redis, KEYS, monotonic=lambda: clock[0])
+    token = new_token()
+    await store.create(token, NewToken("x", frozenset({Scope.ADMIN}), Rate(100, 60_000)))
+    assert store.spend(token, T0) is None  # nothing leased: only admit can tell
+    for _ in range(2):  # leases of 1 then 2 permits: 1 of the last is left
+        assert (await store.admit(token, T0)).outcome is Admission.ALLOWED
+    key = KEYS.token(token_id(token_hash(token)))
+    spent = store.spend(token, T0)
+    assert spent is not None and (spent.outcome, spent.remaining) == (Admission.ALLOWED, 97)
+    assert float(await redis.hget(key, "level") or 0) == 97  # taken at the lease, not now
+    assert store.spend(token, T0) is None  # the lease is spent
+    assert (await store.admit(token, T0)).outcome is Admission.ALLOWED
+    clock[0] += LEASE_S  # a lease outlives its time in no process
+    assert store.spend(token, T0) is None

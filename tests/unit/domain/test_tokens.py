@@ -7,6 +7,7 @@ import re
 import pytest
 
 from service.config import INSECURE_HOST, Settings, is_loopback
+from service.domain import tokens
 from service.domain.tokens import (
     ALPHABET,
     BODY_LENGTH,
@@ -160,3 +161,23 @@ def test_the_admin_token_stays_out_of_settings_repr() -> None:
     with pytest.raises(ValueError, match="CRONSTREAM_RATE_LIMIT"):
         Settings.from_env({"CRONSTREAM_RATE_LIMIT": "lots"})
     assert "{host}" in INSECURE_HOST
+
+
+def test_a_bearer_header_is_checked_once_per_value(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[str] = []
+
+    def counting(text: str) -> str:
+        checked.append(text)
+        return check_token(text)
+
+    monkeypatch.setattr(tokens, "check_token", counting)
+    fresh = token_from_body("Z" * BODY_LENGTH)
+    assert [bearer_token(f"Bearer {fresh}") for _ in range(3)] == [fresh] * 3
+    assert checked == [fresh]
+    typo = fresh[:-1] + ("A" if fresh[-1] != "A" else "B")
+    for _ in range(2):  # a refused header is never kept: it is refused every time
+        with pytest.raises(MalformedToken):
+            bearer_token(f"Bearer {typo}")
+    padded = f"Bearer {' ' * tokens.CACHED_HEADER_LENGTH}{fresh}"  # too long to be kept
+    assert [bearer_token(padded) for _ in range(2)] == [fresh] * 2
+    assert checked == [fresh, typo, typo, fresh, fresh]
