@@ -7,8 +7,10 @@ from aiohttp import web
 from service.api import render
 from service.api.context import KEYS, STORE, json_response, query_int, query_text
 from service.api.models import FeedPage
+from service.api.namespaces import namespace
 from service.api.params import A_FEED_POSITION, feed_cursor, feed_cursor_pattern, limit
 from service.api.routing import Reply, route
+from service.domain.namespaces import namespace_of
 from service.domain.tokens import Scope
 from service.errors import InvalidInput
 from service.store.feed import read_feed
@@ -32,7 +34,10 @@ async def list_events(request: web.Request) -> web.StreamResponse:
     cursor = feed_cursor_pattern(request.app[KEYS].partitions)
     after = query_text(request, "after", cursor, A_FEED_POSITION)
     try:
-        items, cursor = await read_feed(request.app[STORE], after, size)
+        ns = namespace(request)
+        items, cursor = await read_feed(
+            request.app[STORE], after, size, lambda event: namespace_of(event.sid) == ns
+        )
     except ValueError as exc:
         raise InvalidInput.one("after", str(exc)) from None
     return json_response(

@@ -87,7 +87,7 @@ def feed_event(position: str, event: StoredEvent) -> dict[str, Any]:
         "partition": event.partition,
         "type": event.type,
         "v": event.v,
-        "sid": event.sid,
+        "sid": split(event.sid)[1],
         "data": event.data,
         "meta": event.meta,
         "at": to_rfc3339(event.at),

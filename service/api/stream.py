@@ -44,8 +44,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from service.api import render
 from service.api.context import KEYS, REDIS, STORE, query_text
 from service.api.models import StreamEvent
+from service.api.namespaces import namespace
 from service.api.params import A_FEED_POSITION, AN_ID, feed_cursor, feed_cursor_pattern, id_filter
 from service.api.routing import Param, Reply, route
+from service.domain import namespaces
 from service.domain.ids import ID_PATTERN
 from service.domain.tokens import Scope
 from service.errors import InvalidInput
@@ -84,15 +86,21 @@ async def close_streams(app: web.Application) -> None:
 
 
 class Filter:
-    def __init__(self, types: str | None, schedule: str | None) -> None:
+    def __init__(
+        self, types: str | None, schedule: str | None, namespace: str = namespaces.DEFAULT
+    ) -> None:
         if (types and len(types) > MAX_FILTER) or (schedule and len(schedule) > MAX_FILTER):
             raise InvalidInput.one("type" if types else "schedule", "too long")
         self.types = frozenset(t.strip() for t in (types or "").split(",") if t.strip()) or None
-        self.schedule = schedule or None
+        # an event's sid is an internal id: the schedule of the stream's own namespace
+        self.schedule = namespaces.qualify(namespace, schedule) if schedule else None
+        self.namespace = namespace
 
     def matches(self, event: StoredEvent) -> bool:
-        return (self.types is None or event.type in self.types) and (
-            self.schedule is None or event.sid == self.schedule
+        return (
+            (self.types is None or event.type in self.types)
+            and (self.schedule is None or event.sid == self.schedule)
+            and namespaces.namespace_of(event.sid) == self.namespace
         )
 
 
@@ -214,6 +222,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     where = Filter(
         query_text(request, "type", TYPES_PATTERN, "event types, comma-separated"),
         query_text(request, "schedule", ID_PATTERN, AN_ID),
+        namespace(request),
     )
     stream = EventStream(keys, positions, where, request.app[STORE].archive)
     first = await stream.archived()  # an archive that cannot be read is a problem, not a 200

@@ -9,6 +9,7 @@ sees nothing twice, whatever the partitions' relative timing.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 
 from service.store.eventstore import EventStore, StoredEvent, parse_position
 
@@ -38,20 +39,37 @@ def format_cursor(positions: list[str]) -> str:
     return ".".join(positions)
 
 
+FEED_ROUNDS = 10
+"""How many reads one page of a filtered feed may take to find the events it wants."""
+
+
 async def read_feed(
-    store: EventStore, cursor: str | None, limit: int
+    store: EventStore,
+    cursor: str | None,
+    limit: int,
+    keep: Callable[[StoredEvent], bool] | None = None,
 ) -> tuple[list[tuple[str, StoredEvent]], str]:
-    """Up to ``limit`` events after ``cursor`` as (feed position, event), and the next cursor."""
+    """Up to ``limit`` events after ``cursor`` as (feed position, event), and the next cursor.
+
+    With ``keep``, only the events it wants; the others still move the cursor past them,
+    so a page can hold fewer than ``limit`` (even none) while more lie ahead."""
     partitions = store.keys.partitions
     positions = parse_cursor(cursor, partitions)
-    batches = [await store.read(p, positions[p], limit) for p in range(partitions)]
-    merged = heapq.merge(
-        *batches, key=lambda event: (parse_position(event.position), event.partition)
-    )
     out: list[tuple[str, StoredEvent]] = []
-    for event in merged:
-        if len(out) >= limit:
+    for _ in range(FEED_ROUNDS if keep else 1):
+        batches = [await store.read(p, positions[p], limit) for p in range(partitions)]
+        # only the first ``limit`` of the merge are surely in log order across partitions
+        merged = list(
+            heapq.merge(
+                *batches, key=lambda event: (parse_position(event.position), event.partition)
+            )
+        )[:limit]
+        for event in merged:
+            if len(out) >= limit:
+                break
+            positions[event.partition] = event.position
+            if keep is None or keep(event):
+                out.append((format_cursor(positions), event))
+        if len(out) >= limit or len(merged) < limit:
             break
-        positions[event.partition] = event.position
-        out.append((format_cursor(positions), event))
     return out, format_cursor(positions)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
 from service.domain import namespaces
 from tests.integration.api.helpers import SPEC, WORKFLOW
+from tests.integration.api.test_stream import next_message
 
 HEADER = "Cronstream-Namespace"
 IN_ACME = {HEADER: "acme"}
@@ -124,3 +126,30 @@ async def test_pages_of_a_list_skip_other_namespaces_ids_around_their_own(
                 break
             cursor = f"&cursor={page['next_cursor']}"
         assert seen == sorted(ids)
+
+
+async def test_the_feed_and_the_stream_show_only_the_namespace_s_events(
+    api: TestClient,
+) -> None:
+    await seed(api, {}, "mine")
+    theirs = await seed(api, IN_ACME, "theirs")
+    r = await api.get("/v1/events", params={"limit": "1000"}, headers=IN_ACME)
+    page = await r.json()
+    sids = {item["sid"] for item in page["items"]}
+    assert sids == {"scan", "nightly"}, sids
+    assert "mine" not in await r.text()
+    everything = await (await api.get("/v1/events", params={"limit": "1000"})).json()
+    assert len(everything["items"]) == len(page["items"])  # the same, in default
+    assert theirs["run_id"] not in str(everything)
+    # a page of few wanted events among many others still moves the cursor to the end
+    small = await (await api.get("/v1/events", params={"limit": "1"}, headers=IN_ACME)).json()
+    assert small["items"][0]["position"] == page["items"][0]["position"]
+    assert page["next"] == everything["next"]
+    resp = await api.get("/v1/events/stream", params={"schedule": "nightly"}, headers=IN_ACME)
+    try:
+        assert resp.status == 200
+        first = await next_message(resp)
+        data = orjson.loads(first["data"])
+        assert (data["sid"], data["data"]["schedule"]["name"]) == ("nightly", "theirs")
+    finally:
+        resp.close()
