@@ -17,7 +17,8 @@ from service.store.keys import Keyspace
 Record = dict[str, Any]
 SCAN_BOUND = 10_000
 HOP_BOUND = 1_000
-"""How many other namespaces' runs of ids one page of ``default`` ids may step over."""
+"""How many batches one page of ``default`` ids may read past other namespaces' ids."""
+BARE_BATCH = 128
 _AFTER_SEPARATOR = chr(ord(SEPARATOR) + 1)
 
 
@@ -127,22 +128,21 @@ class ViewReader:
         return [m.decode() if isinstance(m, bytes) else m for m in raw]
 
     async def _bare_ids(self, key: str, after: str | None, limit: int) -> list[str]:
-        """Ids without a namespace in ``key`` after ``after``: each namespace's ids sort
-        together (``NS/…``), so one step passes all of them."""
+        """Ids without a namespace in ``key`` after ``after``, read in batches that skip the
+        others' ids; a batch that ends inside a namespace's run of ids (``NS/…``, which sort
+        together) steps past the whole run at once."""
+        size = max(limit, BARE_BATCH)
         low = f"({after}" if after else "-"
         found: list[str] = []
         for _ in range(HOP_BOUND):
-            batch = await self._lex(key, low, "+", limit - len(found))
-            for member in batch:
-                if SEPARATOR in member:
-                    low = f"[{member.partition(SEPARATOR)[0]}{_AFTER_SEPARATOR}"
-                    break
-                found.append(member)
-            else:
-                return found
-            if len(found) >= limit:
-                return found
-        return found
+            batch = await self._lex(key, low, "+", size)
+            found += [member for member in batch if SEPARATOR not in member]
+            if len(found) >= limit or len(batch) < size:
+                break
+            last = batch[-1]
+            owner, sep, _ = last.partition(SEPARATOR)
+            low = f"[{owner}{_AFTER_SEPARATOR}" if sep else f"({last}"
+        return found[:limit]
 
     async def _records(self, prefix: str, ids: list[str]) -> list[Record]:
         if not ids:
