@@ -85,12 +85,14 @@ async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse
     clock = app.get(AUTH_CLOCK)
     now_ms = clock.now_ms() if clock else None
     admitted = app[TOKENS].spend(token, now_ms) or await app[TOKENS].admit(token, now_ms)
-    if admitted.outcome in REFUSED:
-        return unauthorized(REFUSED[admitted.outcome], invalid=True)
+    outcome = admitted.outcome
+    # identity, not a dict lookup: hashing an enum member is a Python call
+    if outcome is not Admission.ALLOWED and outcome is not Admission.LIMITED:
+        return unauthorized(REFUSED[outcome], invalid=True)
     request[ADMITTED] = admitted
     if isinstance(need, Scope) and not allows(admitted.scopes, need):
         return forbidden(need)
-    if admitted.outcome is Admission.LIMITED:
+    if outcome is Admission.LIMITED:
         return too_many(admitted)
     if namespaces.scoped(entry):
         owned = await app[namespaces.TOKEN_NAMESPACES].of(token_id(token_hash(token)))
