@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from service.domain.timeutil import parse_instant
 from tests.integration.cli.conftest import run
 from tests.process import ROOT, env
 
@@ -118,8 +119,8 @@ def test_describe_shows_spec_policy_state_next_and_recent_actions(
         assert time.monotonic() < deadline, recent
         time.sleep(0.2)
     assert all(r["outcome"] == "fired" and r["run_id"].startswith("run_") for r in fired)
-    nominal = [r["nominal_time"] for r in recent]
-    assert nominal == sorted(nominal)
+    nominal = [parse_instant(r["nominal_time"]) for r in recent]
+    assert nominal == sorted(nominal)  # as instants: "…18Z" comes before "…18.013Z"
     assert len(report["next_actions"]) == 3
     assert report["schedule"]["info"]["action_count"] >= 2
 
