@@ -139,6 +139,13 @@ class Keyspace:
     def namespaces(self) -> str:
         return f"{self.prefix}:{{auth}}:namespaces"
 
+    # notifications: channels, rules, what was told and the delivery queue, under one
+    # hash tag so notify.lua's keys (and those it builds from a prefix) share a slot
+    def notify(self, name: str) -> str:
+        """``cs:{notify}:<name>``: channel:<id>, rule:<id>, channels, rules, records,
+        record:<id>, queue, retries, seen:…, incident:…, count:…, cooldown:…, rate:…"""
+        return f"{self.prefix}:{{notify}}:{name}"
+
     # read side
     def checkpoint(self, p: int, projection: str = PROJECTION_VIEWS) -> str:
         return f"{self._p(p)}:proj:{projection}"
