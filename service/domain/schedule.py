@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from service.domain.events import Event, register
 from service.domain.ids import ID_PATTERN, is_internal_id, is_valid_id
+from service.domain.managed import Managed, MaybeManaged
 from service.domain.policies import CatchupPolicy, OverlapPolicy, ScheduleStatus
 from service.domain.runs import FAILED_STATUSES, RunStatus
 from service.domain.spec import Spec
@@ -72,7 +73,7 @@ class ScheduleConfig(BaseModel):
 
 
 @register
-class ScheduleCreated(Event):
+class ScheduleCreated(MaybeManaged):
     aggregate = KIND
     schedule: ScheduleConfig
     paused: bool = False
@@ -80,7 +81,7 @@ class ScheduleCreated(Event):
 
 
 @register
-class ScheduleUpdated(Event):
+class ScheduleUpdated(MaybeManaged):
     aggregate = KIND
     schedule: ScheduleConfig
     changed: list[str]
@@ -94,7 +95,7 @@ class PauseCause(StrEnum):
 
 
 @register
-class SchedulePaused(Event):
+class SchedulePaused(MaybeManaged):
     """v2 (was v1 ``{note}``): says why, so "paused by a failure" is a fact, not a note.
 
     v1 events are upcast by ``service.domain.upcasters``.
@@ -108,13 +109,13 @@ class SchedulePaused(Event):
 
 
 @register
-class ScheduleResumed(Event):
+class ScheduleResumed(MaybeManaged):
     aggregate = KIND
     note: str = ""
 
 
 @register
-class ScheduleDeleted(Event):
+class ScheduleDeleted(MaybeManaged):
     aggregate = KIND
     note: str = ""
 
@@ -126,6 +127,10 @@ class ScheduleState:
     status: ScheduleStatus = ScheduleStatus.ACTIVE
     note: str = ""
     deleted: bool = False
+    managed: Managed | None = None  # kept by a file (service/manifests)
+    declared: ScheduleConfig | None = None  # what the file said when last applied
+    declared_paused: bool = False
+    paused_by_failure: bool = False  # paused by pause_on_failure, not by a person
 
     @property
     def live(self) -> bool:
@@ -175,9 +180,28 @@ class ResumeSchedule:
 class DeleteSchedule:
     schedule_id: str
     note: str = ""
+    managed: Managed | None = None  # set when apply prunes it
 
 
-ScheduleCommand = CreateSchedule | UpdateSchedule | PauseSchedule | ResumeSchedule | DeleteSchedule
+@dataclass(frozen=True)
+class ApplySchedule:
+    """Make the schedule what a file declares: create it, change it, pause or resume it."""
+
+    schedule_id: str
+    config: ScheduleConfig
+    paused: bool
+    managed: Managed
+    note: str = ""
+
+
+ScheduleCommand = (
+    CreateSchedule
+    | UpdateSchedule
+    | PauseSchedule
+    | ResumeSchedule
+    | DeleteSchedule
+    | ApplySchedule
+)
 
 
 def decide(state: ScheduleState | None, command: ScheduleCommand) -> list[Event]:
@@ -187,45 +211,124 @@ def decide(state: ScheduleState | None, command: ScheduleCommand) -> list[Event]
     equal to the current config) produce no event.
     """
     live = state is not None and state.live
+    if isinstance(command, ApplySchedule):
+        return decide_apply(state if live else None, command)
     if isinstance(command, CreateSchedule):
         if live:
             raise AlreadyExists(KIND, command.schedule_id)
         return [ScheduleCreated(schedule=command.config, paused=command.paused, note=command.note)]
     if not live or state is None:
         raise ScheduleNotFound(command.schedule_id)
+    # a change to a schedule a file keeps, made otherwise than by applying the file
+    override = state.managed is not None
     match command:
         case UpdateSchedule(config=config):
             changed = changed_fields(state.config, config)
-            return [ScheduleUpdated(schedule=config, changed=changed)] if changed else []
+            return (
+                [ScheduleUpdated(schedule=config, changed=changed, override=override)]
+                if changed
+                else []
+            )
         case PauseSchedule(note=note, run_id=run_id):
             if state.status is ScheduleStatus.PAUSED:
                 return []
             cause = PauseCause.MANUAL if run_id is None else PauseCause.RUN_FAILED
-            return [SchedulePaused(note=note, cause=cause, run_id=run_id)]
+            manual = cause is PauseCause.MANUAL
+            return [
+                SchedulePaused(note=note, cause=cause, run_id=run_id, override=override and manual)
+            ]
         case ResumeSchedule(note=note):
             if state.status is not ScheduleStatus.PAUSED:
                 return []
-            return [ScheduleResumed(note=note)]
-        case DeleteSchedule(note=note):
-            return [ScheduleDeleted(note=note)]
+            return [ScheduleResumed(note=note, override=override)]
+        case DeleteSchedule(note=note, managed=managed):
+            return [ScheduleDeleted(note=note, managed=managed)]
     raise TypeError(f"unknown command {command!r}")
+
+
+def decide_apply(state: ScheduleState | None, command: ApplySchedule) -> list[Event]:
+    """The events that make a live schedule (or none) what the file declares; none
+    when it already is. A schedule that pause_on_failure paused stays paused (a person
+    resumes it), and a completed one stays completed."""
+    managed, config = command.managed, command.config
+    if state is None:
+        created = ScheduleCreated(
+            schedule=config, paused=command.paused, note=command.note, managed=managed
+        )
+        return [created]
+    events: list[Event] = []
+    changed = changed_fields(state.config, config)
+    if changed or state.managed != managed or state.declared != config:
+        events.append(ScheduleUpdated(schedule=config, changed=changed, managed=managed))
+    if command.paused and state.status is ScheduleStatus.ACTIVE:
+        events.append(SchedulePaused(note="paused as declared", managed=managed))
+    elif not command.paused and state.status is ScheduleStatus.PAUSED:
+        if not state.paused_by_failure:
+            events.append(ScheduleResumed(note="resumed as declared", managed=managed))
+    elif command.paused != state.declared_paused and not events and not state.paused_by_failure:
+        # the status already is the file's, but the file's record of it is not
+        events.append(ScheduleUpdated(schedule=config, changed=[], managed=managed))
+    return events
+
+
+def divergence(state: ScheduleState | None) -> dict[str, tuple[Any, Any]]:
+    """How a schedule a file keeps differs from the file as last applied: field ->
+    (the file's value, the live value), with ``paused`` for its status. Empty for a
+    schedule no file keeps. A pause by pause_on_failure is not a divergence."""
+    if state is None or state.deleted or state.managed is None or state.declared is None:
+        return {}
+    declared = state.declared.model_dump(mode="json")
+    live = state.config.model_dump(mode="json")
+    out = {
+        key: (declared.get(key), live.get(key))
+        for key in sorted(declared.keys() | live.keys())
+        if declared.get(key) != live.get(key)
+    }
+    if state.status is not ScheduleStatus.COMPLETED and not state.paused_by_failure:
+        paused = state.status is ScheduleStatus.PAUSED
+        if paused != state.declared_paused:
+            out["paused"] = (state.declared_paused, paused)
+    return out
 
 
 def evolve(state: ScheduleState | None, schedule_id: str, event: Event) -> ScheduleState | None:
     """The state after an event (pure)."""
     match event:
-        case ScheduleCreated(schedule=config, paused=paused, note=note):
+        case ScheduleCreated(schedule=config, paused=paused, note=note, managed=managed):
             status = ScheduleStatus.PAUSED if paused else ScheduleStatus.ACTIVE
-            return ScheduleState(id=schedule_id, config=config, status=status, note=note)
+            declared = config if managed is not None else None
+            return ScheduleState(
+                schedule_id,
+                config,
+                status,
+                note,
+                False,
+                managed,
+                declared,
+                paused and declared is not None,
+            )
     if state is None:
         return None
     match event:
-        case ScheduleUpdated(schedule=config):
-            return replace(state, config=config)
-        case SchedulePaused(note=note):
-            return replace(state, status=ScheduleStatus.PAUSED, note=note)
-        case ScheduleResumed(note=note):
-            return replace(state, status=ScheduleStatus.ACTIVE, note=note)
+        case ScheduleUpdated(schedule=config, managed=managed):
+            state = replace(state, config=config)
+            if managed is None:
+                return state
+            paused = state.status is ScheduleStatus.PAUSED and not state.paused_by_failure
+            return replace(state, managed=managed, declared=config, declared_paused=paused)
+        case SchedulePaused(note=note, cause=cause, managed=managed):
+            failed = cause is PauseCause.RUN_FAILED
+            state = replace(
+                state, status=ScheduleStatus.PAUSED, note=note, paused_by_failure=failed
+            )
+            return (
+                state if managed is None else replace(state, managed=managed, declared_paused=True)
+            )
+        case ScheduleResumed(note=note, managed=managed):
+            state = replace(state, status=ScheduleStatus.ACTIVE, note=note, paused_by_failure=False)
+            return (
+                state if managed is None else replace(state, managed=managed, declared_paused=False)
+            )
         case ScheduleDeleted(note=note):
             return replace(state, deleted=True, note=note)
     return state
