@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from service.domain.addresses import PUBLIC_ONLY, OutboundPolicy
 from service.domain.events import Event, register
+from service.domain.managed import Managed, MaybeManaged
 from service.domain.types import Duration
 from service.errors import AlreadyExists, InvalidInput, WorkflowNotFound
 
@@ -139,20 +140,20 @@ class WorkflowConfig(BaseModel):
 
 
 @register
-class WorkflowCreated(Event):
+class WorkflowCreated(MaybeManaged):
     aggregate = KIND
     workflow: WorkflowConfig
 
 
 @register
-class WorkflowUpdated(Event):
+class WorkflowUpdated(MaybeManaged):
     aggregate = KIND
     workflow: WorkflowConfig
     changed: list[str]
 
 
 @register
-class WorkflowDeleted(Event):
+class WorkflowDeleted(MaybeManaged):
     aggregate = KIND
 
 
@@ -161,6 +162,7 @@ class WorkflowState:
     id: str
     config: WorkflowConfig
     deleted: bool = False
+    managed: Managed | None = None  # kept by a file (service/manifests)
 
 
 @dataclass(frozen=True)
@@ -168,11 +170,13 @@ class PutWorkflow:
     workflow_id: str
     config: WorkflowConfig
     outbound: OutboundPolicy = PUBLIC_ONLY  # where the deployment lets webhooks go
+    managed: Managed | None = None  # set by apply
 
 
 @dataclass(frozen=True)
 class DeleteWorkflow:
     workflow_id: str
+    managed: Managed | None = None  # set when apply prunes it
 
 
 WorkflowCommand = PutWorkflow | DeleteWorkflow
@@ -187,16 +191,24 @@ def decide(state: WorkflowState | None, command: WorkflowCommand) -> list[Event]
     """The events a command produces against the current state (pure)."""
     live = state is not None and not state.deleted
     match command:
-        case PutWorkflow(config=config, outbound=outbound):
+        case PutWorkflow(config=config, outbound=outbound, managed=managed):
             check_target(config, outbound)
             if not live or state is None:
-                return [WorkflowCreated(workflow=config)]
+                return [WorkflowCreated(workflow=config, managed=managed)]
             changed = changed_fields(state.config, config)
-            return [WorkflowUpdated(workflow=config, changed=changed)] if changed else []
-        case DeleteWorkflow(workflow_id=wid):
+            adopting = managed is not None and state.managed != managed
+            if not changed and not adopting:
+                return []
+            override = managed is None and state.managed is not None
+            return [
+                WorkflowUpdated(
+                    workflow=config, changed=changed, managed=managed, override=override
+                )
+            ]
+        case DeleteWorkflow(workflow_id=wid, managed=managed):
             if not live:
                 raise WorkflowNotFound(wid)
-            return [WorkflowDeleted()]
+            return [WorkflowDeleted(managed=managed)]
     raise TypeError(f"unknown command {command!r}")
 
 
@@ -222,8 +234,12 @@ def check_target(config: WorkflowConfig, outbound: OutboundPolicy) -> None:
 def evolve(state: WorkflowState | None, workflow_id: str, event: Event) -> WorkflowState | None:
     """The state after an event (pure)."""
     match event:
-        case WorkflowCreated(workflow=config) | WorkflowUpdated(workflow=config):
-            return WorkflowState(id=workflow_id, config=config)
+        case WorkflowCreated(workflow=config, managed=managed):
+            return WorkflowState(id=workflow_id, config=config, managed=managed)
+        case WorkflowUpdated(workflow=config, managed=managed):
+            # a change by the API leaves a file's workflow kept by the file
+            kept = managed or (state.managed if state is not None else None)
+            return WorkflowState(id=workflow_id, config=config, managed=kept)
         case WorkflowDeleted():
             return None if state is None else WorkflowState(state.id, state.config, deleted=True)
     return state
