@@ -24,6 +24,7 @@ from service.domain import schedule as sched
 from service.domain import workflow as wf
 from service.domain.addresses import PUBLIC_ONLY, OutboundPolicy
 from service.domain.events import Event
+from service.domain.managed import Managed
 from service.domain.policies import ScheduleStatus
 from service.errors import (
     Conflict,
@@ -32,6 +33,7 @@ from service.errors import (
     VersionMismatch,
     WorkflowInUse,
     WorkflowNotFound,
+    bare_id,
 )
 from service.store.boundary import translate_redis_errors
 from service.store.eventstore import (
@@ -94,33 +96,51 @@ class Aggregate(Generic[S, C]):
 
 
 def _schedule_snapshot(state: sched.ScheduleState) -> dict[str, Any]:
-    return {
+    snapshot: dict[str, Any] = {
         "config": state.config.model_dump(mode="json"),
         "status": str(state.status),
         "note": state.note,
         "deleted": state.deleted,
     }
+    if state.paused_by_failure:
+        snapshot["paused_by_failure"] = True
+    if state.managed is not None:
+        snapshot["managed"] = state.managed.model_dump(mode="json")
+        declared = state.declared
+        snapshot["declared"] = declared.model_dump(mode="json") if declared is not None else None
+        snapshot["declared_paused"] = state.declared_paused
+    return snapshot
 
 
 def _schedule_restore(sid: str, data: dict[str, Any]) -> sched.ScheduleState:
+    managed, declared = data.get("managed"), data.get("declared")
     return sched.ScheduleState(
         id=sid,
         config=sched.ScheduleConfig.model_validate(data["config"]),
         status=ScheduleStatus(data["status"]),
         note=data.get("note", ""),
         deleted=bool(data.get("deleted")),
+        managed=Managed.model_validate(managed) if managed is not None else None,
+        declared=sched.ScheduleConfig.model_validate(declared) if declared is not None else None,
+        declared_paused=bool(data.get("declared_paused")),
+        paused_by_failure=bool(data.get("paused_by_failure")),
     )
 
 
 def _workflow_snapshot(state: wf.WorkflowState) -> dict[str, Any]:
-    return {"config": state.config.model_dump(mode="json"), "deleted": state.deleted}
+    snapshot = {"config": state.config.model_dump(mode="json"), "deleted": state.deleted}
+    if state.managed is not None:
+        snapshot["managed"] = state.managed.model_dump(mode="json")
+    return snapshot
 
 
 def _workflow_restore(wid: str, data: dict[str, Any]) -> wf.WorkflowState:
+    managed = data.get("managed")
     return wf.WorkflowState(
         id=wid,
         config=wf.WorkflowConfig.model_validate(data["config"]),
         deleted=bool(data.get("deleted")),
+        managed=Managed.model_validate(managed) if managed is not None else None,
     )
 
 
@@ -326,7 +346,9 @@ class CommandService:
         """Checks that need other aggregates: the workflow exists and accepts the input."""
         workflow, _ = await self.load(WORKFLOWS, config.workflow_id)
         if workflow is None or workflow.deleted:
-            raise InvalidInput.one("workflow_id", f"workflow {config.workflow_id!r} does not exist")
+            raise InvalidInput.one(
+                "workflow_id", f"workflow {bare_id(config.workflow_id)!r} does not exist"
+            )
         validate_input(workflow.config, config.input)
 
     async def schedule(
