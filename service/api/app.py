@@ -21,6 +21,7 @@ from service.api import (  # noqa: F401
     fires,
     health,
     namespaces,
+    notifications,
     observability,
     runs,
     schedules,
