@@ -7,6 +7,7 @@ decodes entries into ``StoredEvent`` and upcasts old payload versions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +50,22 @@ class Idempotency:
     key: str
     fingerprint: str
     ttl_ms: int
+
+
+@dataclass(frozen=True)
+class PendingAppend:
+    """One aggregate's append, as ``EventStore.append`` takes it (for ``append_many``)."""
+
+    kind: str
+    aggregate_id: str
+    events: list[Event]
+    meta: dict[str, Any]
+    expected_version: int
+    snapshot: dict[str, Any]
+    idempotency: Idempotency
+    status: str = ""
+    due: str = ""
+    now_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -127,13 +144,33 @@ class EventStore:
         state, version, status = await self.redis.hmget(
             self.keys.state(p, kind, aggregate_id), ["state", "version", "status"]
         )
-        if state is None:
-            return None, 0
-        snapshot: dict[str, Any] = orjson.loads(state)
-        if status and as_text(status) in ("active", "paused", "completed"):
-            # the fire script completes a schedule by setting this field alone
-            snapshot["status"] = as_text(status)
-        return snapshot, int(version or 0)
+        return _snapshot(state, version, status)
+
+    @translate_redis_errors
+    async def load_many(
+        self, kind: str, aggregate_ids: Sequence[str], chunk: int = 1000
+    ) -> list[tuple[dict[str, Any] | None, int]]:
+        """``load`` of many aggregates, ``chunk`` to a pipelined round trip, in order."""
+        out: list[tuple[dict[str, Any] | None, int]] = []
+        for start in range(0, len(aggregate_ids), chunk):
+            part = aggregate_ids[start : start + chunk]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for aggregate_id in part:
+                    key = self.keys.state(self.keys.partition_of(aggregate_id), kind, aggregate_id)
+                    pipe.hmget(key, ["state", "version", "status"])
+                replies: list[Any] = await pipe.execute()
+            out += [_snapshot(*reply) for reply in replies]
+        return out
+
+    @translate_redis_errors
+    async def aggregate_ids(self, kind: str) -> list[str]:
+        """The id of every aggregate of ``kind`` that has a write model (deleted ones too)."""
+        ids: list[str] = []
+        for p in range(self.keys.partitions):
+            prefix = self.keys.state_prefix(p, kind)
+            async for key in self.redis.scan_iter(match=_glob_escape(prefix) + "*", count=1000):
+                ids.append(as_text(key)[len(prefix) :])
+        return ids
 
     @translate_redis_errors
     async def append(
@@ -198,16 +235,66 @@ class EventStore:
         due: str,
         now_ms: int | None,
     ) -> AppendResult:
+        keys, args = self._script_call(
+            PendingAppend(
+                kind,
+                aggregate_id,
+                events,
+                meta,
+                expected_version,
+                snapshot,
+                idempotency,
+                status,
+                due,
+                now_ms,
+            )
+        )
+        reply = await self._append(keys=keys, args=args)
+        return _append_result(reply, aggregate_id, expected_version, idempotency)
+
+    @translate_redis_errors
+    async def append_many(
+        self, appends: Sequence[PendingAppend], chunk: int = 500
+    ) -> list[AppendResult | VersionMismatch | IdempotencyKeyReused]:
+        """Many appends, ``chunk`` to a pipelined round trip: each is one atomic,
+        idempotent append (as ``append``); together they are not atomic. The result of
+        each in order, a refused one as its error (a concurrent change, a reused key)."""
+        results: list[AppendResult | VersionMismatch | IdempotencyKeyReused] = []
+        for start in range(0, len(appends), chunk):
+            part = appends[start : start + chunk]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for pending in part:
+                    keys, args = self._script_call(pending)
+                    await self._append(keys=keys, args=args, client=pipe)
+                replies = await pipe.execute()
+            for pending, reply in zip(part, replies, strict=True):
+                try:
+                    results.append(
+                        _append_result(
+                            reply,
+                            pending.aggregate_id,
+                            pending.expected_version,
+                            pending.idempotency,
+                        )
+                    )
+                except (VersionMismatch, IdempotencyKeyReused) as exc:
+                    results.append(exc)
+        return results
+
+    def _script_call(self, pending: PendingAppend) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of append.lua for one append."""
+        kind, aggregate_id, events = pending.kind, pending.aggregate_id, pending.events
+        idempotency, now_ms = pending.idempotency, pending.now_ms
         p = self.keys.partition_of(aggregate_id)
-        meta_json = orjson.dumps(meta)
+        meta_json = orjson.dumps(pending.meta)
         args: list[Any] = [
-            expected_version,
+            pending.expected_version,
             idempotency.fingerprint,
             idempotency.ttl_ms,
-            orjson.dumps(snapshot),
+            orjson.dumps(pending.snapshot),
             aggregate_id,
-            due,
-            status,
+            pending.due,
+            pending.status,
             "" if now_ms is None else now_ms,
             len(events),
         ]
@@ -223,14 +310,7 @@ class EventStore:
             self.keys.chain(p),
             self.keys.wake(p),
         ]
-        reply = await self._append(keys=keys, args=args)
-        outcome = as_text(reply[0])
-        if outcome == "REUSED":
-            raise IdempotencyKeyReused(idempotency.key)
-        if outcome == "CONFLICT":
-            raise VersionMismatch(aggregate_id, expected_version, int(as_text(reply[1])))
-        ids = [i for i in as_text(reply[2]).split(",") if i]
-        return AppendResult(int(as_text(reply[1])), ids, duplicate=outcome == "DUP")
+        return keys, args
 
     @translate_redis_errors
     async def idempotency_record(self, aggregate_id: str, key: str) -> dict[str, str] | None:
@@ -301,6 +381,33 @@ class EventStore:
             return None
         eid = entries[0][0]
         return eid.decode() if isinstance(eid, bytes) else str(eid)
+
+
+def _snapshot(state: Any, version: Any, status: Any) -> tuple[dict[str, Any] | None, int]:
+    if state is None:
+        return None, 0
+    snapshot: dict[str, Any] = orjson.loads(state)
+    if status and as_text(status) in ("active", "paused", "completed"):
+        # the fire script completes a schedule by setting this field alone
+        snapshot["status"] = as_text(status)
+    return snapshot, int(version or 0)
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in a SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def _append_result(
+    reply: Any, aggregate_id: str, expected_version: int, idempotency: Idempotency
+) -> AppendResult:
+    outcome = as_text(reply[0])
+    if outcome == "REUSED":
+        raise IdempotencyKeyReused(idempotency.key)
+    if outcome == "CONFLICT":
+        raise VersionMismatch(aggregate_id, expected_version, int(as_text(reply[1])))
+    ids = [i for i in as_text(reply[2]).split(",") if i]
+    return AppendResult(int(as_text(reply[1])), ids, duplicate=outcome == "DUP")
 
 
 def as_text(value: Any) -> str:
