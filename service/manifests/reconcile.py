@@ -1,0 +1,202 @@
+"""Applying files: load what the write model holds, plan, append the plan's events.
+
+Apply talks to Redis, as ``serve`` does, and writes through the same append script as
+every command (``store/append.lua``: the version check, the write model, the due index
+and an idempotency record in one step), with the events the domain decides
+(``ApplySchedule``, ``PutWorkflow``, ``DeleteSchedule``, ``DeleteWorkflow``). It does
+not go through the HTTP API: that would cost a request and a wait for the views per
+resource, where apply reads every snapshot in a few pipelined round trips and sends
+its appends in batches.
+
+Each append expects the version the plan was made against; its idempotency key is
+derived from the resource, that version and the events, so an append that redis-py
+sends twice, or two processes applying the same files at once, append once. An
+append refused because the resource changed meanwhile is decided again against the
+new state through ``CommandService`` (the API's retry loop).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from service.commands import (
+    AUTO_KEY_TTL_MS,
+    CommandService,
+    ProjectionWaiter,
+    RequestContext,
+)
+from service.domain import schedule as sched
+from service.domain import workflow as wf
+from service.errors import CronstreamError, NotFound
+from service.manifests.files import Manifest, load_files
+from service.manifests.plan import Action, Change, Current, Options, Plan, make_plan
+from service.store.eventstore import (
+    AppendResult,
+    EventStore,
+    Idempotency,
+    PendingAppend,
+)
+
+ACTOR = "apply"
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What one change did: its append (version, positions), or why it failed."""
+
+    change: Change
+    version: int = 0
+    positions: tuple[str, ...] = ()
+    duplicate: bool = False
+    error: str | None = None
+
+
+@dataclass
+class Report:
+    plan: Plan
+    applied: list[Applied] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Applied]:
+        return [a for a in self.applied if a.error is not None]
+
+    @property
+    def appended(self) -> int:
+        """How many events this apply added to the log."""
+        return sum(len(a.positions) for a in self.applied if not a.duplicate)
+
+    def counts(self) -> dict[str, Counter[str]]:
+        """Per file: what was done (``failed`` counts the changes that were not)."""
+        out = self.plan.counts()
+        for item in self.failed:
+            counts = out[item.change.source]
+            counts[item.change.action.value] -= 1
+            counts["failed"] += 1
+        return out
+
+
+async def load_current(store: EventStore, manifest: Manifest, *, everything: bool) -> Current:
+    """The snapshots of the resources the files name (and of the workflows their
+    schedules use); of every resource when ``everything`` (for --prune)."""
+    if everything:
+        workflow_ids = sorted(await store.aggregate_ids(wf.KIND))
+        schedule_ids = sorted(await store.aggregate_ids(sched.KIND))
+    else:
+        workflow_ids = sorted(
+            {d.id for d in manifest.workflows} | {d.config.workflow_id for d in manifest.schedules}
+        )
+        schedule_ids = [d.id for d in manifest.schedules]
+    workflows = await store.load_many(wf.KIND, workflow_ids)
+    schedules = await store.load_many(sched.KIND, schedule_ids)
+    return Current(
+        dict(zip(workflow_ids, workflows, strict=True)),
+        dict(zip(schedule_ids, schedules, strict=True)),
+        complete=everything,
+    )
+
+
+async def plan(store: EventStore, manifest: Manifest, options: Options) -> Plan:
+    """What applying ``manifest`` would change now (InvalidFiles when it cannot)."""
+    current = await load_current(store, manifest, everything=options.prune)
+    return make_plan(manifest, current, options)
+
+
+async def apply(store: EventStore, planned: Plan, options: Options, actor: str = ACTOR) -> Report:
+    """Append the plan's events: workflows, then schedules, then the schedules and
+    workflows pruned; each resource's append alone is atomic."""
+    report = Report(planned)
+    meta = RequestContext(actor=actor).meta()
+    stages: dict[int, list[Change]] = {}
+    for change in planned.writes:
+        stages.setdefault(_stage(change), []).append(change)
+    for stage in sorted(stages):
+        changes = stages[stage]
+        results = await store.append_many([_pending(c, meta) for c in changes])
+        for change, result in zip(changes, results, strict=True):
+            if isinstance(result, AppendResult):
+                report.applied.append(_applied(change, result))
+            else:
+                report.applied.append(await _again(store, change, options, actor))
+    return report
+
+
+async def apply_paths(
+    store: EventStore,
+    paths: Iterable[Path | str],
+    options: Options,
+    *,
+    dry_run: bool = False,
+    actor: str = ACTOR,
+) -> Report:
+    """Read, validate and plan every file under ``paths``, then apply the plan (unless
+    ``dry_run``). Nothing is written when any file is invalid (InvalidFiles)."""
+    manifest = load_files(paths)
+    planned = await plan(store, manifest, options)
+    if dry_run:
+        return Report(planned)
+    return await apply(store, planned, options, actor)
+
+
+def _stage(change: Change) -> int:
+    deleting = change.action is Action.DELETE
+    if change.kind == wf.KIND:
+        return 3 if deleting else 0
+    return 2 if deleting else 1
+
+
+def _pending(change: Change, meta: dict[str, Any]) -> PendingAppend:
+    aggregate = change.aggregate
+    state = change.state
+    for event in change.events:
+        state = aggregate.evolve(state, change.id, event)
+    key = _idempotency_key(change)
+    return PendingAppend(
+        kind=change.kind,
+        aggregate_id=change.id,
+        events=list(change.events),
+        meta=meta,
+        expected_version=change.version,
+        snapshot=aggregate.snapshot(state),
+        idempotency=Idempotency(key, key, AUTO_KEY_TTL_MS),
+        status=aggregate.status(state),
+        due=aggregate.due_change(state, list(change.events)),
+    )
+
+
+def _idempotency_key(change: Change) -> str:
+    """Derived from what is written and the version it follows: the same change of the
+    same state has the same key, wherever it is applied from."""
+    digest = hashlib.sha256(f"{change.kind}\0{change.id}\0{change.version}\0".encode())
+    for event in change.events:
+        digest.update(event.type_name().encode() + b"\0" + orjson.dumps(event.data()))
+    return "apply:" + digest.hexdigest()[:40]
+
+
+def _applied(change: Change, result: AppendResult) -> Applied:
+    return Applied(change, result.version, tuple(result.positions), result.duplicate)
+
+
+async def _again(store: EventStore, change: Change, options: Options, actor: str) -> Applied:
+    """A change whose resource changed since the plan, decided again on its new state."""
+    commands = CommandService(
+        store,
+        ProjectionWaiter(store.redis, store.keys),
+        wait_timeout_s=0,
+        outbound=options.outbound,
+    )
+    try:
+        outcome = await commands.execute(
+            change.aggregate, change.id, change.command, RequestContext(actor=actor)
+        )
+    except NotFound:
+        return Applied(change)  # pruned meanwhile by someone else: nothing left to do
+    except CronstreamError as exc:
+        return Applied(change, error=str(exc))
+    return Applied(change, outcome.version, tuple(outcome.positions), outcome.duplicate)
