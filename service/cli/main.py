@@ -10,6 +10,7 @@ from importlib import metadata
 from typing import TextIO
 
 from service.cli import (
+    apply,
     archive_cmd,
     audit_cmd,
     events_cmd,
@@ -30,8 +31,8 @@ from service.errors import CronstreamError
 DESCRIPTION = """\
 Event-sourced scheduling of workflows on Redis Streams.
 
-serve, projections, migrate, audit, replay, verify, archive, restore and token talk
-to Redis; workflow, schedule, runs and events are clients of the HTTP API at
+serve, apply, projections, migrate, audit, replay, verify, archive, restore and
+token talk to Redis; workflow, schedule, runs and events are clients of the HTTP API at
 $CRONSTREAM_URL (default http://127.0.0.1:8080), sending $CRONSTREAM_TOKEN as a
 bearer token when set; spec works offline.
 Run `cronstream COMMAND --help` for a command's options."""
@@ -65,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     workflow_cmd.add_parsers(sub)
     secret_cmd.add_parsers(sub)
     schedule_cmd.add_parsers(sub)
+    apply.add_parsers(sub)
     runs_cmd.add_parsers(sub)
     events_cmd.add_parsers(sub)
     spec_cmd.add_parser(sub)
