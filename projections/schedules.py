@@ -2,7 +2,9 @@
 
 Records: ``schedule:<id>`` (JSON). Indexes (sorted sets, score 0, ordered by id):
 ``schedules``, ``schedules:workflow:<wid>``, ``schedules:status:<status>``,
-``schedules:tag:<tag>``. A deleted schedule keeps a tombstone record (so its
+``schedules:tag:<tag>``, and ``schedules:namespaced`` (the schedules of namespaces other
+than ``default``, whose ids are ``NS/ID``: so counting ``default``'s, or finding which
+namespaces hold any, never walks every id). A deleted schedule keeps a tombstone record (so its
 version keeps counting) and leaves every index.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from projections.batch import Record, ViewBatch
+from service.domain import namespaces
 from service.domain.policies import ScheduleStatus
 from service.domain.runs import FINAL_EVENTS, RunStatus
 from service.store.eventstore import StoredEvent, parse_position
@@ -30,6 +33,7 @@ RUN_CLOSED = {event.type_name(): status for event, status in FINAL_EVENTS.items(
 RUN_EVENTS = frozenset({"RunQueued", "RunStarted", *RUN_CLOSED})
 INFO_EVENTS = FIRE_EVENTS | RUN_EVENTS
 RECENT_ACTIONS = 10
+NAMESPACED = "schedules:namespaced"
 
 
 def record_name(schedule_id: str) -> str:
@@ -44,6 +48,8 @@ def index_names(record: Record) -> list[str]:
         f"schedules:status:{record['status']}",
     ]
     names += [f"schedules:tag:{tag}" for tag in record.get("tags", [])]
+    if namespaces.namespace_of(record["id"]) != namespaces.DEFAULT:
+        names.append(NAMESPACED)
     return names
 
 
@@ -76,6 +82,7 @@ async def apply(batch: ViewBatch, event: StoredEvent) -> None:
     new = _next_record(old, event)
     if new is None:
         return
+    _follow_file(new, event)
     before = set(index_names(old)) if old is not None and not old["deleted"] else set()
     after = set(index_names(new)) if not new["deleted"] else set()
     for index in before - after:
@@ -115,6 +122,44 @@ def _next_record(old: Record | None, event: StoredEvent) -> Record | None:
     elif event.type == "ScheduleCompleted":
         new.update(status=str(ScheduleStatus.COMPLETED))
     return new
+
+
+def _follow_file(record: Record, event: StoredEvent) -> None:
+    """Keep what the file of a schedule that apply keeps declared, and how the schedule
+    differs from it (``divergence``, field -> file and live values; ``override``), as
+    the domain's ``divergence`` does on the write model."""
+    data = event.data
+    if event.type == "SchedulePaused":
+        record["paused_by_failure"] = data.get("cause") == "run_failed"
+    elif event.type == "ScheduleResumed":
+        record["paused_by_failure"] = False
+    managed = data.get("managed")
+    if managed is not None and event.type != "ScheduleDeleted":
+        declared = record.get("declared") or {}
+        if event.type in ("ScheduleCreated", "ScheduleUpdated"):
+            paused = record["status"] == "paused" and not record.get("paused_by_failure")
+            declared = {**_config_fields(data["schedule"]), "paused": paused}
+        elif event.type in ("SchedulePaused", "ScheduleResumed"):
+            declared = {**declared, "paused": event.type == "SchedulePaused"}
+        record.update(managed=managed, declared=declared)
+    record["divergence"] = _divergence(record)
+
+
+def _divergence(record: Record) -> dict[str, dict[str, Any]]:
+    declared = record.get("declared")
+    if not record.get("managed") or not declared or record["deleted"]:
+        return {}
+    live = _config_fields(record)
+    out = {
+        key: {"file": declared.get(key), "live": live.get(key)}
+        for key in sorted(live)
+        if declared.get(key) != live.get(key)
+    }
+    if record["status"] != "completed" and not record.get("paused_by_failure"):
+        paused = record["status"] == "paused"
+        if paused != declared.get("paused"):
+            out["paused"] = {"file": declared.get("paused"), "live": paused}
+    return out
 
 
 def new_info() -> dict[str, Any]:
