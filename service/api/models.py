@@ -58,6 +58,13 @@ class SpecView(Spec):
     description: list[str] = Field(default_factory=list)
 
 
+class Divergence(BaseModel):
+    """A field of a schedule a file keeps, as the file declares it and as it is."""
+
+    file: Any = None
+    live: Any = None
+
+
 class ScheduleView(BaseModel):
     id: str
     name: str
@@ -79,6 +86,20 @@ class ScheduleView(BaseModel):
     last_run_at: str | None = None
     last_run_status: str | None = None
     info: ScheduleInfo
+    managed_by: str | None = Field(
+        default=None, description="'apply' when a file keeps this schedule (cronstream apply)"
+    )
+    source: str | None = Field(default=None, description="The file that declares it")
+    override: bool = Field(
+        default=False,
+        description="Changed since the last apply otherwise than by the file: the next apply "
+        "reverts it unless run with --keep-overrides",
+    )
+    divergence: dict[str, Divergence] = Field(
+        default_factory=dict,
+        description="Each field (and 'paused') that differs from the file: the file's value "
+        "and the live one",
+    )
 
 
 class SchedulePage(BaseModel):
