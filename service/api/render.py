@@ -63,6 +63,19 @@ def schedule(record: dict[str, Any], now_ms: int) -> dict[str, Any]:
             "recent_actions": info["recent_actions"],
             "remaining_actions": remaining,
         },
+        **_file_fields(record),
+    }
+
+
+def _file_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """Which file keeps a schedule and how the schedule differs from it."""
+    managed = record.get("managed") or {}
+    divergence = record.get("divergence") or {}
+    return {
+        "managed_by": managed.get("by"),
+        "source": managed.get("source"),
+        "override": bool(divergence),
+        "divergence": divergence,
     }
 
 
