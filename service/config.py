@@ -53,6 +53,12 @@ class Settings:
     secret_key: str | None = field(default=None, repr=False)
     """CRONSTREAM_SECRET_KEY: base64 of 32 bytes, the AES-256-GCM key that stored signing
     secrets are encrypted with (see service/store/secrets.py). Unset: none can be made."""
+    config_dir: Path | None = None
+    """``serve --config-dir``: a directory of workflow and schedule files that serve
+    applies at start and after each change (service/manifests/watch.py)."""
+    config_interval_s: float = 1.0
+    config_prune: bool = False
+    config_keep_overrides: bool = False
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
