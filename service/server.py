@@ -130,6 +130,7 @@ async def _serve(settings: Settings, stop: asyncio.Event) -> None:
         async with contextlib.AsyncExitStack() as stack:
             await _start_http(settings, conn, stack)
             _start_loops(settings, conn.client, keys, stop, stack)
+            _start_config_watcher(settings, conn.client, keys, stop, stack)
             await stop.wait()
             log.info("shutting down")
 
@@ -229,6 +230,28 @@ def _start_loops(
         task = asyncio.create_task(worker.run(stop), name="worker")
         stack.push_async_callback(_cancel_all, [task])
         log.info("worker %s consuming %d partition(s)", worker.consumer, keys.partitions)
+
+
+def _start_config_watcher(
+    settings: Settings,
+    redis: Redis,
+    keys: Keyspace,
+    stop: asyncio.Event,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """``--config-dir``: apply the directory now and after each change of it."""
+    if settings.config_dir is None:
+        return
+    from service.manifests.plan import Options
+    from service.manifests.watch import ConfigWatcher, WatchSettings
+
+    options = Options(
+        settings.config_prune, settings.config_keep_overrides, settings.outbound_policy()
+    )
+    watch = WatchSettings(settings.config_dir, options, settings.config_interval_s)
+    watcher = ConfigWatcher(EventStore(redis, keys), watch)
+    stack.push_async_callback(_cancel_all, [asyncio.create_task(watcher.run(stop))])
+    log.info("applying %s at start and after each change", settings.config_dir)
 
 
 def _projector_tasks(redis: Redis, keys: Keyspace, stop: asyncio.Event) -> list[asyncio.Task[None]]:
