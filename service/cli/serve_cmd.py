@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from service.cli.common import add_data_dir, settings
@@ -36,6 +37,7 @@ def add_parsers(sub: Subparsers) -> None:
         "receiver on this machine (as CRONSTREAM_ALLOW_PRIVATE_TARGETS=1; the default "
         "refuses them)",
     )
+    add_config_dir(serve)
     add_data_dir(serve)
     serve.add_argument("--log-level", default="INFO")
     serve.add_argument(
@@ -45,6 +47,34 @@ def add_parsers(sub: Subparsers) -> None:
         help="one JSON object per line (default), or text for a terminal",
     )
     serve.set_defaults(func=run_serve)
+
+
+def add_config_dir(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--config-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="apply the workflow and schedule files of DIR at start and after each change "
+        "(as `cronstream apply DIR`; see docs/schedules-as-code.md)",
+    )
+    serve.add_argument(
+        "--config-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often --config-dir is looked at (default 1; from 0.05 to 3600)",
+    )
+    serve.add_argument(
+        "--config-prune",
+        action="store_true",
+        help="--config-dir deletes what its files kept and no longer declare",
+    )
+    serve.add_argument(
+        "--config-keep-overrides",
+        action="store_true",
+        help="--config-dir leaves schedules changed through the API as they are",
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -63,7 +93,14 @@ def run_serve(args: argparse.Namespace) -> int:
         roles=roles,
         metrics_port_given=args.port is not None,
         allow_private_targets=args.allow_private_targets or None,
+        config_dir=args.config_dir,
+        config_interval_s=args.config_interval,
+        config_prune=args.config_prune or None,
+        config_keep_overrides=args.config_keep_overrides or None,
     )
+    if args.config_dir is not None and not args.config_dir.is_dir():
+        print(f"cronstream: --config-dir {args.config_dir}: not a directory", file=sys.stderr)
+        return 2
     if args.insecure_dev:
         config = config.with_overrides(auth=False)
         if not is_loopback(config.host):
