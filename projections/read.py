@@ -10,7 +10,8 @@ import orjson
 from redis.asyncio import Redis
 
 from projections import schedules, workflows
-from service.domain.namespaces import SEPARATOR, namespace_of
+from service.domain.namespaces import DEFAULT, SEPARATOR, namespace_of
+from service.domain.policies import ScheduleStatus
 from service.store.boundary import translate_redis_errors
 from service.store.keys import Keyspace
 
@@ -20,6 +21,9 @@ HOP_BOUND = 1_000
 """How many batches one page of ``default`` ids may read past other namespaces' ids."""
 BARE_BATCH = 128
 _AFTER_SEPARATOR = chr(ord(SEPARATOR) + 1)
+NAMESPACE_BOUND = 100_000
+"""How many namespaces one partition's count may step through."""
+STATUSES = tuple(str(s) for s in ScheduleStatus)
 
 
 @dataclass(frozen=True)
@@ -231,15 +235,60 @@ class ViewReader:
         return await self._ids(f"schedules:workflow:{workflow_id}", None, limit)
 
     @translate_redis_errors
-    async def count_schedules(self, prefix: str | None = None) -> int:
-        """How many schedules exist (deleted ones leave every index); with ``prefix``
-        (not ""), only those whose ids start with it."""
+    async def count_schedules(self, prefix: str | None = None, index: str = "schedules") -> int:
+        """How many schedules ``index`` holds (deleted ones leave every index): of the
+        namespace whose ids start with ``prefix`` ("": ``default``; None: of all)."""
         total = 0
         for p in range(self.keys.partitions):
-            key = self._key(p, "schedules")
+            key = self._key(p, index)
             if prefix:
                 high = f"({prefix[:-1]}{_AFTER_SEPARATOR}"
                 total += int(await self.redis.zlexcount(key, f"[{prefix}", high))
-            else:
+            elif prefix is None:
                 total += int(await self.redis.zcard(key))
+            else:  # default's ids are the ones without a separator
+                total += int(await self.redis.zcard(key)) - await self._namespaced_in(p, key)
         return total
+
+    async def _namespaced_in(self, p: int, key: str) -> int:
+        """How many of ``key``'s ids are of a namespace other than ``default``."""
+        if key == self._key(p, "schedules"):  # every live schedule: the index has them all
+            return int(await self.redis.zcard(self._key(p, schedules.NAMESPACED)))
+        counted = 0
+        for namespace in await self._namespaces_in(p):
+            low, high = f"[{namespace}{SEPARATOR}", f"({namespace}{_AFTER_SEPARATOR}"
+            counted += int(await self.redis.zlexcount(key, low, high))
+        return counted
+
+    async def _namespaces_in(self, p: int) -> list[str]:
+        """The namespaces other than ``default`` that hold schedules in partition ``p``:
+        one read per namespace, stepping over each one's ids at once."""
+        key = self._key(p, schedules.NAMESPACED)
+        found: list[str] = []
+        low = "-"
+        for _ in range(NAMESPACE_BOUND):
+            first = await self.redis.zrangebylex(key, low, "+", start=0, num=1)
+            if not first:
+                return found
+            member = first[0]
+            namespace = namespace_of(member.decode() if isinstance(member, bytes) else member)
+            found.append(namespace)
+            low = f"[{namespace}{_AFTER_SEPARATOR}"
+        raise RuntimeError(f"more than {NAMESPACE_BOUND} namespaces hold schedules")
+
+    @translate_redis_errors
+    async def schedule_counts(self) -> dict[tuple[str, str], int]:
+        """Live schedules by (namespace, status), over every partition."""
+        counts: dict[tuple[str, str], int] = {}
+        for p in range(self.keys.partitions):
+            names = await self._namespaces_in(p)
+            for status in STATUSES:
+                key = self._key(p, f"schedules:status:{status}")
+                rest = int(await self.redis.zcard(key))
+                for namespace in names:
+                    low, high = f"[{namespace}{SEPARATOR}", f"({namespace}{_AFTER_SEPARATOR}"
+                    n = int(await self.redis.zlexcount(key, low, high))
+                    counts[namespace, status] = counts.get((namespace, status), 0) + n
+                    rest -= n
+                counts[DEFAULT, status] = counts.get((DEFAULT, status), 0) + rest
+        return counts

@@ -28,6 +28,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+ID_SEPARATOR = "/"
+"""What separates a namespace from an id (``NS/ID``): the same as
+``service.domain.ids.NAMESPACE_SEPARATOR``; kept here too because the error tree imports
+nothing of the project (tests/test_layers.py), and a unit test holds the two equal."""
+
+
+def bare_id(ident: str) -> str:
+    """``ident`` without the namespace it is kept under (see domain/namespaces.py)."""
+    return ident.rpartition(ID_SEPARATOR)[2]
+
 
 class CronstreamError(Exception):
     """Base of every error cronstream raises on purpose."""
@@ -38,7 +48,9 @@ class NotFound(CronstreamError, LookupError):
 
     def __init__(self, ident: str) -> None:
         self.ident = ident
-        super().__init__(f"{self.kind} {ident!r} does not exist")
+        # a client knows its resources by bare ids: the namespace a resource is kept
+        # under (``NS/ID``) is the request's own and never shown back
+        super().__init__(f"{self.kind} {bare_id(ident)!r} does not exist")
 
 
 class ScheduleNotFound(NotFound):
@@ -56,15 +68,15 @@ class Conflict(CronstreamError):
 class AlreadyExists(Conflict):
     def __init__(self, kind: str, ident: str) -> None:
         self.ident = ident
-        super().__init__(f"{kind} {ident!r} already exists")
+        super().__init__(f"{kind} {bare_id(ident)!r} already exists")
 
 
 class WorkflowInUse(Conflict):
     def __init__(self, ident: str, schedules: list[str]) -> None:
         self.ident = ident
         self.schedules = schedules
-        shown = ", ".join(schedules[:5])
-        super().__init__(f"workflow {ident!r} is used by schedules: {shown}")
+        shown = ", ".join(bare_id(s) for s in schedules[:5])
+        super().__init__(f"workflow {bare_id(ident)!r} is used by schedules: {shown}")
 
 
 class IdempotencyKeyReused(CronstreamError):
@@ -78,7 +90,7 @@ class VersionMismatch(CronstreamError):
         self.ident = ident
         self.expected = expected
         self.actual = actual
-        super().__init__(f"{ident!r} is at version {actual}, not {expected}")
+        super().__init__(f"{bare_id(ident)!r} is at version {actual}, not {expected}")
 
 
 @dataclass(frozen=True)

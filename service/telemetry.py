@@ -166,7 +166,10 @@ def span(
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 FIRES = Counter(
-    "cronstream_fires", "Nominal times decided, by outcome", ["outcome"], registry=REGISTRY
+    "cronstream_fires",
+    "Nominal times decided, by outcome and namespace",
+    ["outcome", "namespace"],
+    registry=REGISTRY,
 )
 FIRE_LATENESS = Histogram(
     "cronstream_fire_lateness_seconds",
@@ -176,8 +179,8 @@ FIRE_LATENESS = Histogram(
 )
 RUNS = Counter(
     "cronstream_runs",
-    "Runs finished, by final status and trigger",
-    ["status", "trigger"],
+    "Runs finished, by final status, trigger and namespace",
+    ["status", "trigger", "namespace"],
     registry=REGISTRY,
 )
 RUN_DURATION = Histogram(
@@ -187,15 +190,18 @@ RUN_DURATION = Histogram(
     registry=REGISTRY,
 )
 ATTEMPTS = Counter(
-    "cronstream_attempts", "Run attempts, by outcome", ["outcome"], registry=REGISTRY
+    "cronstream_attempts",
+    "Run attempts, by outcome and namespace",
+    ["outcome", "namespace"],
+    registry=REGISTRY,
 )
 RETRIES = Counter(
     "cronstream_retries", "Attempts that failed and were scheduled again", registry=REGISTRY
 )
 BREAKER_STATE = Gauge(
     "cronstream_breaker_state",
-    "Circuit breaker per target host: 0 closed, 1 half-open, 2 open",
-    ["host"],
+    "Circuit breaker per namespace and target host: 0 closed, 1 half-open, 2 open",
+    ["namespace", "host"],
     registry=REGISTRY,
 )
 QUEUE_DEPTH = Gauge(
@@ -240,7 +246,12 @@ HTTP_DURATION = Histogram(
     ["method", "route", "status"],
     registry=REGISTRY,
 )
-SCHEDULES = Gauge("cronstream_schedules", "Schedules by status", ["status"], registry=REGISTRY)
+SCHEDULES = Gauge(
+    "cronstream_schedules",
+    "Schedules by namespace and status",
+    ["namespace", "status"],
+    registry=REGISTRY,
+)
 
 
 # -- logs ------------------------------------------------------------------------------

@@ -11,8 +11,10 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, NoDefault, models_json_schema
 from pydantic_core import core_schema
 
+from service.api import namespaces
 from service.api.context import KEYS, json_response
 from service.api.models import Problem
+from service.api.params import NAMESPACE
 from service.api.routing import JSON, MERGE_PATCH, ROUTES, Param, Reply, Route, route
 from service.domain.tokens import Scope
 
@@ -112,7 +114,9 @@ def _responses(r: Route, keyed: Keyed) -> dict[str, Any]:
     responses = {str(reply.status): _reply(reply, keyed) for reply in r.replies}
     problem = {PROBLEM_TYPE: {"schema": keyed[(Problem, "serialization")]}}
     guards = GUARDS if r.scope is not None else {}
-    for status in sorted({*r.problems, *guards}):
+    # a Cronstream-Namespace header that names no namespace: 422 on every /v1 route
+    header = (422,) if namespaces.scoped(r) else ()
+    for status in sorted({*r.problems, *guards, *header}):
         answer = responses.setdefault(str(status), {"description": PROBLEMS[status]})
         answer["content"] = {**answer.get("content", {}), **problem}
     if r.scope is not None:
@@ -132,13 +136,17 @@ def _security(r: Route) -> list[dict[str, list[str]]]:
     return [{}, *needed] if r.scope is Scope.METRICS_READ else needed
 
 
+def _params(r: Route) -> tuple[Param, ...]:
+    return (*r.params, NAMESPACE) if namespaces.scoped(r) else r.params
+
+
 def _operation(r: Route, keyed: Keyed, defs: dict[str, Any], partitions: int) -> dict[str, Any]:
     """One route as an OpenAPI operation."""
     op: dict[str, Any] = {
         "summary": r.summary,
         "tags": [r.tag],
         "operationId": r.handler.__name__,
-        "parameters": [_param(p, partitions) for p in r.params],
+        "parameters": [_param(p, partitions) for p in _params(r)],
         "responses": _responses(r, keyed),
         "security": _security(r),
     }

@@ -43,7 +43,6 @@ def settle(request: web.Request, token_namespaces: tuple[str, ...] | None) -> we
     raises InvalidInput (422)."""
     try:
         chosen = namespaces.choose(request.headers.get(namespaces.HEADER), token_namespaces)
-        namespaces.served(chosen)
     except namespaces.BadNamespace as exc:
         raise InvalidInput.one(namespaces.HEADER, str(exc)) from None
     except namespaces.NamespaceRefused as exc:

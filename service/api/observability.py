@@ -9,9 +9,11 @@ from aiohttp import web
 from opentelemetry.trace import SpanKind
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from projections.read import ViewReader
 from service import telemetry
 from service.api.context import KEYS, REDIS
 from service.api.routing import Reply, route
+from service.domain import namespaces
 from service.domain.tokens import Scope
 from service.store.boundary import translate_redis_errors
 from service.store.eventstore import as_text, parse_position
@@ -103,10 +105,14 @@ async def refresh_gauges(app: web.Application) -> None:
         telemetry.PROJECTION_LAG.labels("views", label).set(len(behind))
         lag_s = (now - parse_position(as_text(behind[0][0]))[0]) / 1000 if behind else 0.0
         telemetry.PROJECTION_LAG_SECONDS.labels("views", label).set(max(lag_s, 0.0))
-    for status in ("active", "paused", "completed"):
-        count = 0
-        for p in range(keys.partitions):
-            count += int(await redis.zcard(keys.view(p, f"schedules:status:{status}")))
-        telemetry.SCHEDULES.labels(status).set(count)
-    for state in await CircuitBreaker(redis, keys).states():
-        telemetry.BREAKER_STATE.labels(state["host"]).set(BREAKER_LEVEL.get(state["state"], 0))
+    counts = await ViewReader(redis, keys).schedule_counts()
+    breakers = await CircuitBreaker(redis, keys).states()
+    # a namespace or host gone since the last scrape must not keep its old value
+    telemetry.SCHEDULES.clear()
+    for (namespace, status), count in counts.items():
+        telemetry.SCHEDULES.labels(namespace, status).set(count)
+    telemetry.BREAKER_STATE.clear()
+    for state in breakers:
+        namespace, host = namespaces.split(state["host"])
+        level = BREAKER_LEVEL.get(state["state"], 0)
+        telemetry.BREAKER_STATE.labels(namespace, host).set(level)

@@ -32,6 +32,17 @@ ID: dict[str, Any] = {"type": "string", "pattern": ID_PATTERN}
 INSTANT: dict[str, Any] = {"type": "string", "format": "date-time", "pattern": INSTANT_PATTERN}
 
 
+NAMESPACE = Param(
+    "Cronstream-Namespace",
+    "The namespace the request acts in (default: `default`, or the token's only one); "
+    "a token may name only its own namespaces (else 403). A namespace name is "
+    + AN_ID.removeprefix("an id: "),
+    ID,
+    location="header",
+)
+"""Every /v1 route takes it (the namespace middleware reads it before the handler)."""
+
+
 def feed_cursor_pattern(partitions: int) -> str:
     """One position per partition, joined by '.'; empty for the start of the log."""
     return "^$|" + _positions(partitions)

@@ -361,12 +361,12 @@ async def run_workflow(request: web.Request) -> web.StreamResponse:
 @route(
     "GET",
     "/v1/breakers",
-    summary="Circuit breakers of target hosts",
+    summary="Circuit breakers of the namespace's target hosts",
     tag=TAG,
     scope=Scope.RUNS_READ,
     replies=(Reply(200, "Every host's breaker", BreakerPage),),
     problems=(503,),
 )
 async def breakers(request: web.Request) -> web.StreamResponse:
-    states = await CircuitBreaker(request.app[REDIS], request.app[KEYS]).states()
-    return json_response({"items": states})
+    breaker = CircuitBreaker(request.app[REDIS], request.app[KEYS])
+    return json_response({"items": await breaker.states(namespace(request))})

@@ -32,11 +32,6 @@ DEFAULT = "default"
 HEADER = "Cronstream-Namespace"
 SEPARATOR = NAMESPACE_SEPARATOR
 NAMESPACE_PATTERN = ID_PATTERN
-SERVED = frozenset({DEFAULT})
-"""The namespaces that hold resources in this version: the others are refused (403) until
-every route maps its ids into them, so no route can serve one namespace's data to a
-token of another."""
-
 assert SEPARATOR not in NAMESPACE_PATTERN
 
 
@@ -100,14 +95,6 @@ def choose(named: str | None, token_namespaces: Collection[str] | None) -> str:
     if named not in token_namespaces:
         raise NamespaceRefused(f"this token is not for namespace {named}")
     return named
-
-
-def served(namespace: str) -> None:
-    """NamespaceRefused unless this version keeps resources in ``namespace``."""
-    if namespace not in SERVED:
-        raise NamespaceRefused(
-            f"namespace {namespace} holds no resources: only {DEFAULT} is served"
-        )
 
 
 QUOTA_HORIZON = 1000

@@ -17,6 +17,8 @@ from service.store.scripts import OP_TTL_MS, load_script, new_op
 
 GROUP = "workers"
 MAX_DELIVERIES = 5
+
+
 @cache
 def event_versions() -> bytes:
     """The schema version of every event runs.lua writes, as the script takes them."""

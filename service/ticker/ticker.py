@@ -24,6 +24,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from service import telemetry
 from service.activity import ActivityLog
 from service.clock import Clock
+from service.domain import namespaces
 from service.domain.fire import Fence, FireRequest, scheduled_request
 from service.domain.timeutil import to_rfc3339
 from service.store.eventstore import as_text
@@ -40,7 +41,17 @@ MAX_SLEEP_S = 1.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 STATS_SAMPLES = 10_000
 UNKNOWN_TARGET = "http"  # a workflow not found: its runs are queued, and fail in the worker
-_FIRES = {o: telemetry.FIRES.labels(o) for o in ("fired", "skipped", "dropped", "missed")}
+
+# a counter child per (outcome, namespace), bound once: counting stays a dict lookup
+_FIRES: dict[tuple[str, str], Any] = {}
+
+
+def _fires(outcome: str, schedule_id: str) -> Any:
+    key = (outcome, namespaces.namespace_of(schedule_id))
+    child = _FIRES.get(key)
+    if child is None:
+        child = _FIRES[key] = telemetry.FIRES.labels(*key)
+    return child
 
 
 @dataclass
@@ -225,9 +236,9 @@ class Ticker:
             ("dropped", reply.dropped),
         ):
             if count:
-                _FIRES[outcome].inc(count)
+                _fires(outcome, request.schedule_id).inc(count)
         if request.missed is not None:
-            _FIRES["missed"].inc(request.missed.count)
+            _fires("missed", request.schedule_id).inc(request.missed.count)
         for fire in request.fires:
             telemetry.FIRE_LATENESS.observe(max(0, now - fire.nominal) / 1000)
 

@@ -17,6 +17,7 @@ from aiohttp.abc import AbstractResolver
 from opentelemetry.trace import SpanKind
 
 from service import telemetry
+from service.domain import namespaces
 from service.domain.addresses import OutboundPolicy
 from service.domain.workflow import HttpTarget as HttpTargetConfig
 from service.domain.workflow import PythonTarget as PythonTargetConfig
@@ -89,15 +90,22 @@ class Attempts:
             )
         stored = await self._stored(flight.ctx.workflow_id, workflow)
         target, host = self._target(workflow, stored)
-        if host is not None and not await self.breaker.allow(host):
+        # each namespace has its own breaker per host: one tenant's failures neither
+        # stop another's calls nor tell it anything of that host
+        breaker = (
+            None
+            if host is None
+            else namespaces.qualify(namespaces.namespace_of(flight.ctx.workflow_id), host)
+        )
+        if breaker is not None and not await self.breaker.allow(breaker):
             return AttemptResult.failure(f"circuit open for {host}", retryable=True)
         if telemetry.tracing() and isinstance(workflow.target, HttpTargetConfig):
             result = await self._traced_http(flight, target, workflow.target)
         else:
             result = await self._call(flight, target)
         # a refused address was never called: its host is not to blame
-        if host is not None and not result.stopped and not result.refused:
-            await self.breaker.record(host, result.ok)
+        if breaker is not None and not result.stopped and not result.refused:
+            await self.breaker.record(breaker, result.ok)
         return result
 
     async def _call(self, flight: InFlight, target: Target) -> AttemptResult:

@@ -8,6 +8,10 @@ A successful probe closes it, a failed one opens it again for another cool-down.
 A probe that never reports (its worker died) is presumed lost after
 ``probe_timeout_ms`` (default: the cool-down) and the next caller probes instead.
 
+Breakers are kept per namespace: a name is the host, qualified by the namespace of the
+workflow that calls it outside ``default`` (``acme/api.example.com``), so one tenant's
+failures open no breaker of another's, and a tenant lists only its own.
+
 Every transition is one call of ``breaker.lua``. Time is the clock passed in, or
 Redis's own ``TIME``: never each worker's wall clock. A recorded outcome whose
 reply was lost and retried by the client may count twice; the breaker only
@@ -23,6 +27,7 @@ from urllib.parse import urlsplit
 from redis.asyncio import Redis
 
 from service.clock import Clock
+from service.domain import namespaces
 from service.domain.timeutil import to_rfc3339
 from service.store.boundary import translate_redis_errors
 from service.store.keys import Keyspace
@@ -94,15 +99,20 @@ class CircuitBreaker:
         return _render(host, raw)
 
     @translate_redis_errors
-    async def states(self) -> list[dict[str, Any]]:
-        """Every host that has recorded an outcome, by name."""
+    async def states(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Every breaker that has recorded an outcome, by name: of ``namespace`` only,
+        with bare host names (None: of every namespace, with the names as kept, which
+        carry the namespace outside ``default``)."""
         members = await self.redis.zrange(self.keys.breaker_hosts, 0, -1)
-        hosts = sorted(_text(h) for h in members)
+        names = sorted(_text(h) for h in members)
+        if namespace is not None:
+            names = [n for n in names if namespaces.local(n, namespace) is not None]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for host in hosts:
-                pipe.hgetall(self.keys.breaker(host))
+            for name in names:
+                pipe.hgetall(self.keys.breaker(name))
             raws = await pipe.execute()
-        return [_render(host, raw) for host, raw in zip(hosts, raws, strict=True)]
+        shown = names if namespace is None else [namespaces.split(n)[1] for n in names]
+        return [_render(host, raw) for host, raw in zip(shown, raws, strict=True)]
 
 
 def _text(value: Any) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 from service import telemetry
 from service.activity import ActivityLog
 from service.commands import SCHEDULES, CommandService, RequestContext
+from service.domain import namespaces
 from service.domain import schedule as sched
 from service.domain.runs import (
     FAILED_STATUSES,
@@ -100,12 +101,13 @@ class Outcomes:
         self, verdict: AttemptVerdict, status: str, result: AttemptResult, ctx: RunContext
     ) -> None:
         after = verdict.outcome.status
-        telemetry.ATTEMPTS.labels("succeeded" if result.ok else "failed").inc()
+        namespace = namespaces.namespace_of(ctx.workflow_id)
+        telemetry.ATTEMPTS.labels("succeeded" if result.ok else "failed", namespace).inc()
         if status == "OK":
             if after is RunStatus.RETRYING:
                 telemetry.RETRIES.inc()
             else:
-                telemetry.RUNS.labels(verdict.outcome.value, ctx.trigger).inc()
+                telemetry.RUNS.labels(verdict.outcome.value, ctx.trigger, namespace).inc()
         if status == "STALE":
             self.stats.refused += 1
             log.warning(

@@ -2,8 +2,8 @@
 
 A client names resources by bare ids; the API keeps them as ``NS/ID`` outside
 ``default`` and shows the bare id back, so the same id lives in two namespaces, and a
-resource of another namespace answers exactly like a missing one. The namespaces that
-hold resources are widened here for the test (no tokens: any namespace may be named).
+resource of another namespace answers exactly like a missing one. Without tokens,
+any namespace may be named.
 """
 
 from __future__ import annotations
@@ -11,20 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import pytest
 from aiohttp.test_utils import TestClient
 
-from service.domain import namespaces
 from tests.integration.api.helpers import SPEC, WORKFLOW
 from tests.integration.api.test_stream import next_message
 
 HEADER = "Cronstream-Namespace"
 IN_ACME = {HEADER: "acme"}
-
-
-@pytest.fixture(autouse=True)
-def acme_served(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(namespaces, "SERVED", frozenset({namespaces.DEFAULT, "acme"}))
 
 
 async def seed(api: TestClient, headers: dict[str, str], name: str) -> dict[str, Any]:

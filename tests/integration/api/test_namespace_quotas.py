@@ -15,6 +15,7 @@ from tests.integration.api.helpers import log_length, problem
 
 EVERY_5M = {"cron": ["*/5 * * * *"]}
 EVERY_MINUTE = {"cron": ["* * * * *"]}
+WORKFLOW = {"target": {"type": "none"}}
 
 
 def body(ident: str, spec: dict[str, Any], catchup_max: int = 5) -> dict[str, Any]:
@@ -73,3 +74,23 @@ async def test_without_a_quota_nothing_is_limited(api: TestClient) -> None:
     assert (await api.put("/v1/workflows/scan", json={"target": {"type": "none"}})).ok
     made = await api.post("/v1/schedules", json=body("a", EVERY_MINUTE, catchup_max=10_000))
     assert made.status == 201, await made.text()
+
+
+async def test_each_namespace_counts_only_its_own_schedules(
+    limited: TestClient, redis: Redis, keys: Keyspace
+) -> None:
+    """default holds at most 2: schedules of other namespaces, around its ids in the
+    views' indexes, neither fill it nor are held to it."""
+    acme, zeta = {"Cronstream-Namespace": "acme"}, {"Cronstream-Namespace": "zeta"}
+    await NamespaceQuotas(redis, keys).set("acme", {"max_schedules": 1})
+    for headers in (acme, zeta):
+        assert (await limited.put("/v1/workflows/scan", json=WORKFLOW, headers=headers)).ok
+    assert (await limited.post("/v1/schedules", json=body("a", EVERY_5M), headers=acme)).ok
+    for ident in ("a", "b", "c"):
+        made = await limited.post("/v1/schedules", json=body(ident, EVERY_5M), headers=zeta)
+        assert made.status == 201, await made.text()
+    for ident in ("a", "b"):
+        assert (await limited.post("/v1/schedules", json=body(ident, EVERY_5M))).status == 201
+    await problem(await limited.post("/v1/schedules", json=body("c", EVERY_5M)), 409)
+    full = await limited.post("/v1/schedules", json=body("b", EVERY_5M), headers=acme)
+    assert "namespace acme holds 1 schedules" in (await problem(full, 409))["detail"]

@@ -188,3 +188,17 @@ async def test_the_docs_page_lists_operations_from_the_document(api: TestClient)
     # everything it loads is on this server: no external script, style or fetch
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
     assert not re.search(r"""fetch\(["']https?:""", page)
+
+
+async def test_every_v1_operation_takes_the_namespace_header(api: TestClient) -> None:
+    doc = await (await api.get("/openapi.json")).json()
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            headers = {p["name"]: p for p in op["parameters"] if p["in"] == "header"}
+            named = "Cronstream-Namespace" in headers
+            assert named == path.startswith("/v1"), f"{method} {path}"
+            if named:
+                schema = headers["Cronstream-Namespace"]["schema"]
+                assert re.fullmatch(schema["pattern"].strip("^$"), "team-a")
+                assert not re.fullmatch(schema["pattern"].strip("^$"), "a/b")
+                assert "422" in op["responses"], f"{method} {path}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
@@ -34,9 +35,14 @@ def value(
     return metrics.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+@pytest.mark.parametrize("namespace", ["default", "acme"])
 async def test_metrics_follow_fires_runs_failures_and_retries(
-    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock, namespace: str
 ) -> None:
+    """The fires, attempts, runs, schedules and breakers of a namespace's schedule carry
+    its name; another namespace's counts do not move."""
+    other = "acme" if namespace == "default" else "default"
+    headers = {"Cronstream-Namespace": namespace}
     before = await scrape(api)
     async with local_target() as target:
         target.fail_first["flaky"] = 1
@@ -46,6 +52,7 @@ async def test_metrics_follow_fires_runs_failures_and_retries(
                 "target": {"type": "http", "url": target.url + "/flaky"},
                 "retry": {"max_attempts": 3, "initial_interval": "50ms"},
             },
+            headers=headers,
         )
         await api.post(
             "/v1/schedules",
@@ -55,6 +62,7 @@ async def test_metrics_follow_fires_runs_failures_and_retries(
                 "spec": {"cron": ["* * * * *"]},
                 "policy": {"overlap": "skip"},
             },
+            headers=headers,
         )
         ticker = Ticker(redis, keys, clock=clock)
         assert await ticker.leases[0].acquire()
@@ -80,16 +88,18 @@ async def test_metrics_follow_fires_runs_failures_and_retries(
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
 
-    assert delta("cronstream_fires_total", outcome="fired") == 1
-    assert delta("cronstream_fires_total", outcome="skipped") == 2
-    assert delta("cronstream_fires_total", outcome="missed") == 9
+    for ns, n in ((namespace, 1), (other, 0)):
+        assert delta("cronstream_fires_total", outcome="fired", namespace=ns) == n
+        assert delta("cronstream_fires_total", outcome="skipped", namespace=ns) == 2 * n
+        assert delta("cronstream_fires_total", outcome="missed", namespace=ns) == 9 * n
+        assert delta("cronstream_attempts_total", outcome="failed", namespace=ns) == n
+        assert delta("cronstream_attempts_total", outcome="succeeded", namespace=ns) == n
+        runs = delta("cronstream_runs_total", status="succeeded", trigger="schedule", namespace=ns)
+        assert runs == n
+        assert value(after, "cronstream_schedules", status="active", namespace=ns) == n
     assert delta("cronstream_fire_lateness_seconds_count") == 3  # one per decided time
-    assert delta("cronstream_attempts_total", outcome="failed") == 1
-    assert delta("cronstream_attempts_total", outcome="succeeded") == 1
     assert delta("cronstream_retries_total") == 1
-    assert delta("cronstream_runs_total", status="succeeded", trigger="schedule") == 1
     assert delta("cronstream_run_duration_seconds_count") == 2
-    assert value(after, "cronstream_schedules", status="active") == 1
     assert value(after, "cronstream_queue_depth", partition="0") >= 1
     assert value(after, "cronstream_queue_pending", partition="0") == 0
     assert value(after, "cronstream_lease_epoch", partition="0") == 1
@@ -105,6 +115,13 @@ async def test_metrics_follow_fires_runs_failures_and_retries(
     )
     assert value(after, "cronstream_projection_lag_events", projection="views", partition="0") >= 0
     assert (
-        value(after, "cronstream_breaker_state", host=f"127.0.0.1:{target.url.rsplit(':', 1)[1]}")
+        value(
+            after,
+            "cronstream_breaker_state",
+            namespace=namespace,
+            host=f"127.0.0.1:{target.url.rsplit(':', 1)[1]}",
+        )
         == 0
     )
+    breakers = {labels for name, labels in after if name == "cronstream_breaker_state"}
+    assert {dict(labels)["namespace"] for labels in breakers} == {namespace}

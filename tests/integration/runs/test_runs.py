@@ -216,6 +216,39 @@ async def test_the_breaker_opens_after_consecutive_failures(
     assert breaker["host"].startswith("127.0.0.1") and breaker["state"] == "open"
 
 
+async def test_each_namespace_has_its_own_breaker_per_host(
+    live: TestClient, target: Target
+) -> None:
+    """acme's failures open acme's breaker only: default's calls to the same host still
+    go out, and each namespace lists only its own breakers, by bare host."""
+    acme = {"Cronstream-Namespace": "acme"}
+    hook = {"target": {"type": "http", "url": target.url + "/down"}, "retry": {"max_attempts": 1}}
+    for headers in (acme, {}):
+        assert (await live.put("/v1/workflows/w", json=hook, headers=headers)).ok
+
+    async def failed_attempt(headers: dict[str, str]) -> str:
+        r = await live.post("/v1/workflows/w/runs", json={}, headers=headers)
+        run_id = (await r.json())["run_id"]
+
+        async def done() -> dict[str, Any] | None:
+            run: dict[str, Any] = await (
+                await live.get(f"/v1/runs/{run_id}", headers=headers)
+            ).json()
+            return run if run.get("status") == "failed" else None
+
+        return str((await eventually(done))["attempts"][0]["error"])
+
+    for _ in range(5):
+        await failed_attempt(acme)
+    assert (await failed_attempt(acme)).startswith("circuit open")
+    assert not (await failed_attempt({})).startswith("circuit open")
+    assert len(target.calls["down"]) == 6  # five of acme's, one of default's
+    pages = [await (await live.get("/v1/breakers", headers=h)).json() for h in (acme, {})]
+    [theirs], [mine] = (page["items"] for page in pages)
+    assert theirs["host"] == mine["host"] and "/" not in mine["host"]
+    assert (theirs["state"], mine["state"], mine["failures"]) == ("open", "closed", 1)
+
+
 async def test_python_target_and_cancellation(live: TestClient) -> None:
     from tests.integration.runs import handlers
 

@@ -65,12 +65,6 @@ def test_a_header_that_is_no_namespace_name_is_bad_input(named: str) -> None:
         ns.choose(named, ("default",))
 
 
-def test_only_the_default_namespace_holds_resources_yet() -> None:
-    ns.served("default")
-    with pytest.raises(ns.NamespaceRefused):
-        ns.served("team-a")
-
-
 NOW = 1_768_348_800_000  # 2026-01-14T00:00:00Z
 
 
@@ -130,3 +124,14 @@ def test_an_internal_id_is_local_only_to_its_own_namespace() -> None:
     assert ns.local("scan", ns.DEFAULT) == "scan"
     assert ns.local("scan", "acme") is None
     assert ns.prefix(ns.DEFAULT) == "" and ns.prefix("acme") == "acme/"
+
+
+def test_errors_name_resources_by_the_id_a_client_knows() -> None:
+    from service import errors
+
+    assert errors.ID_SEPARATOR == ns.SEPARATOR
+    assert str(errors.ScheduleNotFound(ns.qualify("acme", "nightly"))) == (
+        "schedule 'nightly' does not exist"
+    )
+    used = errors.WorkflowInUse(ns.qualify("acme", "scan"), [ns.qualify("acme", "a")])
+    assert str(used) == "workflow 'scan' is used by schedules: a"
