@@ -19,6 +19,7 @@ from service.api import (  # noqa: F401
     docs,
     events,
     fires,
+    forecast,
     health,
     namespaces,
     notifications,
@@ -26,6 +27,7 @@ from service.api import (  # noqa: F401
     runs,
     schedules,
     secrets,
+    spec_words,
     specs,
     stream,
     workflows,
@@ -36,6 +38,7 @@ from service.api.routing import setup_routes
 from service.clock import Clock, SystemClock
 from service.commands import CommandService, ProjectionWaiter
 from service.config import Settings
+from service.console import setup_console
 from service.store.archive_reader import ArchivedHistory
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
@@ -74,6 +77,7 @@ def create_app(
     if projector:
         app.cleanup_ctx.append(_projectors)
     setup_routes(app)
+    setup_console(app, auth=settings.auth, partitions=keys.partitions)
     return app
 
 
