@@ -113,6 +113,11 @@ class Keyspace:
         outside the log, so never in an event, a view or an archive."""
         return f"{self._p(p)}:signing:{workflow_id}"
 
+    def members(self, role: str) -> str:
+        """The live processes of a role (``tickers``): a sorted set of owner tokens scored by
+        their last heartbeat (Redis ms), under one hash tag so one script prunes and counts it."""
+        return f"{self.prefix}:{{members}}:{role}"
+
     # circuit breakers: one hash per target host, all under one hash tag so the
     # breaker script can keep the list of hosts in step on a Redis Cluster
     def breaker(self, host: str) -> str:
