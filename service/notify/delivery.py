@@ -11,7 +11,6 @@ then says ``failed`` with the last error. At most ``concurrency`` sends at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -20,6 +19,7 @@ import orjson
 from service.domain.notifications import retry_delay_ms, should_retry
 from service.domain.timeutil import to_rfc3339
 from service.notify.channels import Message, Senders
+from service.notify.loops import ride_out
 from service.store.notifications import ChannelSecretsUnprotected, NotificationStore
 from service.store.secrets import SecretUnreadable
 from service.worker.targets.base import AttemptResult
@@ -72,10 +72,8 @@ class Delivery:
             while not stop.is_set():
                 try:
                     await self.round()
-                except OSError as exc:  # Redis away: wait, then carry on
-                    log.warning("notification delivery: %s", exc)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 1.0)
+                except Exception as exc:
+                    await ride_out("notification delivery", exc, stop)
         finally:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=10)
@@ -102,7 +100,7 @@ class Delivery:
         async with self._slots:
             try:
                 await self._deliver(entry_id, record_id)
-            except OSError as exc:  # left pending: reclaimed and tried again
+            except Exception as exc:  # left pending: reclaimed and tried again
                 log.warning("notification %s: %s", record_id, exc)
 
     async def _deliver(self, entry_id: str, record_id: str) -> None:

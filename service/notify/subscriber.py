@@ -40,6 +40,7 @@ from service.domain.notifications import (
     watched,
     windowed,
 )
+from service.notify.loops import ride_out
 from service.store.eventstore import StoredEvent, decode_entry
 from service.store.keys import Keyspace
 from service.store.notifications import Admission, NotificationStore
@@ -104,31 +105,43 @@ class Subscriber:
         self.idle_ms = idle_ms
         self.probe_s = probe_s
         self.admitted = 0
+        self.started_ms: int | None = None
 
     # -- the log --------------------------------------------------------------------------
 
-    async def ensure_group(self, partition: int) -> None:
+    async def ensure_group(self, partition: int) -> bool:
+        """Make the group (at the events appended since this subscriber started) once the
+        log exists: False while it does not (a new keyspace's first event is still to come;
+        the log is never made here, which would make a fresh keyspace look old)."""
+        if self.started_ms is None:
+            seconds, micros = await self.redis.time()
+            self.started_ms = int(seconds) * 1000 + int(micros) // 1000
         try:
             await self.redis.xgroup_create(
-                self.keys.log(partition), LOG_GROUP, id="$", mkstream=True
+                self.keys.log(partition), LOG_GROUP, id=f"{self.started_ms - 1}-0"
             )
         except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+            if "BUSYGROUP" in str(exc):
+                return True
+            if "requires the key to exist" in str(exc):
+                return False
+            raise
+        return True
 
     async def run(self, partition: int, stop: asyncio.Event) -> None:
         """Follow one partition's log until ``stop``; ride out Redis outages."""
         ready = False
         while not stop.is_set():
             try:
-                if not ready:
-                    await self.ensure_group(partition)
-                    ready = True
-                await self.step(partition)
-            except OSError as exc:
-                log.warning("notifications, partition %d: %s", partition, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 1.0)
+                ready = ready or await self.ensure_group(partition)
+                if ready:
+                    await self.step(partition)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.block_ms / 1000)
+            except Exception as exc:
+                ready = False  # a group deleted meanwhile is made again
+                await ride_out(f"notifications, partition {partition}", exc, stop)
 
     async def step(self, partition: int) -> int:
         """Handle one batch: entries abandoned by a dead reader first, then new ones."""
@@ -222,8 +235,8 @@ class Subscriber:
         while not stop.is_set():
             try:
                 await self.probe_once()
-            except OSError as exc:
-                log.warning("notifications, ticker probe: %s", exc)
+            except Exception as exc:
+                await ride_out("notifications, ticker probe", exc, stop, 0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.probe_s)
 
