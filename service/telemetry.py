@@ -234,6 +234,12 @@ LEASE_HELD = Gauge(
     ["partition"],
     registry=REGISTRY,
 )
+TICKER_BEHIND = Gauge(
+    "cronstream_ticker_behind_seconds",
+    "How long the partition's earliest due schedule had waited at the ticker's last tick",
+    ["partition"],
+    registry=REGISTRY,
+)
 LEASE_EPOCH = Gauge(
     "cronstream_lease_epoch",
     "The partition's current fencing epoch",
