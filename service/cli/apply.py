@@ -65,23 +65,18 @@ def add_parsers(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.manifests.files import InvalidFiles, load_files
-
-    try:
-        manifest = load_files(args.paths)
-    except InvalidFiles as exc:
-        return invalid(exc, sys.stderr)
-
     async def work(redis: Redis, keys: Keyspace) -> int:
         from migrations.keyspace import check_keyspace
+        from service.manifests.files import InvalidFiles
         from service.manifests.plan import Options
-        from service.manifests.reconcile import Report, apply, plan
+        from service.manifests.reconcile import Report, apply, plan, read_manifest
         from service.store.eventstore import EventStore
 
         await check_keyspace(redis, keys)
         store = EventStore(redis, keys)
         options = Options(args.prune, args.keep_overrides, settings(args).outbound_policy())
         try:
+            manifest = await read_manifest(store, args.paths)
             planned = await plan(store, manifest, options)
         except InvalidFiles as exc:
             return invalid(exc, sys.stderr)

@@ -25,11 +25,14 @@ Only the ``default`` namespace is declared by files.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
+import orjson
 import yaml
 from pydantic import BaseModel, ValidationError
 
@@ -82,24 +85,33 @@ class InvalidFiles(CronstreamError, ValueError):
 
 @dataclass(frozen=True)
 class WorkflowDecl:
-    """A workflow as a file declares it."""
+    """A workflow as a file declares it: ``data`` is its validated config as JSON."""
 
     id: str
-    config: WorkflowConfig
+    data: dict[str, Any]
     source: str
     line: int
+
+    @cached_property
+    def config(self) -> WorkflowConfig:
+        return WorkflowConfig.model_validate(self.data)
 
 
 @dataclass(frozen=True)
 class ScheduleDecl:
-    """A schedule as a file declares it; ``paused`` is its declared status."""
+    """A schedule as a file declares it: ``data`` is its validated config as JSON,
+    ``paused`` its declared status."""
 
     id: str
-    config: ScheduleConfig
+    data: dict[str, Any]
     paused: bool
     note: str
     source: str
     line: int
+
+    @cached_property
+    def config(self) -> ScheduleConfig:
+        return ScheduleConfig.model_validate(self.data)
 
 
 @dataclass
@@ -135,26 +147,100 @@ def find_files(path: Path) -> tuple[Path, list[Path]]:
     return path.parent, [path]
 
 
-def load_files(paths: Iterable[Path | str]) -> Manifest:
-    """Read and validate every file under ``paths``; InvalidFiles lists all errors."""
-    manifest = Manifest()
-    errors: list[FileError] = []
+@dataclass(frozen=True)
+class Source:
+    """A file's name (as events record it) and its bytes."""
+
+    name: str
+    text: bytes
+
+    @cached_property
+    def digest(self) -> str:
+        """Names what validating these bytes with this code gives (see ``load_sources``)."""
+        return hashlib.sha256(code_digest() + self.text).hexdigest()
+
+
+def read_sources(paths: Iterable[Path | str]) -> tuple[list[Source], bool]:
+    """The files under ``paths`` and whether every path given was a directory."""
+    sources, whole_dirs = [], True
     for given in paths:
         root, files = find_files(Path(given))
-        manifest.whole_dirs = manifest.whole_dirs and Path(given).is_dir()
-        for path in files:
-            source = path.relative_to(root).as_posix()
-            manifest.sources.append(source)
-            errors += read_file(path, source, manifest)
-    errors += _duplicates(manifest)
-    if errors:
-        raise InvalidFiles(errors)
+        whole_dirs = whole_dirs and Path(given).is_dir()
+        sources += [Source(p.relative_to(root).as_posix(), p.read_bytes()) for p in files]
+    return sources, whole_dirs
+
+
+def load_files(paths: Iterable[Path | str]) -> Manifest:
+    """Read and validate every file under ``paths``; InvalidFiles lists all errors."""
+    sources, whole_dirs = read_sources(paths)
+    manifest, _ = load_sources(sources, whole_dirs)
     return manifest
 
 
-def read_file(path: Path, source: str, into: Manifest) -> list[FileError]:
-    """Add what the file at ``path`` declares to ``into``; the errors found, if any."""
-    loaded = parse_yaml(path.read_bytes(), source)
+def load_sources(
+    sources: Iterable[Source], whole_dirs: bool, known: Mapping[str, bytes] | None = None
+) -> tuple[Manifest, dict[str, bytes]]:
+    """Validate ``sources`` (InvalidFiles lists all errors). ``known`` maps a source's
+    digest to what validating the same bytes gave before (a file's declarations as
+    JSON): such a file is not parsed again. Returns the manifest and the results of
+    the files that were parsed and valid, by digest, for the next call's ``known``."""
+    manifest, errors, fresh = Manifest(whole_dirs=whole_dirs), [], {}
+    for source in sources:
+        manifest.sources.append(source.name)
+        blob = (known or {}).get(source.digest)
+        if blob is not None:
+            _from_json(blob, source.name, manifest)
+            continue
+        part = Manifest()
+        found = read_file(source.text, source.name, part)
+        if not found:
+            fresh[source.digest] = _to_json(part)
+        errors += found
+        manifest.workflows += part.workflows
+        manifest.schedules += part.schedules
+    errors += _duplicates(manifest)
+    if errors:
+        raise InvalidFiles(errors)
+    return manifest, fresh
+
+
+def _to_json(part: Manifest) -> bytes:
+    return orjson.dumps(
+        {
+            "workflows": [[d.id, d.data, d.line] for d in part.workflows],
+            "schedules": [[d.id, d.data, d.paused, d.note, d.line] for d in part.schedules],
+        }
+    )
+
+
+def _from_json(blob: bytes, source: str, into: Manifest) -> None:
+    data = orjson.loads(blob)
+    into.workflows += [WorkflowDecl(i, d, source, line) for i, d, line in data["workflows"]]
+    into.schedules += [
+        ScheduleDecl(i, d, paused, note, source, line)
+        for i, d, paused, note, line in data["schedules"]
+    ]
+
+
+@cache
+def code_digest() -> bytes:
+    """A digest of the code that validates files (this module, the API's models, the
+    domain): a file validated by other code is validated again."""
+    digest = hashlib.sha256(b"cronstream files v1\0")
+    here = Path(__file__).resolve().parent.parent
+    for path in [
+        Path(__file__),
+        here / "api" / "models.py",
+        *sorted((here / "domain").rglob("*.py")),
+    ]:
+        digest.update(path.read_bytes())
+    return digest.digest()
+
+
+def read_file(text: bytes, source: str, into: Manifest) -> list[FileError]:
+    """Add what the file ``source`` (its bytes ``text``) declares to ``into``; the
+    errors found, if any."""
+    loaded = parse_yaml(text, source)
     if isinstance(loaded, FileError):
         return [loaded]
     node, data = loaded
@@ -220,14 +306,13 @@ def _item(section: str, item: Any, where: Where, into: Manifest) -> list[FileErr
         body = model.model_validate(item, context=CLIENT_INPUT)
     except ValidationError as exc:
         return [_at(source, _node_at(node, loc), name, msg) for loc, name, msg in _problems(exc)]
+    # the config fields as JSON: what the write model holds, so plans compare JSON
     if isinstance(body, WorkflowPut):
-        config = WorkflowConfig.model_validate(body.model_dump(mode="json", exclude={"id"}))
-        into.workflows.append(WorkflowDecl(ident, config, source, line))
+        data = body.model_dump(mode="json", exclude={"id"})
+        into.workflows.append(WorkflowDecl(ident, data, source, line))
     elif isinstance(body, ScheduleCreate):
-        schedule = ScheduleConfig.model_validate(
-            body.model_dump(mode="json", exclude={"id", "paused", "note"})
-        )
-        into.schedules.append(ScheduleDecl(ident, schedule, body.paused, body.note, source, line))
+        data = body.model_dump(mode="json", exclude={"id", "paused", "note"})
+        into.schedules.append(ScheduleDecl(ident, data, body.paused, body.note, source, line))
     return []
 
 

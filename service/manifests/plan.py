@@ -105,7 +105,7 @@ def make_plan(manifest: Manifest, current: Current, options: Options) -> Plan:
     applied (an unknown workflow, an input its workflow refuses, a refused target)."""
     plan = Plan([], Counter(), list(manifest.sources))
     errors: list[FileError] = []
-    targets = {d.id: d.config for d in manifest.workflows}
+    targets = {d.id: d.data for d in manifest.workflows}
     for decl in manifest.workflows:
         try:
             _workflow(plan, decl, current, options)
@@ -134,7 +134,7 @@ def _located(decl: WorkflowDecl | ScheduleDecl, exc: InvalidInput) -> list[FileE
 def _workflow(plan: Plan, decl: WorkflowDecl, current: Current, options: Options) -> None:
     managed = Managed(source=decl.source)
     snapshot, version = current.workflows.get(decl.id, (None, 0))
-    desired = decl.config.model_dump(mode="json")
+    desired = decl.data
     if _same_workflow(snapshot, desired, managed):
         wf.check_target(decl.config, options.outbound)
         plan.unchanged[decl.source] += 1
@@ -170,13 +170,13 @@ def _schedule(
     plan: Plan,
     decl: ScheduleDecl,
     current: Current,
-    targets: dict[str, wf.WorkflowConfig],
+    targets: dict[str, dict[str, Any]],
     options: Options,
 ) -> None:
     _check_workflow(decl, current, targets)
     managed = Managed(source=decl.source)
     snapshot, version = current.schedules.get(decl.id, (None, 0))
-    desired = decl.config.model_dump(mode="json")
+    desired = decl.data
     if same_schedule(snapshot, desired, decl.paused, managed):
         plan.unchanged[decl.source] += 1
         return
@@ -209,7 +209,7 @@ def _schedule_change(
         return Change(
             Action.CREATE, sched.KIND, decl.id, decl.source, (), "", command, events, state, version
         )
-    desired = decl.config.model_dump(mode="json")
+    desired = decl.data
     diffs = field_diffs(state.config.model_dump(mode="json"), desired)
     if any(isinstance(e, sched.SchedulePaused | sched.ScheduleResumed) for e in events):
         diffs += (FieldDiff("paused", not decl.paused, decl.paused),)
@@ -249,18 +249,18 @@ def same_schedule(
 
 
 def _check_workflow(
-    decl: ScheduleDecl, current: Current, targets: dict[str, wf.WorkflowConfig]
+    decl: ScheduleDecl, current: Current, targets: dict[str, dict[str, Any]]
 ) -> None:
     """The schedule's workflow exists (in the files, or already) and accepts its input."""
-    workflow = targets.get(decl.config.workflow_id)
+    workflow_id = decl.data["workflow_id"]
+    workflow = targets.get(workflow_id)
     if workflow is None:
-        snapshot, _ = current.workflows.get(decl.config.workflow_id, (None, 0))
+        snapshot, _ = current.workflows.get(workflow_id, (None, 0))
         if snapshot is None or snapshot.get("deleted"):
-            message = f"workflow {decl.config.workflow_id!r} does not exist"
-            raise InvalidInput.one("workflow_id", message)
-        workflow = wf.WorkflowConfig.model_validate(snapshot["config"])
-        targets[decl.config.workflow_id] = workflow
-    validate_input(workflow, decl.config.input)
+            raise InvalidInput.one("workflow_id", f"workflow {workflow_id!r} does not exist")
+        workflow = targets[workflow_id] = snapshot["config"]
+    if workflow.get("input_schema") is not None:
+        validate_input(wf.WorkflowConfig.model_validate(workflow), decl.data.get("input"))
 
 
 def _managed_diff(before: Managed | None, after: Managed) -> tuple[FieldDiff, ...]:
@@ -292,7 +292,7 @@ def _prunes(manifest: Manifest, current: Current, errors: list[FileError]) -> li
     for change in changes:
         if change.kind == wf.KIND:
             users = _users(change.id, current, deleted)
-            users += [d.id for d in manifest.schedules if d.config.workflow_id == change.id]
+            users += [d.id for d in manifest.schedules if d.data["workflow_id"] == change.id]
             if users:
                 message = f"is used by schedules the files do not prune: {', '.join(users[:5])}"
                 errors.append(FileError(change.source, 1, 1, f"workflow {change.id}", message))

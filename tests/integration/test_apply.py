@@ -13,9 +13,10 @@ from redis.asyncio import Redis
 
 from service.commands import SCHEDULES, CommandService, ProjectionWaiter, RequestContext
 from service.domain import schedule as sched
+from service.manifests import files
 from service.manifests.files import InvalidFiles, load_files
 from service.manifests.plan import Options
-from service.manifests.reconcile import Report, apply, apply_paths, plan
+from service.manifests.reconcile import Report, apply, apply_paths, plan, read_manifest
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
 
@@ -211,3 +212,29 @@ async def test_apply_leaves_a_schedule_paused_by_a_failure_paused(
     assert report.plan.changes == [] and report.plan.counts()["a.yaml"]["unchanged"] == 3
     state, _ = await commands.load(SCHEDULES, "s1")
     assert state.status == "paused" and sched.divergence(state) == {}
+
+
+async def test_a_file_validated_before_is_not_parsed_again(
+    redis: Redis, keys: Keyspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.yaml").write_text(A)
+    (tmp_path / "b.yaml").write_text(B)
+    store = EventStore(redis, keys)
+    first = await read_manifest(store, [tmp_path])
+    parsed: list[str] = []
+    parse = files.parse_yaml
+
+    def counting(text: bytes, source: str) -> Any:
+        parsed.append(source)
+        return parse(text, source)
+
+    monkeypatch.setattr(files, "parse_yaml", counting)
+    again = await read_manifest(store, [tmp_path])
+    assert parsed == []
+    assert [(d.id, d.data, d.line) for d in again.schedules] == [
+        (d.id, d.data, d.line) for d in first.schedules
+    ]
+    (tmp_path / "b.yaml").write_text(B.replace("*/10", "*/20"))
+    changed = await read_manifest(store, [tmp_path])
+    assert parsed == ["b.yaml"]
+    assert changed.schedules[-1].config.spec.cron == ["*/20 * * * *"]
