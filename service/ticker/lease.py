@@ -7,6 +7,8 @@ Rules (the fire script enforces the last one whatever a process believes):
 - The holder stops firing on its own monotonic deadline (the start of its last
   successful renewal plus the TTL, less a margin) if renewals fail: fail closed.
 - Every fire checks owner and epoch in the same script that appends.
+- A holder gives a lease up (``release``) at a clean stop and when it holds more than
+  its fair share (service/ticker/membership.py); it stops firing before it frees it.
 """
 
 from __future__ import annotations
@@ -46,9 +48,13 @@ class Lease:
         self.partition = partition
         self.ttl_ms = ttl_ms
         # the pid in the token lets operators (and fault tests) see who holds a lease
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
+        self.owner = owner or self.new_owner()
         self.state = LeaseState()
         self._script = load_script(redis, "service.ticker", "lease.lua")
+
+    @staticmethod
+    def new_owner() -> str:
+        return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(6)}"
 
     @property
     def margin_s(self) -> float:
@@ -82,9 +88,10 @@ class Lease:
         return True
 
     async def release(self) -> None:
-        if self.state.epoch:
+        """Stop firing, then free the lease for another ticker (it need not wait the TTL)."""
+        epoch, self.state = self.state.epoch, LeaseState()
+        if epoch:
             await self._call("release")
-        self.state = LeaseState()
 
     def lost(self) -> None:
         """Step down at once (a fire was fenced)."""

@@ -32,6 +32,7 @@ from service.store.fires import FireReply, FireScript
 from service.store.keys import Keyspace
 from service.ticker.due import DueBatch, DueReader
 from service.ticker.lease import DEFAULT_TTL_MS, Lease
+from service.ticker.membership import Membership
 
 log = logging.getLogger(__name__)
 activity = ActivityLog(logging.getLogger("cronstream.fires"))
@@ -115,7 +116,10 @@ class Ticker:
         self.redis = redis
         self.keys = keys
         self.clock = clock
+        owner = owner or Lease.new_owner()
         self.leases = [Lease(redis, keys, p, lease_ttl_ms, owner) for p in range(keys.partitions)]
+        self.membership = Membership(redis, keys, owner, lease_ttl_ms)
+        self._acquiring = 0  # lease acquisitions in flight, counted against the share
         self.script = FireScript(redis, keys)
         self.due = DueReader(redis, keys, clock, batch_size)
         self.stats = TickStats()
@@ -245,23 +249,91 @@ class Ticker:
     # -- the loop -----------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Compete for every partition's lease and fire while holding it, until ``stop``."""
-        listener = asyncio.create_task(self._listen(stop), name="ticker-wake")
-        loops = [
-            asyncio.create_task(self._partition_loop(p, stop), name=f"ticker-{p}")
-            for p in range(self.keys.partitions)
+        """Take a fair share of the partitions' leases and fire while holding them, until
+        ``stop``; then free them and leave the membership so the others take them at once."""
+        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+            await self.membership.beat()  # be counted before taking any lease
+        tasks = [
+            asyncio.create_task(self._listen(stop), name="ticker-wake"),
+            asyncio.create_task(self._heartbeat(stop), name="ticker-members"),
+            *(
+                asyncio.create_task(self._partition_loop(p, stop), name=f"ticker-{p}")
+                for p in range(self.keys.partitions)
+            ),
         ]
         try:
             await stop.wait()
         finally:
-            for task in (listener, *loops):
+            for task in tasks:
                 task.cancel()
-            for task in (listener, *loops):
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            for lease in self.leases:
-                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                for lease in self.leases:
                     await lease.release()
+                await self.membership.leave()
+
+    def held(self) -> list[int]:
+        """The partitions whose lease this ticker holds now."""
+        return [lease.partition for lease in self.leases if lease.held()]
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        """Keep this ticker counted; when members come or go, let every partition loop
+        look again at once (take a freed lease, or give up a surplus one)."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                if await self.membership.beat():
+                    log.info(
+                        "tickers: %d live, this one's share %d of %d partition(s)",
+                        len(self.membership.members),
+                        self.membership.share(),
+                        self.keys.partitions,
+                    )
+                    for wake in self._wake:
+                        wake.set()
+                failures = 0
+                pause = self.membership.interval_s
+            except (RedisConnectionError, RedisTimeoutError, OSError):
+                pause = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                failures += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=pause)
+
+    async def _take(self, lease: Lease) -> bool:
+        """Acquire a free lease if this ticker is below its share; True when held."""
+        if len(self.held()) + self._acquiring >= self.membership.share():
+            return False
+        self._acquiring += 1
+        try:
+            taken = await lease.acquire()
+        finally:
+            self._acquiring -= 1
+        if taken:
+            log.info(
+                "partition %d: lease acquired, epoch %d",
+                lease.partition,
+                lease.state.epoch,
+                extra={"partition": lease.partition},
+            )
+            telemetry.LEASE_HELD.labels(str(lease.partition)).set(1)
+        return taken
+
+    async def _keep(self, lease: Lease) -> bool:
+        """At renewal time: give the lease up if this ticker holds more than its share
+        (so a joining ticker gets it), else renew it; True while it is still held."""
+        if not lease.renew_due():
+            return True
+        if len(self.held()) > self.membership.share():
+            await lease.release()
+            log.info("partition %d: lease released to rebalance", lease.partition)
+        elif await lease.renew():
+            return True
+        else:
+            log.warning("partition %d: lease renewal refused; stepping down", lease.partition)
+        telemetry.LEASE_HELD.labels(str(lease.partition)).set(0)
+        return False
 
     async def _partition_loop(self, partition: int, stop: asyncio.Event) -> None:
         lease = self.leases[partition]
@@ -269,19 +341,10 @@ class Ticker:
         while not stop.is_set():
             try:
                 if not lease.held():
-                    if not await lease.acquire():
+                    if not await self._take(lease):
                         await self._sleep(partition, lease.ttl_ms / 5000)
                         continue
-                    log.info(
-                        "partition %d: lease acquired, epoch %d",
-                        partition,
-                        lease.state.epoch,
-                        extra={"partition": partition},
-                    )
-                    telemetry.LEASE_HELD.labels(str(partition)).set(1)
-                elif lease.renew_due() and not await lease.renew():
-                    log.warning("partition %d: lease renewal refused; stepping down", partition)
-                    telemetry.LEASE_HELD.labels(str(partition)).set(0)
+                elif not await self._keep(lease):
                     continue
                 looked, earliest, now = await self._tick(partition)
                 failures = 0
