@@ -106,10 +106,13 @@ async def resume(request: web.Request, who: Visitor, api: Api) -> web.StreamResp
 
 @console
 async def run_now(request: web.Request, who: Visitor, api: Api) -> web.StreamResponse:
+    """Run now, then the new run's page (or back, when the overlap policy held it off)."""
     await _form_of(request)
-    await _command(request, api, "trigger", {})
     sid = request.match_info["id"]
-    return redirect(_back(request, f"/console/runs?schedule_id={quote(sid)}"))
+    fired = need(await api.call("POST", f"/v1/schedules/{quote(sid)}/trigger", body={}))
+    if fired.get("run_id"):
+        return redirect(f"/console/runs/{quote(fired['run_id'])}")
+    return redirect(_back(request, f"/console/schedules/{quote(sid)}"))
 
 
 @console

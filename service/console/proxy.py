@@ -8,6 +8,7 @@ stream included).
 
 from __future__ import annotations
 
+import contextlib
 from urllib.parse import quote
 
 import orjson
@@ -45,7 +46,9 @@ async def proxy(request: web.Request) -> web.StreamResponse:
             if name in upstream.headers:
                 response.headers[name] = upstream.headers[name]
         await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
-        await response.write_eof()
+        # the browser leaving a page ends its event stream: not an error
+        with contextlib.suppress(ConnectionResetError):
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
         return response

@@ -16,6 +16,7 @@ from aiohttp import web
 from service.console.session import CSRF_FIELD, Visitor, keep_csrf
 
 PARTITIONS = web.AppKey("console_partitions", int)
+LIVE_OVERLAP_MS = 3000
 TRACE_URL_VAR = "CRONSTREAM_TRACE_URL"
 """A trace viewer's address with ``{trace_id}`` in it: run pages link trace ids there."""
 TRIGGERS = (
@@ -60,7 +61,6 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("service.console", "templates"),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -78,9 +78,11 @@ def environment() -> jinja2.Environment:
 
 
 def _now_position(request: web.Request) -> str:
-    """A feed position at this moment, where a page's live updates start."""
-    now_ms = int(time.time() * 1000)
-    return ".".join([f"{now_ms}-0"] * request.app[PARTITIONS])
+    """Where a page's live updates start: a little before now, since the views the page
+    was drawn from may lag the log (an event seen twice costs one more refresh; one
+    missed would leave the page stale)."""
+    since_ms = int(time.time() * 1000) - LIVE_OVERLAP_MS
+    return ".".join([f"{since_ms}-0"] * request.app[PARTITIONS])
 
 
 def page(
