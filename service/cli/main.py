@@ -14,6 +14,7 @@ from service.cli import (
     archive_cmd,
     audit_cmd,
     events_cmd,
+    importer,
     migrate_cmd,
     namespace_cmd,
     projections_cmd,
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     secret_cmd.add_parsers(sub)
     schedule_cmd.add_parsers(sub)
     apply.add_parsers(sub)
+    importer.add_parsers(sub)
     runs_cmd.add_parsers(sub)
     events_cmd.add_parsers(sub)
     spec_cmd.add_parser(sub)
