@@ -1,9 +1,10 @@
 """The fire script's adapter: a domain ``FireRequest`` in, the script's reply out.
 
-The ticker's requests run pipelined and carry no operation token (the high-water mark
-makes a repeated call append nothing, and the ticker's path stays lean); every other
-request runs singly with a fresh token, so the client's retry of a call whose reply was
-lost answers the first reply and appends nothing.
+The ticker's requests run in batches, one script call deciding hundreds of them, and
+carry no operation token (the high-water mark makes a repeated call append nothing, and
+the ticker's path stays lean); every other request runs singly with a fresh token, so
+the client's retry of a call whose reply was lost answers the first reply and appends
+nothing.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ FIRE_EVENTS = (
 )
 """The events the script appends."""
 
+BATCH_MAX = 500
+"""The most ticker requests one call decides: the script holds Redis while it runs
+(about 15 ms for 500 fires here), so a longer batch would stall every other client."""
+SCHEDULE_RUNS_FROM = 12
+"""A ticker request's first run hash key: after its 11 keys (see fire.lua)."""
+
 
 @cache
 def fire_source() -> str:
@@ -84,15 +91,52 @@ class FireScript:
         return _parse(await self._script(keys=keys, args=args))
 
     async def run_many(self, requests: list[FireRequest]) -> list[FireReply]:
-        """The ticker's requests, in one pipeline."""
+        """The ticker's requests: one batch call per partition (and per ``BATCH_MAX``),
+        the calls in one pipeline. A fenced batch answers FENCED for each request."""
         if not requests:
             return []
+        batches: dict[int, list[int]] = {}
+        for i, request in enumerate(requests):
+            batches.setdefault(self.keys.partition_of(request.schedule_id), []).append(i)
+        calls = [
+            (p, indexes[at : at + BATCH_MAX])
+            for p, indexes in batches.items()
+            for at in range(0, len(indexes), BATCH_MAX)
+        ]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for request in requests:
-                keys, args = self._call(request, "")
+            for p, indexes in calls:
+                keys, args = self._batch_call(p, [requests[i] for i in indexes])
                 await self._script(keys=keys, args=args, client=pipe)
-            replies = await pipe.execute()
-        return [_parse(reply) for reply in replies]
+            raws = await pipe.execute()
+        replies: list[FireReply] = [FireReply("FENCED")] * len(requests)
+        for (_, indexes), raw in zip(calls, raws, strict=True):
+            if as_text(raw[0]) == "BATCH":
+                for i, one in zip(indexes, raw[1:], strict=True):
+                    replies[i] = _parse(one)
+        return replies
+
+    def _batch_call(self, p: int, requests: list[FireRequest]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of a batch call (see the end of fire.lua)."""
+        fence = requests[0].fence
+        if fence is None or any(r.fence != fence for r in requests):
+            raise ValueError("a batch holds ticker requests under one lease")
+        lease, epoch, hwm, due, log, chain, queue, run_prefix = self._partition_keys(p)
+        k = self.keys
+        args: list[Any] = [
+            "batch",
+            fence.owner,
+            str(fence.epoch),
+            k.state_prefix(p, "schedule"),
+            k.running(p, ""),
+            k.buffer(p, ""),
+            k.aggregate_events(p, "schedule", ""),
+            run_prefix,
+        ]
+        for r in requests:
+            one = self._args(r, SCHEDULE_RUNS_FROM, run_prefix)
+            args.append(len(one))
+            args += one
+        return [lease, epoch, hwm, due, log, chain, queue], args
 
     def _partition_keys(self, p: int) -> tuple[str, ...]:
         """KEYS[1], [2], [4] to [8] (a partition's own keys), then the run hash prefix."""
@@ -130,16 +174,20 @@ class FireScript:
                 keys.append(self.keys.run(p, r.after))
         elif r.dedupe_key:
             keys.append(self.keys.idem(p, "fire:" + r.dedupe_key))
-        header = _header(r, len(keys) + 1, run_prefix)
+        runs_from = len(keys) + 1
         if r.target != NO_TARGET:  # a run of no target succeeds at once: it has no hash
             keys += [run_prefix + fire.run_id for fire in r.fires]
-        args: list[Any] = [orjson.dumps(header)]
+        return keys, self._args(r, runs_from, run_prefix)
+
+    @staticmethod
+    def _args(r: FireRequest, runs_from: int, run_prefix: str) -> list[Any]:
+        args: list[Any] = [orjson.dumps(_header(r, runs_from, run_prefix))]
         traces = r.traces
         for i, fire in enumerate(r.fires):
             args += [fire.nominal, to_rfc3339(fire.nominal), fire.run_id, fire.fire_id]
             if traces:
                 args.append(traces[i] if i < len(traces) else "")
-        return keys, args
+        return args
 
 
 def _header(r: FireRequest, runs_from: int, run_prefix: str) -> dict[str, Any]:

@@ -28,6 +28,14 @@ class DueBatch:
     now: int
     earliest: int | None  # the earliest due time in the index (None: nothing is due ever)
     schedules: list[DueSchedule]
+    last_due: str = ""  # the due ms (as the index has it) of the batch's last schedule
+
+    @property
+    def cursor(self) -> tuple[str, str]:
+        """Where a batch read while this one is fired starts (after its last schedule)."""
+        if not self.schedules:
+            return ("", "")
+        return (self.last_due, self.schedules[-1].schedule_id)
 
 
 class DueReader:
@@ -42,15 +50,17 @@ class DueReader:
         self._targets: dict[str, str] = {}
         self._targets_read_at = 0.0
 
-    async def read(self, partition: int) -> DueBatch:
-        """Up to a batch of schedules due now, by the injected clock or else Redis's."""
+    async def read(self, partition: int, after: DueBatch | None = None) -> DueBatch:
+        """Up to a batch of schedules due now, by the injected clock or else Redis's;
+        strictly after the batch ``after`` (still being fired) in the due index."""
         now_arg = "" if self.clock is None else str(self.clock.now_ms())
+        cursor = after.cursor if after is not None else ("", "")
         reply: Any = await self._script(
             keys=[self.keys.due(partition), self.keys.hwm(partition)],
-            args=[now_arg, self.batch_size, self.keys.state(partition, "schedule", "")],
+            args=[now_arg, self.batch_size, self.keys.state_prefix(partition, "schedule"), *cursor],
         )
-        now, earliest = int(reply[0]), int(reply[1])
-        rows = reply[2:]
+        now, earliest, last_due = int(reply[0]), int(reply[1]), as_text(reply[2])
+        rows = reply[3:]
         due = [
             DueSchedule(
                 as_text(rows[i]),
@@ -61,7 +71,7 @@ class DueReader:
             )
             for i in range(0, len(rows), 5)
         ]
-        return DueBatch(now, None if earliest < 0 else earliest, due)
+        return DueBatch(now, None if earliest < 0 else earliest, due, last_due)
 
     def config(self, due: DueSchedule) -> ScheduleConfig | None:
         return self._configs.get((due.schedule_id, due.version))

@@ -36,8 +36,10 @@ from service.ticker.membership import Membership
 
 log = logging.getLogger(__name__)
 activity = ActivityLog(logging.getLogger("cronstream.fires"))
+lag = ActivityLog(logging.getLogger("cronstream.ticker"))
 
 BATCH_SIZE = 500
+BEHIND_LOG_MS = 1000  # a tick this far behind says so in the log
 MAX_SLEEP_S = 1.0
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 STATS_SAMPLES = 10_000
@@ -65,6 +67,7 @@ class TickStats:
     fenced: int = 0
     stale: int = 0
     ticks: int = 0
+    behind_ms: dict[int, int] = field(default_factory=dict)  # per partition, at its last tick
     # the most recent lateness samples only: a ticker runs for months
     lateness_ms: deque[float] = field(default_factory=lambda: deque(maxlen=STATS_SAMPLES))
 
@@ -143,14 +146,65 @@ class Ticker:
         return looked
 
     async def _tick(self, partition: int) -> tuple[int, int | None, int]:
-        """One tick: (schedules looked at, earliest due ms before it, now)."""
+        """One tick: (schedules looked at, earliest due ms before it, now). While one
+        batch is fired, the next (strictly after it in the due index) is read and
+        planned; the tick ends at a short batch, a fenced one, or when the lease wants
+        renewing."""
         batch = await self.due.read(partition)
-        if batch.schedules:
+        self._behind(partition, batch)
+        earliest, now, looked = batch.earliest, batch.now, 0
+        following = (batch, await self._requests(partition, batch)) if batch.schedules else None
+        while following is not None:
+            batch, requests = following
             self.stats.ticks += 1
-            requests = await self._requests(partition, batch)
-            replies = await self._run(requests)
-            self._settle(partition, requests, replies, batch.now)
-        return len(batch.schedules), batch.earliest, batch.now
+            looked += len(batch.schedules)
+            following, replies = await self._fire_and_plan(partition, batch, requests)
+            if self._settle(partition, requests, replies, batch.now):
+                break
+        return looked, earliest, now
+
+    async def _fire_and_plan(
+        self, partition: int, batch: DueBatch, requests: list[FireRequest]
+    ) -> tuple[tuple[DueBatch, list[FireRequest]] | None, list[FireReply]]:
+        """Fire a batch and, meanwhile, read and plan the next one (if any)."""
+        firing = asyncio.ensure_future(self._run(requests))
+        try:
+            following = await self._plan_next(partition, batch)
+        except asyncio.CancelledError:
+            firing.cancel()
+            raise
+        except Exception:
+            await asyncio.gather(firing, return_exceptions=True)
+            raise
+        return following, await firing
+
+    async def _plan_next(
+        self, partition: int, batch: DueBatch
+    ) -> tuple[DueBatch, list[FireRequest]] | None:
+        lease = self.leases[partition]
+        if len(batch.schedules) < self.due.batch_size or lease.renew_due() or not lease.held():
+            return None
+        following = await self.due.read(partition, after=batch)
+        if not following.schedules:
+            return None
+        return following, await self._requests(partition, following)
+
+    def _behind(self, partition: int, batch: DueBatch) -> None:
+        """How long the earliest due schedule has waited: the metric, and a log line
+        (limited) when it is more than a moment."""
+        behind_ms = 0 if batch.earliest is None else max(0, batch.now - batch.earliest)
+        self.stats.behind_ms[partition] = behind_ms
+        telemetry.TICKER_BEHIND.labels(str(partition)).set(behind_ms / 1000)
+        if behind_ms >= BEHIND_LOG_MS and batch.earliest is not None:
+            lag.warning(
+                "ticker.behind",
+                "partition %d: %.1f s behind (due since %s); catching up by each "
+                "schedule's catch-up policy",
+                partition,
+                behind_ms / 1000,
+                to_rfc3339(batch.earliest),
+                partition=partition,
+            )
 
     async def _requests(self, partition: int, batch: DueBatch) -> list[FireRequest]:
         """The plan's request for each due schedule (under the lease held now)."""
@@ -179,9 +233,10 @@ class Ticker:
 
     def _settle(
         self, partition: int, requests: list[FireRequest], replies: list[FireReply], now: int
-    ) -> None:
-        """Count what the scripts did; step down at the first fenced reply."""
+    ) -> bool:
+        """Count what the scripts did; step down at the first fenced reply (True)."""
         summary = TickSummary() if activity.logger.isEnabledFor(logging.INFO) else None
+        fenced = self.stats.fenced
         for request, reply in zip(requests, replies, strict=True):
             if reply.status == "FENCED":
                 self.stats.fenced += 1
@@ -203,6 +258,7 @@ class Ticker:
             activity.info(
                 "fire", "partition %d: %s", partition, summary.line(), partition=partition
             )
+        return self.stats.fenced > fenced
 
     def _fire_spans(self, requests: list[FireRequest]) -> list[Any]:
         """A ``schedule.fire`` span per fire, linked to the schedule's last command."""
