@@ -68,7 +68,7 @@ class ChannelView(BaseModel):
     description: str
     target: dict[str, Any] = Field(description="The channel's target without its secrets")
     rate_per_minute: int
-    timeout: str
+    timeout_s: int
     secrets: list[str] = Field(description="The secret members stored (never their values)")
     created_at: str
     updated_at: str
@@ -159,7 +159,11 @@ def _check_outbound(request: web.Request, config: ChannelConfig) -> None:
     if isinstance(target, EmailChannel):
         field, host = "target.host", target.host.strip("[]")
     else:
-        field, host = "target.url", URL(target.url).raw_host or ""
+        field = "target.url"
+        try:
+            host = URL(target.url).raw_host or ""
+        except (ValueError, UnicodeError):
+            raise InvalidInput.one(field, "is not a URL that can be parsed") from None
     refusal = policy.check_host(host)
     if refusal is not None:
         raise InvalidInput.one(field, str(refusal))
@@ -173,7 +177,7 @@ def channel_view(stored: Stored) -> dict[str, Any]:
         "description": config.get("description", ""),
         "target": {k: v for k, v in config["target"].items() if v is not None},
         "rate_per_minute": config["rate_per_minute"],
-        "timeout": config["timeout"],
+        "timeout_s": config["timeout_s"],
         "secrets": list(stored.secrets),
         "created_at": to_rfc3339(stored.created_ms),
         "updated_at": to_rfc3339(stored.updated_ms),

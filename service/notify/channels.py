@@ -64,7 +64,7 @@ class Senders:
         self.now_ms = now_ms
 
     async def send(self, channel: ChannelConfig, message: Message) -> AttemptResult:
-        timeout_s = channel.timeout / 1000
+        timeout_s = float(channel.timeout_s)
         target = channel.target
         try:
             work: Awaitable[AttemptResult]
@@ -84,8 +84,7 @@ class Senders:
     ) -> AttemptResult:
         body = orjson.dumps(message.payload)
         timestamp = self.now_ms() // 1000
-        headers = dict(target.headers)
-        headers |= {
+        headers = {
             "content-type": "application/json",
             "webhook-id": message.record_id,
             "webhook-timestamp": str(timestamp),
@@ -157,8 +156,8 @@ def send_mail(
             smtp._host = target.host  # type: ignore[attr-defined]  # STARTTLS checks this name
             if target.starttls:
                 smtp.starttls(context=ssl.create_default_context())
-            if target.username is not None and target.password is not None:
-                smtp.login(target.username, target.password)
+            if target.username is not None:
+                smtp.login(target.username, target.password or "")
             smtp.send_message(mail_of(target, message))
         return AttemptResult.success(250)
     except TargetRefused as exc:

@@ -108,7 +108,9 @@ async def stack(redis: Redis, settings: Settings, keys: Keyspace) -> AsyncIterat
     config = settings.with_overrides(secret_key=SECRET_KEY)
     client = TestClient(TestServer(create_app(config, redis), host="127.0.0.1"))
     await client.start_server()
-    commands = CommandService(EventStore(redis, keys), ProjectionWaiter(redis, keys), wait_timeout_s=0)
+    commands = CommandService(
+        EventStore(redis, keys), ProjectionWaiter(redis, keys), wait_timeout_s=0
+    )
     worker = Worker(redis, keys, commands, concurrency=8, idle_bound_ms=2000)
     notifier = Notifier(
         redis, keys, outbound=config.outbound_policy(), timing=FAST, secret_key=SECRET_KEY
@@ -182,7 +184,12 @@ async def test_a_failed_run_is_told_once_to_a_signed_webhook_and_by_mail(
     mail = {"type": "email", "host": "127.0.0.1", "port": mailbox.port}
     mail |= {"from": "cronstream@example.com", "to": ["ops@example.com"]}
     await put(api, "/v1/notifications/channels/mail", {"target": mail}, 201)
-    await put(api, "/v1/notifications/rules/failures", {"on": "run_failed", "channels": ["hook", "mail"]}, 201)
+    await put(
+        api,
+        "/v1/notifications/rules/failures",
+        {"on": "run_failed", "channels": ["hook", "mail"]},
+        201,
+    )
     await failing_workflow(api, receiver.url + "/fail")
     receiver.statuses["fail"] = [500]
 
@@ -219,7 +226,7 @@ async def test_a_flapping_failure_is_told_once_and_the_rest_recorded_as_suppress
 ) -> None:
     api = stack.api
     await hook_channel(api, receiver.url + "/hook")
-    rule = {"on": "run_failed", "channels": ["hook"], "cooldown": "1h"}
+    rule = {"on": "run_failed", "channels": ["hook"], "cooldown_s": 3600}
     await put(api, "/v1/notifications/rules/failures", rule, 201)
     await failing_workflow(api, receiver.url + "/fail")
     receiver.statuses["fail"] = [500]
@@ -238,7 +245,7 @@ async def test_a_flapping_failure_is_told_once_and_the_rest_recorded_as_suppress
 async def test_a_channel_rate_caps_what_is_sent(stack: Stack, receiver: Receiver) -> None:
     api = stack.api
     await hook_channel(api, receiver.url + "/hook", rate_per_minute=3)
-    rule = {"on": "run_failed", "channels": ["hook"], "cooldown": 0}
+    rule = {"on": "run_failed", "channels": ["hook"], "cooldown_s": 0}
     await put(api, "/v1/notifications/rules/failures", rule, 201)
     await failing_workflow(api, receiver.url + "/fail")
     receiver.statuses["fail"] = [500]
@@ -261,7 +268,12 @@ async def test_a_receiver_answering_500_is_retried_until_it_takes_the_notificati
 ) -> None:
     api = stack.api
     secret = await hook_channel(api, receiver.url + "/flaky")
-    await put(api, "/v1/notifications/channels/down", {"target": {"type": "slack", "url": receiver.url + "/down"}}, 201)
+    await put(
+        api,
+        "/v1/notifications/channels/down",
+        {"target": {"type": "slack", "url": receiver.url + "/down"}},
+        201,
+    )
     rule = {"on": "run_failed", "channels": ["hook", "down"]}
     await put(api, "/v1/notifications/rules/failures", rule, 201)
     await failing_workflow(api, receiver.url + "/fail")
