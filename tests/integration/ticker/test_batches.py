@@ -1,0 +1,179 @@
+"""The ticker's batches: one script call decides many schedules exactly as one call per
+schedule would; a lost lease stops the batches; a batch read while another is fired
+never holds the same schedules; a backlog catches up by each schedule's policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from service.clock import FixedClock
+from service.domain.fire import FireRequest
+from service.store.fires import FireReply
+from service.store.keys import Keyspace
+from service.ticker.ticker import Ticker
+from tests.integration.api.helpers import put_workflow
+from tests.integration.ticker.helpers import MINUTE, fired, leader, of_type, setup
+
+
+async def create(api: TestClient, sid: str, workflow: str = "wf", **body: Any) -> None:
+    payload = {"id": sid, "workflow_id": workflow, "spec": {"cron": ["* * * * *"]}, **body}
+    r = await api.post("/v1/schedules", json=payload)
+    assert r.status == 201, await r.text()
+
+
+async def snapshot(redis: Redis) -> dict[bytes, tuple[bytes, int]]:
+    return {
+        key: (await redis.dump(key), max(await redis.pttl(key), 0))
+        async for key in redis.scan_iter(count=1000)
+    }
+
+
+async def restore(redis: Redis, saved: dict[bytes, tuple[bytes, int]]) -> None:
+    await redis.flushdb()
+    for key, (dumped, ttl) in saved.items():
+        await redis.restore(key, ttl, dumped, replace=True)
+
+
+async def appended(redis: Redis, keys: Keyspace, after: bytes) -> list[tuple[bytes, ...]]:
+    """The log entries after ``after``, without their ids (Redis's clock differs)."""
+    entries = await redis.xrange(keys.log(0), min=b"(" + after)
+    fields = (b"type", b"sid", b"data", b"meta", b"prev", b"hash")
+    return [tuple(f[name] for name in fields) for _, f in entries]
+
+
+async def script_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in ("evalsha", "eval"))
+
+
+async def test_a_batch_decides_as_one_call_per_schedule_would(
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+) -> None:
+    await setup(api, "fires")
+    await put_workflow(api, "wn", target={"type": "none"})
+    await create(api, "none", "wn")
+    await create(api, "skips")  # overlap skip, a run running
+    await create(api, "holds", policy={"overlap": "buffer_one"})  # a run running
+    await create(api, "catch", policy={"catchup": "all"})
+    await create(api, "stale")  # updated after it was planned
+    await create(api, "paused")  # paused after it was planned
+    ticker = await leader(redis, keys, clock)
+    await ticker.tick(0)
+    for sid in ("skips", "holds"):
+        await redis.sadd(keys.running(0, sid), f"run_of_{sid}")
+    clock.advance(3 * MINUTE)
+    batch = await ticker.due.read(0)
+    requests = await ticker._requests(0, batch)
+    assert await api.patch("/v1/schedules/stale", json={"input": {"v": 2}}) is not None
+    assert (await api.post("/v1/schedules/paused/pause", json={})).status == 200
+    saved = await snapshot(redis)
+    [(last, _)] = await redis.xrevrange(keys.log(0), count=1)
+
+    calls = await script_calls(redis)
+    batched = await ticker.script.run_many(requests)
+    assert await script_calls(redis) == calls + 1  # the whole batch in one call
+    batched_log = await appended(redis, keys, last)
+
+    await restore(redis, saved)
+    one_by_one = [await ticker.script.run(request) for request in requests]
+    assert batched == one_by_one
+    assert await appended(redis, keys, last) == batched_log  # the same events, same chain
+
+    by_sid = {r.schedule_id: reply for r, reply in zip(requests, batched, strict=True)}
+    assert {sid: reply[:4] for sid, reply in by_sid.items()} == {
+        "fires": ("OK", 1, 0, 0),  # catch-up latest: the last of three, two missed
+        "none": ("OK", 1, 0, 0),
+        "skips": ("OK", 0, 1, 0),
+        "holds": ("OK", 1, 0, 0),  # held behind the running run
+        "catch": ("OK", 3, 0, 0),  # catch-up all
+        "stale": ("STALE", 0, 0, 0),
+        "paused": ("INACTIVE", 0, 0, 0),
+    }
+    types = {entry[0] for entry in batched_log}
+    assert types == {
+        b"ScheduleFired",
+        b"FireSkipped",
+        b"FiresMissed",
+        b"RunQueued",
+        b"RunSucceeded",
+    }
+
+
+async def test_a_lost_lease_stops_the_batches_of_a_tick(
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+) -> None:
+    await setup(api, "s00", target="none")
+    sids = ["s00", *(f"s{i:02d}" for i in range(1, 12))]
+    for sid in sids[1:]:
+        await create(api, sid)
+    old = Ticker(redis, keys, clock=clock, batch_size=4)
+    assert await old.leases[0].acquire()
+    await old.tick(0)
+    clock.advance(MINUTE)
+    new = Ticker(redis, keys, clock=clock)
+    calls: list[list[FireRequest]] = []
+    original = old.script.run_many
+
+    async def taken_over_after_the_first(requests: list[FireRequest]) -> list[FireReply]:
+        calls.append(requests)
+        if len(calls) == 2:  # the lease expires and another ticker takes it
+            await redis.delete(keys.lease(0))
+            assert await new.leases[0].acquire()
+        return await original(requests)
+
+    old.script.run_many = taken_over_after_the_first  # type: ignore[method-assign]
+    await old.tick(0)
+    assert len(calls) == 2  # no batch after the fenced one
+    assert old.stats.fired == 4 and old.stats.fenced == 1 and not old.leases[0].held()
+    first = {r.schedule_id for r in calls[0]}
+    assert {sid for sid in sids if await fired(redis, keys, sid)} == first
+    await new.tick(0)
+    for sid in sids:  # each fired once: the first batch by the old holder, the rest by the new
+        epochs = [f["epoch"] for f in await of_type(redis, keys, sid, "ScheduleFired")]
+        assert epochs == ([1] if sid in first else [2]), sid
+
+
+async def test_a_batch_read_while_one_is_fired_starts_after_it(
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+) -> None:
+    await setup(api, "s00", target="none")
+    for i in range(1, 10):
+        await create(api, f"s{i:02d}")
+    ticker = Ticker(redis, keys, clock=clock, batch_size=4)
+    assert await ticker.leases[0].acquire()
+    await ticker.tick(0)
+    clock.advance(MINUTE)
+    first = await ticker.due.read(0)
+    second = await ticker.due.read(0, after=first)
+    third = await ticker.due.read(0, after=second)
+    ids = [[d.schedule_id for d in b.schedules] for b in (first, second, third)]
+    assert ids == [[f"s{i:02d}" for i in range(j, min(j + 4, 10))] for j in (0, 4, 8)]
+    # once the first batch is fired (its schedules moved on), a read after it starts
+    # again at the front of what is still due
+    await ticker.script.run_many(await ticker._requests(0, first))
+    again = await ticker.due.read(0, after=first)
+    assert [d.schedule_id for d in again.schedules] == ids[1]
+
+
+async def test_a_backlog_catches_up_by_policy_in_batches(
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+) -> None:
+    policy = {"catchup": "all", "catchup_window": "1h", "catchup_max": 3}
+    await setup(api, "s00", target="none", policy=policy)
+    sids = ["s00", *(f"s{i:02d}" for i in range(1, 30))]
+    for sid in sids[1:]:
+        await create(api, sid, policy=policy)
+    ticker = Ticker(redis, keys, clock=clock, batch_size=8)
+    assert await ticker.leases[0].acquire()
+    await ticker.tick(0)
+    clock.advance(10 * MINUTE)  # down ten minutes: ten times due per schedule
+    assert await ticker.tick(0) == 30  # one tick, in four batches
+    assert ticker.stats.ticks == 4 + 4 and ticker.stats.stale == 0  # no two batches met
+    for sid in sids:  # never more than catchup_max at once: the latest three
+        assert await fired(redis, keys, sid) == [f"2026-01-15T12:{m:02d}:00Z" for m in (8, 9, 10)]
+        [missed] = await of_type(redis, keys, sid, "FiresMissed")
+        assert missed["count"] == 7
+    assert ticker.stats.fired == 90
