@@ -136,6 +136,7 @@ class EventStore:
         # finds events an archive run trimmed from the log (where the run recorded it)
         self.archive = archive
         self._append = load_script(redis, "service.store", "append.lua")
+        self._load_many = load_script(redis, "service.store", "load_many.lua")
 
     @translate_redis_errors
     async def load(self, kind: str, aggregate_id: str) -> tuple[dict[str, Any] | None, int]:
@@ -150,16 +151,19 @@ class EventStore:
     async def load_many(
         self, kind: str, aggregate_ids: Sequence[str], chunk: int = 1000
     ) -> list[tuple[dict[str, Any] | None, int]]:
-        """``load`` of many aggregates, ``chunk`` to a pipelined round trip, in order."""
-        out: list[tuple[dict[str, Any] | None, int]] = []
-        for start in range(0, len(aggregate_ids), chunk):
-            part = aggregate_ids[start : start + chunk]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for aggregate_id in part:
-                    key = self.keys.state(self.keys.partition_of(aggregate_id), kind, aggregate_id)
-                    pipe.hmget(key, ["state", "version", "status"])
-                replies: list[Any] = await pipe.execute()
-            out += [_snapshot(*reply) for reply in replies]
+        """``load`` of many aggregates, in order: one script call per partition and
+        ``chunk`` aggregates (load_many.lua)."""
+        by_partition: dict[int, list[int]] = {}
+        for index, aggregate_id in enumerate(aggregate_ids):
+            by_partition.setdefault(self.keys.partition_of(aggregate_id), []).append(index)
+        out: list[tuple[dict[str, Any] | None, int]] = [(None, 0)] * len(aggregate_ids)
+        for p, indexes in by_partition.items():
+            for start in range(0, len(indexes), chunk):
+                part = indexes[start : start + chunk]
+                keys = [self.keys.state(p, kind, aggregate_ids[i]) for i in part]
+                replies: list[Any] = await self._load_many(keys=keys)
+                for i, reply in zip(part, replies, strict=True):
+                    out[i] = _snapshot(*reply)
         return out
 
     @translate_redis_errors
