@@ -69,21 +69,25 @@ def run(args: argparse.Namespace) -> int:
         from migrations.keyspace import check_keyspace
         from service.manifests.files import InvalidFiles
         from service.manifests.plan import Options
-        from service.manifests.reconcile import Report, apply, plan, read_manifest
+        from service.manifests.reconcile import (
+            Report,
+            apply,
+            collections_paused,
+            plan,
+            read_manifest,
+        )
         from service.store.eventstore import EventStore
 
         await check_keyspace(redis, keys)
         store = EventStore(redis, keys)
         options = Options(args.prune, args.keep_overrides, settings(args).outbound_policy())
-        try:
-            manifest = await read_manifest(store, args.paths)
-            planned = await plan(store, manifest, options)
-        except InvalidFiles as exc:
-            return invalid(exc, sys.stderr)
-        if args.dry_run:
-            report = Report(planned)
-        else:
-            report = await apply(store, planned, options)
+        with collections_paused():
+            try:
+                manifest = await read_manifest(store, args.paths)
+                planned = await plan(store, manifest, options)
+            except InvalidFiles as exc:
+                return invalid(exc, sys.stderr)
+            report = Report(planned) if args.dry_run else await apply(store, planned, options)
         show(report, args.output, args.dry_run, sys.stdout)
         for failed in report.failed:
             print(

@@ -42,20 +42,11 @@ from service.domain.schedule import ScheduleConfig
 from service.domain.types import CLIENT_INPUT
 from service.domain.workflow import WorkflowConfig
 from service.errors import CronstreamError
+from service.manifests import yaml_nodes
 
 SUFFIXES = (".yaml", ".yml")
 SECTIONS = ("workflows", "schedules")
 _UNION_TAGS = frozenset({"http", "python", "none", "function-after[...]"})
-
-
-class Loader(yaml.CSafeLoader):
-    """YAML's safe loader, but instants stay text: the models read RFC 3339 strings,
-    and YAML 1.1 would turn an unquoted ``2026-01-01T00:00:00Z`` into a datetime."""
-
-    yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-        for first, resolvers in yaml.CSafeLoader.yaml_implicit_resolvers.items()
-    }
 
 
 @dataclass(frozen=True)
@@ -270,16 +261,12 @@ def read_file(text: bytes, source: str, into: Manifest) -> list[FileError]:
 def parse_yaml(text: bytes, source: str) -> tuple[yaml.Node | None, Any] | FileError:
     """The file's YAML node tree (which keeps every value's position) and its data,
     or its syntax error."""
-    loader = Loader(text)
     try:
-        node: yaml.Node | None = loader.get_single_node()
-        return node, (loader.construct_document(node) if node is not None else None)
+        return yaml_nodes.load(text)
     except yaml.MarkedYAMLError as exc:
         return _yaml_error(source, exc)
     except yaml.YAMLError as exc:
         return FileError(source, 1, 1, "", f"not YAML: {exc}")
-    finally:
-        loader.dispose()
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,11 @@ new state through ``CommandService`` (the API's retry loop).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +86,20 @@ class Report:
         return out
 
 
+@contextlib.contextmanager
+def collections_paused() -> Iterator[None]:
+    """No cyclic garbage collection meanwhile. An apply builds tens of thousands of
+    small objects that all live until it ends; the collector's passes over them
+    (none of them cyclic garbage) took more than half of a no-op apply's time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 async def load_current(store: EventStore, manifest: Manifest, *, everything: bool) -> Current:
     """The snapshots of the resources the files name (and of the workflows their
     schedules use); of every resource when ``everything`` (for --prune)."""
@@ -139,11 +155,12 @@ async def apply_paths(
 ) -> Report:
     """Read, validate and plan every file under ``paths``, then apply the plan (unless
     ``dry_run``). Nothing is written when any file is invalid (InvalidFiles)."""
-    manifest = await read_manifest(store, paths)
-    planned = await plan(store, manifest, options)
-    if dry_run:
-        return Report(planned)
-    return await apply(store, planned, options, actor)
+    with collections_paused():
+        manifest = await read_manifest(store, paths)
+        planned = await plan(store, manifest, options)
+        if dry_run:
+            return Report(planned)
+        return await apply(store, planned, options, actor)
 
 
 @translate_redis_errors

@@ -238,3 +238,21 @@ async def test_a_file_validated_before_is_not_parsed_again(
     changed = await read_manifest(store, [tmp_path])
     assert parsed == ["b.yaml"]
     assert changed.schedules[-1].config.spec.cron == ["*/20 * * * *"]
+
+
+async def test_apply_over_several_partitions(redis: Redis, tmp_path: Path) -> None:
+    keys = Keyspace("parts", 3)
+    (tmp_path / "a.yaml").write_text(A + "".join(
+        f"  - id: extra-{i}\n    workflow_id: wf1\n    spec: {{cron: ['{i} * * * *']}}\n"
+        for i in range(20)
+    ))  # fmt: skip
+    report = await run(redis, keys, tmp_path)
+    assert report.appended == 23 == await log_length(redis, keys)
+    assert {keys.partition_of(f"extra-{i}") for i in range(20)} == {0, 1, 2}
+    ids = ["extra-3", "nope", "s1", "extra-17", "wf1"]
+    loaded = await EventStore(redis, keys).load_many("schedule", ids)
+    assert [(s is not None, v) for s, v in loaded] == [
+        (True, 1), (False, 0), (True, 1), (True, 1), (False, 0)
+    ]  # fmt: skip
+    assert loaded[3][0] is not None and loaded[3][0]["config"]["spec"]["cron"] == ["17 * * * *"]
+    assert (await run(redis, keys, tmp_path)).appended == 0
