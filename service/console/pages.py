@@ -19,6 +19,8 @@ TEXT_SCAN_PAGES = 10
 SCAN_PAGE = 500
 FILTERS = ("workflow_id", "status", "tag")
 RUN_FILTERS = ("trigger", "status", "schedule_id", "workflow_id")
+HISTORY_PAGES = 10
+HISTORY_PAGE = 1000
 TIMELINE_BEFORE = timedelta(hours=24)
 TIMELINE_AFTER = timedelta(hours=1)
 
@@ -86,7 +88,7 @@ async def schedule_page(request: web.Request, who: Visitor, api: Api) -> web.Str
     fires = await api.get(f"/v1/schedules/{sid}/fires", **{"from": start, "to": end})
     upcoming = await api.get(f"/v1/schedules/{sid}/next-runs", count="10")
     runs = await api.get(f"/v1/schedules/{sid}/runs", limit="20")
-    history = await api.get(f"/v1/schedules/{sid}/history", limit="1000")
+    history = await _history(api, sid)
     return page(
         request,
         who,
@@ -100,6 +102,24 @@ async def schedule_page(request: web.Request, who: Visitor, api: Api) -> web.Str
         history=_or_problem(history),
         live=True,
     )
+
+
+async def _history(api: Api, sid: str) -> Answer:
+    """The schedule's history, oldest first: every page, up to HISTORY_PAGES of them
+    (a schedule that fires often has many events, and its latest changes come last)."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(HISTORY_PAGES):
+        answer = await api.get(
+            f"/v1/schedules/{sid}/history", limit=str(HISTORY_PAGE), cursor=cursor
+        )
+        if not answer.ok:
+            return answer
+        items += answer.body["items"]
+        cursor = answer.body["next_cursor"]
+        if cursor is None:
+            break
+    return Answer(200, {"items": items, "truncated": cursor is not None})
 
 
 def _or_problem(answer: Answer) -> dict[str, Any]:
@@ -131,7 +151,7 @@ async def _trace_id(api: Api, run: dict[str, Any]) -> str | None:
     """The trace of a run's fire, from its ScheduleFired event's traceparent."""
     if not run.get("schedule_id"):
         return None
-    history = await api.get(f"/v1/schedules/{run['schedule_id']}/history", limit="1000")
+    history = await _history(api, run["schedule_id"])
     if not history.ok:
         return None
     for item in reversed(history.body["items"]):

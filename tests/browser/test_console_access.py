@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from service.api.app import create_app
 from service.clock import FixedClock
 from service.config import Settings
+from service.console import pages
 from service.domain.tokens import Scope
 from tests.integration.api.helpers import put_workflow
 from tests.tokens import bearer, make_token
@@ -216,3 +217,38 @@ async def test_a_spec_in_words_with_its_dst_moves(api: TestClient) -> None:
     bad = await api.post("/v1/specs/describe", json={"spec": {"cron": ["0 0 30 2 *"]}})
     assert bad.status == 422
     assert (await bad.json())["errors"][0]["field"].startswith("spec.cron")
+
+
+async def test_delete_asks_first_and_then_deletes(api: TestClient) -> None:
+    await put_workflow(api, "wf")
+    r = await api.post("/v1/schedules", json={"id": "gone", "workflow_id": "wf", "spec": HOURLY})
+    assert r.status == 201
+    confirm = await api.get("/console/schedules/gone/delete")
+    assert confirm.status == 200
+    text = await confirm.text()
+    assert "Delete schedule" in text and (await api.get("/v1/schedules/gone")).status == 200
+    form = {"csrf": csrf_of(text)}
+    done = await api.post("/console/schedules/gone/delete", data=form, allow_redirects=False)
+    assert done.status == 303 and done.headers["Location"] == "/console/schedules"
+    assert (await api.get("/v1/schedules/gone")).status == 404
+
+
+async def test_a_schedule_page_reads_a_long_history_to_its_latest_change(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pages, "HISTORY_PAGE", 5)
+    await put_workflow(api, "wf")
+    r = await api.post("/v1/schedules", json={"id": "busy", "workflow_id": "wf", "spec": HOURLY})
+    assert r.status == 201
+    for i in range(12):  # more events than a page of history holds
+        r = await api.patch(
+            "/v1/schedules/busy",
+            json={"description": f"change {i}"},
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert r.status == 200
+    assert (
+        await api.post("/v1/schedules/busy/pause", json={"note": "the last word"})
+    ).status == 200
+    page = await (await api.get("/console/schedules/busy")).text()
+    assert "the last word" in page and "change 11" in page
