@@ -27,7 +27,6 @@ from service.worker.targets.http import make_session
 class NotifierTiming:
     """How fast a notifier reacts and retries (tests shorten every one)."""
 
-    rules_ttl_s: float = 2.0
     block_ms: int = 1000
     probe_s: float = 5.0
     idle_ms: int = 60_000
@@ -61,7 +60,6 @@ class Notifier:
             keys,
             self.store,
             self.consumer,
-            rules_ttl_s=t.rules_ttl_s,
             block_ms=t.block_ms,
             idle_ms=t.idle_ms,
             probe_s=t.probe_s,

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 import orjson
@@ -57,21 +56,23 @@ def _text(value: Any) -> str:
 
 
 class Rules:
-    """The rules and channels' rates, read again at most every ``ttl_s``."""
+    """The rules and channels' rates as of the store's version: one GET a batch tells
+    whether any changed (then all are read again), so a rule made before an event is
+    always applied to it."""
 
-    def __init__(self, store: NotificationStore, ttl_s: float) -> None:
+    def __init__(self, store: NotificationStore) -> None:
         self.store = store
-        self.ttl_s = ttl_s
-        self._read_at = -1e9
+        self._version = -1
         self.rules: list[tuple[str, RuleConfig]] = []
         self.rates: dict[str, int] = {}
 
     async def fresh(self) -> list[tuple[str, RuleConfig]]:
-        if time.monotonic() - self._read_at >= self.ttl_s:
+        version = await self.store.version()
+        if version != self._version:
             self.rules = await self.store.rule_configs()
             channels = await self.store.channels()
             self.rates = {c.id: int(c.config.get("rate_per_minute", 30)) for c in channels}
-            self._read_at = time.monotonic()
+            self._version = version
         return self.rules
 
     def watching(self, trigger: Trigger) -> bool:
@@ -89,7 +90,6 @@ class Subscriber:
         store: NotificationStore,
         consumer: str,
         *,
-        rules_ttl_s: float = 1.0,
         block_ms: int = 1000,
         batch: int = 200,
         idle_ms: int = 60_000,
@@ -99,7 +99,7 @@ class Subscriber:
         self.keys = keys
         self.store = store
         self.consumer = consumer
-        self.rules = Rules(store, rules_ttl_s)
+        self.rules = Rules(store)
         self.block_ms = block_ms
         self.batch = batch
         self.idle_ms = idle_ms

@@ -10,6 +10,7 @@ Everything lives under the ``{notify}`` hash tag (``Keyspace.notify``):
 - ``record:<id>`` (hash) per decision about one incident and one channel, and
   ``records`` (zset by time) listing them, the newest ``MAX_RECORDS`` kept.
 - ``queue`` (stream, group ``notifiers``) of records to send; ``retries`` (zset).
+- ``version`` (counter): moved by every change of a channel or rule.
 - ``seen:``, ``incident:``, ``count:``, ``cooldown:``, ``rate:`` keys of notify.lua.
 
 Secrets never leave this module except to a delivery: views list which members are
@@ -179,6 +180,7 @@ class NotificationStore:
             fields = {**sealed, "config": orjson.dumps(public).decode(), "updated": str(now_ms)}
             pipe.hset(key, mapping=cast(Any, fields))
             pipe.sadd(self.key("channels"), channel_id)
+            pipe.incr(self.key("version"))
             await pipe.execute()
 
     @translate_redis_errors
@@ -208,7 +210,8 @@ class NotificationStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.key(f"channel:{channel_id}"))
             pipe.srem(self.key("channels"), channel_id)
-            deleted, _ = await pipe.execute()
+            pipe.incr(self.key("version"))
+            deleted, *_ = await pipe.execute()
         if not deleted:
             raise ChannelNotFound(channel_id)
 
@@ -245,6 +248,7 @@ class NotificationStore:
             pipe.hsetnx(key, "created", now_ms)
             pipe.hset(key, mapping={"config": config.model_dump_json(), "updated": now_ms})
             pipe.sadd(self.key("rules"), rule_id)
+            pipe.incr(self.key("version"))
             await pipe.execute()
         stored = await self.rule(rule_id)
         assert stored is not None
@@ -266,6 +270,11 @@ class NotificationStore:
         found = [await self.rule(rid) for rid in await self._ids("rules")]
         return [r for r in found if r is not None]
 
+    @translate_redis_errors
+    async def version(self) -> int:
+        """A counter every change of a channel or rule moves (readers reload on a change)."""
+        return int(await self.redis.get(self.key("version")) or 0)
+
     async def rule_configs(self) -> list[tuple[str, RuleConfig]]:
         return [(r.id, RuleConfig.model_validate(r.config)) for r in await self.rules()]
 
@@ -274,7 +283,8 @@ class NotificationStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.key(f"rule:{rule_id}"))
             pipe.srem(self.key("rules"), rule_id)
-            deleted, _ = await pipe.execute()
+            pipe.incr(self.key("version"))
+            deleted, *_ = await pipe.execute()
         if not deleted:
             raise RuleNotFound(rule_id)
 

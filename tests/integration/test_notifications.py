@@ -32,9 +32,7 @@ from service.store.secrets import generate_key
 from service.worker.worker import Worker
 
 SECRET_KEY = generate_key()
-FAST = NotifierTiming(
-    rules_ttl_s=0.0, block_ms=100, probe_s=0.1, idle_ms=2000, max_attempts=4, retry_base_ms=50
-)
+FAST = NotifierTiming(block_ms=100, probe_s=0.1, idle_ms=2000, max_attempts=4, retry_base_ms=50)
 
 
 @dataclass

@@ -176,7 +176,7 @@ async def store_with_rule(
     slack = ChannelConfig.model_validate({"target": {"type": "slack", "url": SLACK_URL}})
     await store.put_channel("ops", slack, 0)
     await store.put_rule("r", RuleConfig.model_validate(rule), 0)
-    subscriber = Subscriber(redis, keys, store, "test", rules_ttl_s=0)
+    subscriber = Subscriber(redis, keys, store, "test")
     await subscriber.rules.fresh()
     return store, subscriber
 
