@@ -17,6 +17,7 @@ from service.cli import (
     importer,
     migrate_cmd,
     namespace_cmd,
+    notify,
     projections_cmd,
     runs_cmd,
     schedule_cmd,
@@ -77,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     archive_cmd.add_parsers(sub)
     token_cmd.add_parsers(sub)
     namespace_cmd.add_parsers(sub)
+    notify.add_parsers(sub)
     return parser
 
 
