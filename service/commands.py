@@ -107,7 +107,10 @@ def _schedule_snapshot(state: sched.ScheduleState) -> dict[str, Any]:
     if state.managed is not None:
         snapshot["managed"] = state.managed.model_dump(mode="json")
         declared = state.declared
-        snapshot["declared"] = declared.model_dump(mode="json") if declared is not None else None
+        if declared is state.config:  # as after an apply: one dump serves both
+            snapshot["declared"] = snapshot["config"]
+        else:
+            snapshot["declared"] = declared.model_dump(mode="json") if declared else None
         snapshot["declared_paused"] = state.declared_paused
     return snapshot
 
