@@ -193,26 +193,28 @@ def _pending(change: Change, meta: dict[str, Any]) -> PendingAppend:
     state = change.state
     for event in change.events:
         state = aggregate.evolve(state, change.id, event)
-    key = _idempotency_key(change)
+    snapshot = aggregate.snapshot(state)
+    key = _idempotency_key(change, snapshot)
     return PendingAppend(
         kind=change.kind,
         aggregate_id=change.id,
         events=list(change.events),
         meta=meta,
         expected_version=change.version,
-        snapshot=aggregate.snapshot(state),
+        snapshot=snapshot,
         idempotency=Idempotency(key, key, AUTO_KEY_TTL_MS),
         status=aggregate.status(state),
         due=aggregate.due_change(state, list(change.events)),
     )
 
 
-def _idempotency_key(change: Change) -> str:
-    """Derived from what is written and the version it follows: the same change of the
-    same state has the same key, wherever it is applied from."""
-    digest = hashlib.sha256(f"{change.kind}\0{change.id}\0{change.version}\0".encode())
-    for event in change.events:
-        digest.update(event.type_name().encode() + b"\0" + orjson.dumps(event.data()))
+def _idempotency_key(change: Change, snapshot: dict[str, Any]) -> str:
+    """Derived from the version a change follows, its events' types and the state it
+    leaves: the same change of the same state has the same key, wherever it is applied
+    from."""
+    types = ",".join(event.type_name() for event in change.events)
+    head = f"{change.kind}\0{change.id}\0{change.version}\0{types}\0".encode()
+    digest = hashlib.sha256(head + orjson.dumps(snapshot, option=orjson.OPT_SORT_KEYS))
     return "apply:" + digest.hexdigest()[:40]
 
 
