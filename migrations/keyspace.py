@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from migrations import m002_state_status
+from migrations.partitions import check_partitions
 from service.errors import CronstreamError, KeyspaceVersionError
 from service.store.keys import Keyspace
 from service.store.scripts import load_script
@@ -105,7 +106,8 @@ async def recorded_version(redis: Redis, keys: Keyspace) -> int | None:
 
 
 async def check_keyspace(redis: Redis, keys: Keyspace) -> int:
-    """Stamp a fresh keyspace; refuse an older or a newer one; return the version found."""
+    """Stamp a fresh keyspace; refuse an older or a newer one, or one of another partition
+    count (migrations/partitions.py); return the version found."""
     found = await recorded_version(redis, keys)
     if found is None:
         await redis.hsetnx(keys.meta, "version", KEYSPACE_VERSION)
@@ -114,6 +116,7 @@ async def check_keyspace(redis: Redis, keys: Keyspace) -> int:
         raise KeyspaceVersionError(found, KEYSPACE_VERSION)
     if found < KEYSPACE_VERSION:
         raise KeyspaceTooOld(found, KEYSPACE_VERSION)
+    await check_partitions(redis, keys)
     return found
 
 
