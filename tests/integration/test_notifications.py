@@ -311,3 +311,104 @@ async def test_mail_refused_for_now_is_sent_on_a_retry(
     assert told["status"] == "sent" and told["attempts"] == 2
     [message] = mailbox.messages
     assert message["To"] == "ops@example.com, dev@example.com"
+
+
+async def schedule(api: TestClient, sid: str, wid: str, **policy: Any) -> None:
+    body = {"id": sid, "workflow_id": wid, "spec": {"cron": ["* * * * * *"]}, "policy": policy}
+    r = await api.post("/v1/schedules", json=body)
+    assert r.status == 201, await r.text()
+
+
+async def ticking(stack: Stack, until: Callable[[], Awaitable[Any]], timeout_s: float = 15) -> Any:
+    """Fire what is due (a ticker holding the lease, on Redis's clock) until ``until``."""
+    from service.ticker.ticker import Ticker
+
+    ticker = Ticker(stack.redis, stack.keys)
+    assert await ticker.leases[0].acquire()
+
+    async def check() -> Any:
+        await ticker.tick(0)
+        return await until()
+
+    return await eventually(check, timeout_s)
+
+
+async def test_an_auto_paused_schedule_is_told_and_filters_hold(
+    stack: Stack, receiver: Receiver
+) -> None:
+    api = stack.api
+    await hook_channel(api, receiver.url + "/hook")
+    paused = {"on": "schedule_auto_paused", "channels": ["hook"], "schedule_id": "s"}
+    await put(api, "/v1/notifications/rules/paused", paused, 201)
+    other = {"on": "run_failed", "channels": ["hook"], "workflow_id": "other"}
+    await put(api, "/v1/notifications/rules/other", other, 201)
+    await failing_workflow(api, receiver.url + "/fail")
+    receiver.statuses["fail"] = [500]
+    await schedule(api, "s", "job", pause_on_failure=True)
+
+    async def told() -> list[dict[str, Any]]:
+        return [r for r in await records(api) if r["status"] == "sent"]
+
+    [record] = await ticking(stack, told)
+
+    assert record["rule"] == "paused" and record["trigger"] == "schedule_auto_paused"
+    assert record["schedule_id"] == "s" and record["run_id"]
+    assert "schedule s was paused after a failed run" in record["summary"]
+    view = await (await api.get("/v1/schedules/s")).json()
+    assert view["status"] == "paused"
+    assert [r["rule"] for r in await records(api)] == ["paused"]  # the workflow filter held
+
+
+async def test_overlap_skips_past_the_threshold_are_told_once(
+    stack: Stack, receiver: Receiver
+) -> None:
+    api = stack.api
+    release = asyncio.Event()
+    await hook_channel(api, receiver.url + "/hook")
+    rule = {"on": "overlap_skipped", "channels": ["hook"], "threshold": 2, "window_s": 3600}
+    await put(api, "/v1/notifications/rules/overlap", rule, 201)
+    held = web.Application()
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.wait_for(release.wait(), 20)
+        return web.Response(status=200)
+
+    held.router.add_post("/slow", slow)
+    server = TestServer(held, host="127.0.0.1")
+    await server.start_server()
+    try:
+        body = {"target": {"type": "http", "url": f"http://127.0.0.1:{server.port}/slow"}}
+        await put(api, "/v1/workflows/slow", body)
+        await schedule(api, "busy", "slow", overlap="skip")
+
+        async def told() -> list[dict[str, Any]]:
+            return [r for r in await records(api) if r["status"] == "sent"]
+
+        [record] = await ticking(stack, told)
+    finally:
+        release.set()
+        await server.close()
+
+    assert record["trigger"] == "overlap_skipped" and record["count"] == 3
+    assert record["subject"] == "busy" and record["incident"].startswith("overlap_skipped:busy:")
+    assert len(receiver.calls["hook"]) == 1
+
+
+async def test_a_ticker_that_falls_behind_is_told_once_a_window(
+    stack: Stack, receiver: Receiver
+) -> None:
+    api = stack.api
+    await hook_channel(api, receiver.url + "/hook")
+    rule = {"on": "ticker_behind", "channels": ["hook"], "lag_s": 30}
+    await put(api, "/v1/notifications/rules/lag", rule, 201)
+    seconds, _ = await stack.redis.time()
+    # a due schedule no ticker took for two minutes: no ticker runs in this test
+    await stack.redis.zadd(stack.keys.due(0), {"forgotten": (int(seconds) - 120) * 1000})
+
+    [record] = await settled(api, 1)
+    probes = await stack.notifier.subscriber.probe_once()  # probed again: the same incident
+
+    assert probes == 0 and len(await records(api)) == 1
+    assert record["trigger"] == "ticker_behind" and record["subject"] == "partition-0"
+    assert record["details"]["overdue"].startswith("2m")
+    assert "the ticker is behind on partition 0" in record["summary"]
