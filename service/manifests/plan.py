@@ -18,9 +18,11 @@ from service.domain import workflow as wf
 from service.domain.addresses import PUBLIC_ONLY, OutboundPolicy
 from service.domain.events import Event
 from service.domain.managed import APPLY, Managed
-from service.errors import InvalidInput
+from service.domain.namespaces import DEFAULT, SEPARATOR, Quota, over_quota
+from service.errors import FieldError, InvalidInput
 from service.manifests.files import FileError, InvalidFiles, Manifest, ScheduleDecl, WorkflowDecl
 
+NO_QUOTA = Quota(None, None, None)
 Snapshot = tuple[dict[str, Any] | None, int]
 """A write-model snapshot (None: never existed) and its version."""
 
@@ -78,6 +80,8 @@ class Options:
     prune: bool = False
     keep_overrides: bool = False
     outbound: OutboundPolicy = PUBLIC_ONLY
+    quota: Quota = NO_QUOTA  # the default namespace's, which files declare into
+    now_ms: int = 0  # when the plan is made (a quota's fire gaps are counted from it)
 
 
 @dataclass
@@ -122,9 +126,31 @@ def make_plan(manifest: Manifest, current: Current, options: Options) -> Plan:
         if not current.complete:
             raise ValueError("pruning needs every resource loaded")
         plan.changes += _prunes(manifest, current, errors)
-        if errors:
-            raise InvalidFiles(errors)
+    errors += _schedules_full(plan, current, options.quota)
+    if errors:
+        raise InvalidFiles(errors)
     return plan
+
+
+def _schedules_full(plan: Plan, current: Current, quota: Quota) -> list[FileError]:
+    """The namespace's maximum of schedules, counted after the plan's creates and deletes."""
+    if quota.max_schedules is None:
+        return []
+    if not current.complete:
+        raise ValueError("a maximum of schedules needs every resource loaded")
+    live = sum(
+        1
+        for sid, (snapshot, _) in current.schedules.items()
+        if snapshot is not None and not snapshot.get("deleted") and SEPARATOR not in sid
+    )
+    for change in plan.writes:
+        if change.kind == sched.KIND and change.action in (Action.CREATE, Action.DELETE):
+            live += 1 if change.action is Action.CREATE else -1
+    creates = [c for c in plan.writes if c.kind == sched.KIND and c.action is Action.CREATE]
+    if not creates or live <= quota.max_schedules:
+        return []
+    message = f"namespace {DEFAULT} allows {quota.max_schedules}; this apply would leave {live}"
+    return [FileError(creates[0].source, 1, 1, "schedules", message)]
 
 
 def _located(decl: WorkflowDecl | ScheduleDecl, exc: InvalidInput) -> list[FileError]:
@@ -195,6 +221,9 @@ def _schedule(
     if not events:
         plan.unchanged[decl.source] += 1
         return
+    refused = over_quota(DEFAULT, options.quota, decl.config, options.now_ms)
+    if refused:
+        raise InvalidInput([FieldError(field, message) for field, message in refused])
     plan.changes.append(_schedule_change(decl, state, command, events, version))
 
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from service.commands import (
 )
 from service.domain import schedule as sched
 from service.domain import workflow as wf
+from service.domain.namespaces import DEFAULT
 from service.errors import CronstreamError, NotFound
 from service.manifests.files import Manifest, load_sources, read_sources
 from service.manifests.plan import Action, Change, Current, Options, Plan, make_plan
@@ -46,6 +48,7 @@ from service.store.eventstore import (
     Idempotency,
     PendingAppend,
 )
+from service.store.namespaces import NamespaceQuotas
 
 ACTOR = "apply"
 VALIDATED_TTL_S = 7 * 86_400
@@ -122,7 +125,10 @@ async def load_current(store: EventStore, manifest: Manifest, *, everything: boo
 
 async def plan(store: EventStore, manifest: Manifest, options: Options) -> Plan:
     """What applying ``manifest`` would change now (InvalidFiles when it cannot)."""
-    current = await load_current(store, manifest, everything=options.prune)
+    quota = await NamespaceQuotas(store.redis, store.keys).get(DEFAULT)
+    options = replace(options, quota=quota, now_ms=int(time.time() * 1000))
+    everything = options.prune or quota.max_schedules is not None
+    current = await load_current(store, manifest, everything=everything)
     return make_plan(manifest, current, options)
 
 

@@ -19,6 +19,7 @@ from service.manifests.plan import Options
 from service.manifests.reconcile import Report, apply, apply_paths, plan, read_manifest
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
+from service.store.namespaces import NamespaceQuotas
 
 A = """\
 workflows:
@@ -256,3 +257,23 @@ async def test_apply_over_several_partitions(redis: Redis, tmp_path: Path) -> No
     ]  # fmt: skip
     assert loaded[3][0] is not None and loaded[3][0]["config"]["spec"]["cron"] == ["17 * * * *"]
     assert (await run(redis, keys, tmp_path)).appended == 0
+
+
+async def test_the_default_namespace_quota_holds_for_files(
+    redis: Redis, keys: Keyspace, tmp_path: Path
+) -> None:
+    await NamespaceQuotas(redis, keys).set("default", {"max_schedules": 2, "max_catchup": 10})
+    (tmp_path / "a.yaml").write_text(A)
+    with pytest.raises(InvalidFiles) as caught:  # catchup_max is 100 unless set
+        await run(redis, keys, tmp_path)
+    assert [str(e) for e in caught.value.errors] == [
+        "a.yaml:5:1: policy.catchup_max: namespace default allows at most 10",
+        "a.yaml:8:1: policy.catchup_max: namespace default allows at most 10",
+    ]
+    await NamespaceQuotas(redis, keys).set("default", {"max_catchup": None})
+    (tmp_path / "b.yaml").write_text(B)
+    with pytest.raises(InvalidFiles, match="namespace default allows 2; this apply would leave 3"):
+        await run(redis, keys, tmp_path)
+    assert await log_length(redis, keys) == 0
+    (tmp_path / "b.yaml").unlink()
+    assert (await run(redis, keys, tmp_path)).appended == 3
