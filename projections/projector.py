@@ -5,15 +5,25 @@ checks the checkpoint is still where the batch started (apply.lua), so two
 projectors on one partition never apply an event twice, and a view is always a
 deterministic function of the log up to its checkpoint. While a rebuild holds the
 projection (projections/switch.py) nothing is applied: the projector waits.
+
+Batches are pipelined: while one batch's script call runs in Redis, the next batch
+is read, its records fetched and its changes computed here. It starts from the
+records the previous batch left (``ViewBatch.carried``) and fetches only the others,
+which that call does not write; it is sent only once that call has applied, and
+only if no other writer moved the checkpoint in between (apply.lua's writer check),
+else it is dropped and the projector starts again from the checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import orjson
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -22,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from projections import runs, schedules, workflows
 from projections.batch import ViewBatch
 from service import telemetry
+from service.domain.upcasters import upcast
 from service.store.eventstore import EventStore, StoredEvent, decode_entry
 from service.store.keys import PROJECTION_VIEWS, Keyspace
 from service.store.scripts import load_script
@@ -30,9 +41,15 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[ViewBatch, StoredEvent], Awaitable[None]]
 HANDLERS: tuple[Handler, ...] = (schedules.apply, workflows.apply, runs.apply)
+READS: tuple[Callable[[StoredEvent], list[str]], ...] = (
+    schedules.reads,
+    workflows.reads,
+    runs.reads,
+)
 
-RECORD_KINDS = ("schedule", "workflow")
-BATCH_SIZE = 500
+BATCH_SIZE = 1000
+PIPELINED_BATCHES = 32
+"""Batches one ``step`` applies back to back at most before it looks at its stop event."""
 BLOCK_MS = 1000
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 HELD = -1
@@ -67,10 +84,54 @@ class Projector:
     async def apply_batch(self, partition: int, start: str, events: list[StoredEvent]) -> bool:
         """Apply ``events`` (which follow checkpoint ``start``); False if another did first
         or a rebuild holds the projection."""
-        return await self._applied(partition, start, events) > 0
+        batch = await self._compute(partition, events, None)
+        call = self._call(partition, start, events, batch, uuid.uuid4().hex, continuing=False)
+        return await call > 0
 
-    async def _applied(self, partition: int, start: str, events: list[StoredEvent]) -> int:
-        """apply.lua's answer: 1 applied, 0 the checkpoint moved, HELD."""
+    async def _compute(
+        self, partition: int, events: list[StoredEvent], previous: ViewBatch | None
+    ) -> ViewBatch:
+        """The view changes of ``events``, from the records ``previous`` left and the views."""
+        batch = ViewBatch(
+            self.redis,
+            self.keys.view_prefix(partition, self.namespace),
+            previous.carried() if previous is not None else None,
+        )
+        await batch.prefetch(name for e in events for reads in READS for name in reads(e))
+        for event in events:
+            for handler in HANDLERS:
+                await handler(batch, event)
+        return batch
+
+    def _call(
+        self,
+        partition: int,
+        start: str,
+        events: list[StoredEvent],
+        batch: ViewBatch,
+        writer: str,
+        *,
+        continuing: bool,
+    ) -> Awaitable[int]:
+        """apply.lua's answer: 1 applied, 0 the checkpoint moved, HELD. The changes are
+        framed here, before anything else can touch the batch's records."""
+        keys = [
+            self.keys.checkpoint(partition, self.name),
+            self.keys.projection_hold(partition, self.name),
+        ]
+        args = [
+            start,
+            events[-1].position,
+            writer,
+            "1" if continuing else "0",
+            self.keys.view_prefix(partition, self.namespace),
+            batch.payload(),
+        ]
+        return self._send(partition, events, keys, args)
+
+    async def _send(
+        self, partition: int, events: list[StoredEvent], keys: list[str], args: list[Any]
+    ) -> int:
         if telemetry.tracing():
             with telemetry.span(
                 "cronstream.project",
@@ -83,34 +144,12 @@ class Projector:
                     "cronstream.log_position": events[-1].position,
                 },
             ):
-                return await self._apply_batch(partition, start, events)
-        return await self._apply_batch(partition, start, events)
-
-    async def _apply_batch(self, partition: int, start: str, events: list[StoredEvent]) -> int:
-        batch = ViewBatch(self.redis, self.keys.view_prefix(partition, self.namespace))
-        names = [f"{kind}:{e.sid}" for e in events for kind in RECORD_KINDS]
-        names += [
-            f"run:{e.data['run_id']}"
-            for e in events
-            if e.type in runs.EVENTS and isinstance(e.data.get("run_id"), str)
-        ]
-        await batch.prefetch(names)
-        for event in events:
-            for handler in HANDLERS:
-                await handler(batch, event)
-        view_keys, ops = batch.operations()
-        applied = await self._apply(
-            keys=[
-                self.keys.checkpoint(partition, self.name),
-                self.keys.projection_hold(partition, self.name),
-                *view_keys,
-            ],
-            args=[start, events[-1].position, *ops],
-        )
-        return int(applied)
+                return int(await self._apply(keys=keys, args=args))
+        return int(await self._apply(keys=keys, args=args))
 
     async def step(self, partition: int, block_ms: int | None = None) -> int:
-        """Apply the next batch after the checkpoint; return how many events it held.
+        """Apply the batches after the checkpoint (a bounded run of them); return how many
+        events they held.
 
         Following the log (``block_ms``), a held projection is polled, not spun on."""
         applied = await self._advance(partition, block_ms)
@@ -120,28 +159,55 @@ class Projector:
             return 0
         return applied
 
-    async def _advance(self, partition: int, block_ms: int | None) -> int:
-        """Events applied by the next batch, or HELD."""
-        start = await self.checkpoint(partition)
+    async def _read(self, partition: int, after: str, block_ms: int | None) -> list[StoredEvent]:
+        log_key = self.keys.log(partition)
+        reply: Any
         if block_ms is None:
-            events = await self.store.read(partition, start, self.batch_size)
-        else:
-            reply: Any = await self.redis.xread(
-                {self.keys.log(partition): start or "0-0"}, count=self.batch_size, block=block_ms
-            )
-            events = [
-                decode_entry(partition, eid, fields)
-                for _stream, entries in reply
-                for eid, fields in entries
-            ]
+            start = "-" if after in ("", "0", "0-0") else f"({after}"
+            reply = await self.redis.xrange(log_key, min=start, count=self.batch_size)
+            return decode_entries(partition, reply)
+        reply = await self.redis.xread(
+            {log_key: after or "0-0"}, count=self.batch_size, block=block_ms
+        )
+        return [e for _stream, entries in reply for e in decode_entries(partition, entries)]
+
+    async def _advance(self, partition: int, block_ms: int | None) -> int:
+        """Events applied by the next batches (up to ``PIPELINED_BATCHES``), or HELD when
+        the first was held. Each batch is read and computed while the one before it is
+        applied; the run stops at the log's end, or at a refused batch."""
+        start = await self.checkpoint(partition)
+        events = await self._read(partition, start, block_ms)
         if not events:
             return 0
-        applied = await self._applied(partition, start, events)
-        if applied <= 0:
-            return HELD if applied == HELD else 0
-        if self.on_applied is not None:
-            self.on_applied(partition, events[-1].position)
-        return len(events)
+        writer = uuid.uuid4().hex
+        batch = await self._compute(partition, events, None)
+        total = 0
+        for n in range(PIPELINED_BATCHES):
+            call = asyncio.ensure_future(
+                self._call(partition, start, events, batch, writer, continuing=n > 0)
+            )
+            last = n == PIPELINED_BATCHES - 1
+            following, upcoming = await _meanwhile(call, self._next(partition, events, batch, last))
+            applied = await call
+            if applied <= 0:
+                return HELD if applied == HELD and total == 0 else total
+            total += len(events)
+            if self.on_applied is not None:
+                self.on_applied(partition, events[-1].position)
+            if upcoming is None:
+                break
+            start, events, batch = events[-1].position, following, upcoming
+        return total
+
+    async def _next(
+        self, partition: int, events: list[StoredEvent], batch: ViewBatch, last: bool
+    ) -> tuple[list[StoredEvent], ViewBatch | None]:
+        """The batch after ``events``, computed on top of ``batch`` (None at the log's end,
+        or when ``batch`` is the ``last`` of this run)."""
+        following = [] if last else await self._read(partition, events[-1].position, None)
+        if not following:
+            return following, None
+        return following, await self._compute(partition, following, batch)
 
     async def catch_up(self, partition: int, max_batches: int = 1_000_000) -> int:
         """Apply everything in the log now; return the number of events applied (it stops
@@ -173,3 +239,43 @@ class Projector:
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                 except TimeoutError:
                     pass
+
+
+T = TypeVar("T")
+
+
+async def _meanwhile(call: asyncio.Future[int], work: Awaitable[T]) -> T:
+    """``work``'s result, awaited while ``call`` runs; if ``work`` fails, ``call`` is
+    still seen to its end (so no script call is left unobserved) before the error."""
+    try:
+        return await work
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(call)
+        raise
+
+
+def decode_entries(partition: int, entries: list[Any]) -> list[StoredEvent]:
+    """``decode_entry`` of each entry, done inline for a client that answers bytes (the
+    projector decodes every event of the log: the general version costs it a third more)."""
+    if not entries or not isinstance(entries[0][0], bytes):
+        return [decode_entry(partition, eid, fields) for eid, fields in entries]
+    loads = orjson.loads
+    events = []
+    for eid, fields in entries:
+        event_type = fields[b"type"].decode()
+        version, data = upcast(
+            event_type, int(fields.get(b"v") or 1), loads(fields.get(b"data") or b"{}")
+        )
+        events.append(
+            StoredEvent(
+                position=eid.decode(),
+                partition=partition,
+                type=event_type,
+                v=version,
+                sid=fields.get(b"sid", b"").decode(),
+                data=data,
+                meta=loads(fields.get(b"meta") or b"{}"),
+            )
+        )
+    return events

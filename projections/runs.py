@@ -53,6 +53,12 @@ def index_names(record: Record) -> list[str]:
     return names
 
 
+def reads(event: StoredEvent) -> list[str]:
+    """The records ``apply`` reads for ``event``."""
+    run_id = event.data.get("run_id") if event.type in EVENTS else None
+    return [record_name(run_id)] if isinstance(run_id, str) else []
+
+
 async def apply(batch: ViewBatch, event: StoredEvent) -> None:
     typed = parse_event(event.type, event.data)
     if typed is None:

@@ -69,6 +69,13 @@ def _config_fields(schedule: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def reads(event: StoredEvent) -> list[str]:
+    """The records ``apply`` reads for ``event`` (the projector fetches a batch's at once)."""
+    if event.type in INFO_EVENTS or event.type in COMMAND_EVENTS:
+        return [record_name(event.sid)]
+    return []
+
+
 async def apply(batch: ViewBatch, event: StoredEvent) -> None:
     if event.type in INFO_EVENTS:
         await _apply_info(batch, event)

@@ -12,6 +12,11 @@ def record_name(workflow_id: str) -> str:
     return f"workflow:{workflow_id}"
 
 
+def reads(event: StoredEvent) -> list[str]:
+    """The records ``apply`` reads for ``event``."""
+    return [record_name(event.sid)] if event.type in EVENTS else []
+
+
 async def apply(batch: ViewBatch, event: StoredEvent) -> None:
     if event.type not in EVENTS:
         return
