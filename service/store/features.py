@@ -24,6 +24,7 @@ from redis.exceptions import ResponseError
 
 from service.errors import RedisVersionUnsupported
 from service.store.boundary import translate_redis_errors
+from service.store.cluster import is_cluster, node_client
 
 log = logging.getLogger(__name__)
 
@@ -110,9 +111,10 @@ async def _known_commands(redis: Redis, names: tuple[str, ...]) -> set[str]:
     """The ``names`` the server has; none when it will not say (COMMAND denied by ACL).
 
     The client's own parser for COMMAND cannot read the nil a server returns for an
-    unknown name, so the probe runs on a client of the same pool with the raw reply.
+    unknown name, so the probe runs on a client of the same pool with the raw reply
+    (on a cluster, a client of one node: the nodes run one version).
     """
-    probe = redis.client()
+    probe = node_client(redis) if is_cluster(redis) else redis.client()
     probe.set_response_callback("COMMAND", lambda response, **_options: response)
     try:
         reply: list[Any] = await probe.execute_command("COMMAND", "INFO", *names)  # type: ignore[no-untyped-call]
