@@ -51,6 +51,7 @@ from service.domain import namespaces
 from service.domain.ids import ID_PATTERN
 from service.domain.tokens import Scope
 from service.errors import InvalidInput
+from service.store.cluster import xread_streams
 from service.store.eventstore import ArchivedEvents, StoredEvent, decode_entry, parse_position
 from service.store.feed import format_cursor, parse_cursor
 from service.store.keys import Keyspace
@@ -148,7 +149,7 @@ class EventStream:
         if archived:
             return archived
         streams = {self.keys.log(p): pos for p, pos in enumerate(self.positions)}
-        reply: Any = await redis.xread(streams, count=BATCH, block=BLOCK_MS)
+        reply: Any = await xread_streams(redis, streams, count=BATCH, block_ms=BLOCK_MS)
         events = []
         for stream, entries in reply or []:
             name = stream.decode() if isinstance(stream, bytes) else str(stream)
