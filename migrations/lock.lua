@@ -1,6 +1,6 @@
 -- The keyspace migration lock: renew, release, and record a version while holding it.
 --
--- KEYS[1]  the lock                cs:meta:lock   (a string holding the owner's token)
+-- KEYS[1]  the lock                {cs:meta}:lock  (a string holding the owner's token)
 -- KEYS[2]  the keyspace meta hash  cs:meta        (only for 'stamp')
 -- ARGV[1]  'renew' | 'release' | 'stamp'
 -- ARGV[2]  the owner's token

@@ -35,8 +35,11 @@ class Keyspace:
 
     @property
     def migrate_lock(self) -> str:
-        """Held (SET NX PX, a token) by the one ``cronstream migrate`` that may run."""
-        return f"{self.prefix}:meta:lock"
+        """Held (SET NX PX, a token) by the one ``cronstream migrate`` that may run.
+
+        Its hash tag is the meta key's whole name, so both hash to one slot and
+        lock.lua may touch them together on a Redis Cluster."""
+        return f"{{{self.meta}}}:lock"
 
     def state_prefix(self, p: int, kind: str) -> str:
         """Start of every write-model hash of one kind (for a keyspace migration's SCAN)."""
