@@ -8,6 +8,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from redis.asyncio import Redis
@@ -25,6 +26,7 @@ from service.config import INSECURE_HOST, Settings, is_loopback
 from service.domain.tokens import MalformedToken, Scope, check_token
 from service.errors import StoreUnavailable
 from service.notify.notifier import Notifier
+from service.store.cluster import cluster_client, is_cluster_url
 from service.store.embedded import RedisProcess, embedded_redis, release_embedded
 from service.store.eventstore import EventStore
 from service.store.features import ServerFeatures, server_features
@@ -59,15 +61,18 @@ def connect(url: str, timeout_s: float) -> Redis:
 
     Retrying is safe because every script that appends deduplicates itself; it
     lets the service ride out stale pooled connections after a Redis restart.
+    A ``redis+cluster://`` URL gives a Redis Cluster client (store/cluster.py).
     """
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=min(timeout_s, 2.0),
-        health_check_interval=30,
-        retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=3),
-        retry_on_error=[RedisConnectionError, RedisTimeoutError],
-    )
+    options: dict[str, Any] = {
+        "socket_timeout": timeout_s,
+        "socket_connect_timeout": min(timeout_s, 2.0),
+        "health_check_interval": 30,
+        "retry": Retry(ExponentialBackoff(cap=0.5, base=0.02), retries=3),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+    }
+    if is_cluster_url(url):
+        return cluster_client(url, **options)
+    return Redis.from_url(url, **options)
 
 
 @contextlib.asynccontextmanager
