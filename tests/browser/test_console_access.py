@@ -4,7 +4,9 @@ console added (the forecast and a spec in words)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -252,3 +254,27 @@ async def test_a_schedule_page_reads_a_long_history_to_its_latest_change(
     ).status == 200
     page = await (await api.get("/console/schedules/busy")).text()
     assert "the last word" in page and "change 11" in page
+
+
+async def test_a_runs_trace_id_links_to_the_configured_viewer(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await put_workflow(api, "wf")
+    r = await api.post("/v1/schedules", json={"id": "traced", "workflow_id": "wf", "spec": HOURLY})
+    assert r.status == 201
+    trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+    fired = await api.post(
+        "/v1/schedules/traced/trigger",
+        json={},
+        headers={"traceparent": f"00-{trace}-00f067aa0ba902b7-01"},
+    )
+    run_id = (await fired.json())["run_id"]
+    deadline = time.monotonic() + 10
+    while (await api.get(f"/v1/runs/{run_id}")).status != 200:  # the view follows the log
+        assert time.monotonic() < deadline, "the run never reached the runs view"
+        await asyncio.sleep(0.02)
+    plain = await (await api.get(f"/console/runs/{run_id}")).text()
+    assert f"<code>{trace}</code>" in plain
+    monkeypatch.setenv("CRONSTREAM_TRACE_URL", "https://traces.example/trace/{trace_id}")
+    linked = await (await api.get(f"/console/runs/{run_id}")).text()
+    assert f'href="https://traces.example/trace/{trace}"' in linked
