@@ -207,3 +207,12 @@ def test_archive_and_verify_on_the_cluster(
     assert after < before, "the archive trimmed the logs"
     verified = cli("verify", "--archive", str(directory), **env)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_migrate_takes_its_lock_on_the_cluster(
+    served: tuple[Service, Api], cluster: LocalCluster
+) -> None:
+    migrated = cli(
+        "migrate", "--wait", "5", REDIS_URL=cluster.url, CRONSTREAM_PARTITIONS=str(PARTITIONS)
+    )
+    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
