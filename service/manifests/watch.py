@@ -56,6 +56,7 @@ class ConfigWatcher:
         self.settings = settings
         self.interval_s = min(max(settings.interval_s, MIN_INTERVAL_S), MAX_INTERVAL_S)
         self.applies = 0  # how many times the directory was applied (for logs and tests)
+        self.looks = 0  # how many times the directory was looked at
 
     async def run(self, stop: asyncio.Event) -> None:
         applied: str | None = None  # the fingerprint last applied (or found invalid)
@@ -70,6 +71,7 @@ class ConfigWatcher:
             if now is not None and now != applied and settled and await self._apply():
                 applied = now
             seen = now
+            self.looks += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
 
