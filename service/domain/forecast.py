@@ -95,6 +95,14 @@ def _groups(schedules: Iterable[Planned]) -> list[list[Planned]]:
     return list(groups.values())
 
 
+def _shares(members: list[Planned]) -> list[list[Planned]]:
+    """Who shares one list of actual times: a group without jitter all together (its
+    members differ only by id), with jitter each schedule alone."""
+    if members[0].spec.jitter <= 1:
+        return [members]
+    return [[planned] for planned in members]
+
+
 def forecast(
     schedules: Iterable[Planned], start_ms: int, minutes: int, min_herd: int = MIN_HERD
 ) -> Forecast:
@@ -102,39 +110,40 @@ def forecast(
     start_ms -= start_ms % MINUTE_MS
     end_ms = start_ms + minutes * MINUTE_MS
     counts = [0] * minutes
-    hits: list[tuple[Planned, list[int]]] = []
+    hits: list[tuple[list[Planned], list[int]]] = []
     spent, truncated = 0, False
-    for members in _groups(schedules):
-        nominals, cut = _nominals(members[0].spec, start_ms, end_ms)
+    for group in _groups(schedules):
+        nominals, cut = _nominals(group[0].spec, start_ms, end_ms)
         truncated |= cut
-        for planned in members:
+        for share in _shares(group):
             if spent >= FIRE_BUDGET:
                 truncated = True
                 break
-            window = [t for t in _actuals(planned, nominals) if start_ms <= t < end_ms]
+            window = [t for t in _actuals(share[0], nominals) if start_ms <= t < end_ms]
             minute_list = _minutes_hit(window, start_ms, minutes)
-            spent += max(len(nominals), 1)
+            spent += max(len(nominals), 1) * len(share)
             for m in minute_list:
-                counts[m] += 1
-            hits.append((planned, minute_list))
+                counts[m] += len(share)
+            hits.append((share, minute_list))
     total = sum(counts)
     threshold = max(min_herd, -(-HERD_FACTOR * total // max(minutes, 1)))
     herds = _herds(counts, threshold, hits)
     return Forecast(start_ms, minutes, counts, threshold, herds, total, truncated)
 
 
-def _herds(counts: list[int], threshold: int, hits: list[tuple[Planned, list[int]]]) -> list[Herd]:
+def _herds(
+    counts: list[int], threshold: int, hits: list[tuple[list[Planned], list[int]]]
+) -> list[Herd]:
     """The busiest herd minutes (at most HERDS_LISTED, in time order) and who makes them."""
     herd_minutes = [m for m, n in enumerate(counts) if n >= threshold]
     busiest = sorted(herd_minutes, key=lambda m: (-counts[m], m))[:HERDS_LISTED]
     herds = {m: Herd(m, counts[m]) for m in sorted(busiest)}
-    for planned, minute_list in hits:
+    for share, minute_list in hits:
         for m in set(minute_list) & herds.keys():
             herd = herds[m]
-            if len(herd.schedules) < SCHEDULES_PER_HERD:
-                herd.schedules.append(planned.schedule_id)
-            else:
-                herd.more += 1
+            room = max(SCHEDULES_PER_HERD - len(herd.schedules), 0)
+            herd.schedules += [planned.schedule_id for planned in share[:room]]
+            herd.more += max(len(share) - room, 0)
     for herd in herds.values():
         herd.schedules.sort()
     return list(herds.values())
