@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -26,6 +27,7 @@ from service.worker.targets.base import AttemptResult
 
 log = logging.getLogger(__name__)
 
+REQUEUE_EVERY_S = 0.25
 PAYLOAD_FIELDS = ("rule", "trigger", "incident", "subject", "summary", "count")
 IDS = ("schedule_id", "workflow_id", "run_id")
 
@@ -64,6 +66,7 @@ class Delivery:
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
         self._tasks: set[asyncio.Task[None]] = set()
+        self._next_requeue = self._next_reclaim = 0.0
         self.sent = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -81,15 +84,23 @@ class Delivery:
                 task.cancel()
 
     async def round(self) -> int:
-        """Requeue due retries, reclaim abandoned entries, take new ones, start them."""
-        await self.store.requeue(self.senders.now_ms())
+        """Requeue due retries and reclaim abandoned entries (each now and then: a round
+        trip a round would cost more than the sends), take new ones, start them."""
+        now = time.monotonic()
+        if now >= self._next_requeue:
+            self._next_requeue = now + min(self.retry_base_ms / 2000, REQUEUE_EVERY_S)
+            await self.store.requeue(self.senders.now_ms())
         free = self._concurrency - len(self._tasks)
         if free <= 0:
             await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
             return 0
-        entries = await self.store.reclaim(self.consumer, self.idle_ms, free)
+        entries: list[tuple[str, str]] = []
+        if now >= self._next_reclaim:
+            self._next_reclaim = now + self.idle_ms / 4000
+            entries = await self.store.reclaim(self.consumer, self.idle_ms, free)
         if not entries:
-            entries = await self.store.take(self.consumer, free, self.block_ms)
+            block = min(self.block_ms, int(REQUEUE_EVERY_S * 1000))
+            entries = await self.store.take(self.consumer, free, block)
         for entry_id, record_id in entries:
             task = asyncio.create_task(self.deliver(entry_id, record_id))
             self._tasks.add(task)

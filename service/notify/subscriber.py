@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -106,6 +107,7 @@ class Subscriber:
         self.probe_s = probe_s
         self.admitted = 0
         self.started_ms: int | None = None
+        self._next_reclaim: dict[int, float] = {}
 
     # -- the log --------------------------------------------------------------------------
 
@@ -146,10 +148,14 @@ class Subscriber:
     async def step(self, partition: int) -> int:
         """Handle one batch: entries abandoned by a dead reader first, then new ones."""
         stream = self.keys.log(partition)
-        claimed: Any = await self.redis.xautoclaim(
-            stream, LOG_GROUP, self.consumer, self.idle_ms, "0-0", count=self.batch
-        )
-        entries = [e for e in claimed[1] if e[1]]
+        entries: list[Any] = []
+        now = time.monotonic()
+        if now >= self._next_reclaim.get(partition, 0.0):
+            self._next_reclaim[partition] = now + self.idle_ms / 4000
+            claimed: Any = await self.redis.xautoclaim(
+                stream, LOG_GROUP, self.consumer, self.idle_ms, "0-0", count=self.batch
+            )
+            entries = [e for e in claimed[1] if e[1]]
         if not entries:
             reply: Any = await self.redis.xreadgroup(
                 LOG_GROUP, self.consumer, {stream: ">"}, count=self.batch, block=self.block_ms
