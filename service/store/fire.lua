@@ -272,7 +272,8 @@ end
 --          of the schedules' state hashes, running sets, buffers, event indexes and of
 --          the run hashes (cs:{p}:state:schedule:, cs:{p}:running:, cs:{p}:buffer:,
 --          cs:{p}:events:schedule:, cs:{p}:run:)
--- then per request: how many arguments it has, then those (a single call's ARGV).
+-- then one argument per request: a JSON array of what a single call's ARGV would hold,
+-- its header decoded (one argument and one decoding per request, not five a fire).
 -- Not passed: each request's own keys (KEYS[3], [9] to [11] and the run hashes of a
 -- single call), built here from the prefixes: they share the partition's hash tag.
 --
@@ -283,20 +284,16 @@ local function fire_batch()
     return {'FENCED'}
   end
   local replies = {'BATCH'}
-  local at = 9
-  while at <= #ARGV do
-    local n = tonumber(ARGV[at])
-    local args = {}
-    for j = 1, n do args[j] = ARGV[at + j] end
-    at = at + n + 1
-    local h = cjson.decode(args[1])
+  for at = 9, #ARGV do
+    local args = cjson.decode(ARGV[at])
+    local h = args[1]
     if h.mode ~= 'schedule' then return redis.error_reply('ERR a batch holds ticker requests only') end
     local sid = h.sid
     local k = {KEYS[1], KEYS[2], ARGV[4] .. sid, KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7],
       ARGV[5] .. sid, ARGV[6] .. sid, ARGV[7] .. sid}
     if h.target ~= 'none' then
       local stride = h.traced and 5 or 4
-      for i = 0, (n - 1) / stride - 1 do k[h.runs_from + i] = ARGV[8] .. args[4 + i * stride] end
+      for i = 0, (#args - 1) / stride - 1 do k[h.runs_from + i] = ARGV[8] .. args[4 + i * stride] end
     end
     replies[#replies + 1] = fire_one(k, args, h, true)
   end

@@ -133,9 +133,7 @@ class FireScript:
             run_prefix,
         ]
         for r in requests:
-            one = self._args(r, SCHEDULE_RUNS_FROM, run_prefix)
-            args.append(len(one))
-            args += one
+            args.append(orjson.dumps([_header(r, SCHEDULE_RUNS_FROM, run_prefix), *_fires(r)]))
         return [lease, epoch, hwm, due, log, chain, queue], args
 
     def _partition_keys(self, p: int) -> tuple[str, ...]:
@@ -177,17 +175,18 @@ class FireScript:
         runs_from = len(keys) + 1
         if r.target != NO_TARGET:  # a run of no target succeeds at once: it has no hash
             keys += [run_prefix + fire.run_id for fire in r.fires]
-        return keys, self._args(r, runs_from, run_prefix)
+        return keys, [orjson.dumps(_header(r, runs_from, run_prefix)), *_fires(r)]
 
-    @staticmethod
-    def _args(r: FireRequest, runs_from: int, run_prefix: str) -> list[Any]:
-        args: list[Any] = [orjson.dumps(_header(r, runs_from, run_prefix))]
-        traces = r.traces
-        for i, fire in enumerate(r.fires):
-            args += [fire.nominal, to_rfc3339(fire.nominal), fire.run_id, fire.fire_id]
-            if traces:
-                args.append(traces[i] if i < len(traces) else "")
-        return args
+
+def _fires(r: FireRequest) -> list[str]:
+    """Per fire: nominal ms, nominal (RFC 3339), run id, fire id (and its traceparent)."""
+    out: list[str] = []
+    traces = r.traces
+    for i, fire in enumerate(r.fires):
+        out += [str(fire.nominal), to_rfc3339(fire.nominal), fire.run_id, fire.fire_id]
+        if traces:
+            out.append(traces[i] if i < len(traces) else "")
+    return out
 
 
 def _header(r: FireRequest, runs_from: int, run_prefix: str) -> dict[str, Any]:

@@ -166,28 +166,30 @@ class Ticker:
     async def _fire_and_plan(
         self, partition: int, batch: DueBatch, requests: list[FireRequest]
     ) -> tuple[tuple[DueBatch, list[FireRequest]] | None, list[FireReply]]:
-        """Fire a batch and, meanwhile, read and plan the next one (if any)."""
+        """Fire a batch and, while Redis runs it, plan the next one (if any). The next
+        is read first: a read sent after the fire would wait behind it in Redis."""
+        following = await self._read_next(partition, batch)
         firing = asyncio.ensure_future(self._run(requests))
         try:
-            following = await self._plan_next(partition, batch)
+            await asyncio.sleep(0)  # the fire is sent before the planning takes the CPU
+            planned = None
+            if following is not None:
+                planned = following, await self._requests(partition, following)
         except asyncio.CancelledError:
             firing.cancel()
             raise
         except Exception:
             await asyncio.gather(firing, return_exceptions=True)
             raise
-        return following, await firing
+        return planned, await firing
 
-    async def _plan_next(
-        self, partition: int, batch: DueBatch
-    ) -> tuple[DueBatch, list[FireRequest]] | None:
+    async def _read_next(self, partition: int, batch: DueBatch) -> DueBatch | None:
+        """The batch after a full one, while the lease needs no renewing yet."""
         lease = self.leases[partition]
         if len(batch.schedules) < self.due.batch_size or lease.renew_due() or not lease.held():
             return None
         following = await self.due.read(partition, after=batch)
-        if not following.schedules:
-            return None
-        return following, await self._requests(partition, following)
+        return following if following.schedules else None
 
     def _behind(self, partition: int, batch: DueBatch) -> None:
         """How long the earliest due schedule has waited: the metric, and a log line
