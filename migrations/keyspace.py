@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 
 from migrations import m002_state_status
-from migrations.partitions import check_partitions
+from migrations.partitions import FIELD as PARTITIONS_FIELD
+from migrations.partitions import PROGRESS, check_partitions, recorded_partitions
+from migrations.repartition import RepartitionReport, repartition
 from service.errors import CronstreamError, KeyspaceVersionError
 from service.store.keys import Keyspace
 from service.store.scripts import load_script
@@ -92,6 +94,7 @@ class MigrateReport:
     after: int
     applied: list[str] = field(default_factory=list)
     stamped_fresh: bool = False
+    repartitioned: RepartitionReport | None = None
 
 
 async def recorded_version(redis: Redis, keys: Keyspace) -> int | None:
@@ -181,27 +184,40 @@ async def migrate(
     target: int = KEYSPACE_VERSION,
     wait_s: float = 30.0,
     lock_ttl_ms: int = LOCK_TTL_MS,
+    partitions: int | None = None,
 ) -> MigrateReport:
-    """Bring the keyspace to ``target``; a no-op when it is there already.
+    """Bring the keyspace to ``target``, then to ``partitions`` partitions if given
+    (migrations/repartition.py); a no-op when it is there already.
 
-    Raises MigrationLocked when another migrate holds the lock for ``wait_s``, and
-    KeyspaceVersionError when the keyspace is newer than ``target``.
+    Raises MigrationLocked when another migrate holds the lock for ``wait_s``,
+    KeyspaceVersionError when the keyspace is newer than ``target``, and
+    RepartitionRefused when a re-partition cannot run now.
     """
     check_registry(migrations, target)
     async with _Lock(redis, keys, lock_ttl_ms).held(wait_s) as lock:
         found = await recorded_version(redis, keys)
         if found is None:
             await lock.call("stamp", target)
+            await redis.hsetnx(keys.meta, PARTITIONS_FIELD, partitions or keys.partitions)
             return MigrateReport(target, target, stamped_fresh=True)
         if found > target:
             raise KeyspaceVersionError(found, target)
+        current = await recorded_partitions(redis, keys) or await check_partitions(redis, keys)
         report = MigrateReport(found, found)
+        recorded = Keyspace(keys.prefix, current)
         for migration in migrations:
             if migration.version <= found:
                 continue
-            await migration.apply(redis, keys)
+            await migration.apply(redis, recorded)
             if not await lock.call("stamp", migration.version):
                 raise MigrationLockLost(migration.version)
             report.after = migration.version
             report.applied.append(f"{migration.version}: {migration.name}")
+        if partitions is not None and (partitions != current or await _interrupted(redis, keys)):
+            report.repartitioned = await repartition(redis, keys, current, partitions)
         return report
+
+
+async def _interrupted(redis: Redis, keys: Keyspace) -> bool:
+    """A re-partition stopped half way (the same count asked again finishes it)."""
+    return bool(await redis.hexists(keys.meta, PROGRESS))

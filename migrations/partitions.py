@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from service.errors import CronstreamError
@@ -23,6 +24,7 @@ from service.store.eventstore import as_text
 from service.store.keys import Keyspace
 
 FIELD = "partitions"
+PROGRESS = "repartition"  # set while a re-partition runs (migrations/repartition.py)
 SAMPLE = 20  # events per log whose placement is checked on a keyspace without a count
 SCAN_COUNT = 1000
 SCAN_BOUND = 10_000_000
@@ -47,8 +49,24 @@ async def recorded_partitions(redis: Redis, keys: Keyspace) -> int | None:
     return None if raw is None else int(raw)
 
 
+class RepartitionUnfinished(CronstreamError, RuntimeError):
+    """A re-partition stopped half way: the keyspace is in neither layout."""
+
+    def __init__(self, progress: bytes | str) -> None:
+        state = orjson.loads(progress)
+        super().__init__(
+            f"a re-partition from {state['from']} to {state['to']} partitions stopped in its "
+            f"{state['phase']} phase: run `cronstream migrate --partitions {state['to']}` "
+            "to finish it before starting cronstream"
+        )
+
+
 async def check_partitions(redis: Redis, keys: Keyspace) -> int:
-    """Record the count on a keyspace that has none; refuse one that differs."""
+    """Record the count on a keyspace that has none; refuse one that differs, or one that
+    a re-partition left half way."""
+    progress = await redis.hget(keys.meta, PROGRESS)
+    if progress is not None:
+        raise RepartitionUnfinished(progress)
     found = await recorded_partitions(redis, keys)
     if found is None:
         found = await _inferred(redis, keys)
