@@ -177,6 +177,8 @@ def send_mail(
             retryable=exc.smtp_code in SMTP_TRANSIENT,
             status=exc.smtp_code,
         )
+    except smtplib.SMTPNotSupportedError as exc:  # no STARTTLS or AUTH: the channel's setup
+        return AttemptResult.failure(f"SMTP: {exc}"[:300], retryable=False)
     except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
         return AttemptResult.failure(f"SMTP: {type(exc).__name__}: {exc}"[:300], retryable=True)
 

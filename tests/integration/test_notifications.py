@@ -412,3 +412,42 @@ async def test_a_ticker_that_falls_behind_is_told_once_a_window(
     assert record["trigger"] == "ticker_behind" and record["subject"] == "partition-0"
     assert record["details"]["overdue"].startswith("2m")
     assert "the ticker is behind on partition 0" in record["summary"]
+
+
+async def test_channel_secrets_stay_out_of_records_views_logs_and_the_log(
+    stack: Stack, receiver: Receiver, mailbox: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    api = stack.api
+    slack_url = receiver.url + "/T0SECRET-B0SECRET-tokentokentoken"
+    password = "pw-never-shown-0xC0FFEE"
+    await put(
+        api, "/v1/notifications/channels/team", {"target": {"type": "slack", "url": slack_url}}, 201
+    )
+    mail = {"type": "email", "host": "127.0.0.1", "port": mailbox.port, "from": "cs@example.com"}
+    mail |= {"to": ["ops@example.com"], "username": "cs", "password": password}
+    await put(api, "/v1/notifications/channels/mail", {"target": mail}, 201)
+    secret = await hook_channel(api, receiver.url + "/hook")
+    rule = {"on": "run_failed", "channels": ["team", "mail", "hook"]}
+    await put(api, "/v1/notifications/rules/all", rule, 201)
+    await failing_workflow(api, receiver.url + "/fail")
+    receiver.statuses |= {"fail": [500], "T0SECRET-B0SECRET-tokentokentoken": [500]}
+
+    with caplog.at_level("DEBUG"):
+        await run_now(api)
+        told = {r["channel"]: r for r in await settled(api, 3)}
+
+    assert told["team"]["status"] == "failed"  # the Slack receiver never took it
+    # the server offers no login without TLS: no retry can help
+    assert told["mail"]["status"] == "failed" and told["mail"]["attempts"] == 1
+    assert told["hook"]["status"] == "sent"
+    shown = [
+        await (await api.get(p)).text() for p in ("/v1/notifications", "/v1/notifications/channels")
+    ]
+    shown.append(await (await api.get("/v1/events", params={"limit": "500"})).text())
+    entries = await stack.redis.xrange(stack.keys.log(0))
+    shown.append(str(entries))
+    ours = ("service", "cronstream", "projections")  # not the receivers' own access logs
+    shown += [r.getMessage() for r in caplog.records if r.name.startswith(ours)]
+    for text in shown:
+        for value in ("T0SECRET", password, secret):
+            assert value not in text
