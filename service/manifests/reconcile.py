@@ -49,6 +49,7 @@ from service.store.eventstore import (
     PendingAppend,
 )
 from service.store.namespaces import NamespaceQuotas
+from service.store.secrets import SigningSecrets
 
 ACTOR = "apply"
 VALIDATED_TTL_S = 7 * 86_400
@@ -148,7 +149,18 @@ async def apply(store: EventStore, planned: Plan, options: Options, actor: str =
                 report.applied.append(_applied(change, result))
             else:
                 report.applied.append(await _again(store, change, options, actor))
+    await _forget_secrets(store, report)
     return report
+
+
+async def _forget_secrets(store: EventStore, report: Report) -> None:
+    """A pruned workflow's stored signing secrets go with it, as with the API's delete:
+    one defined again under its id starts with none."""
+    secrets = SigningSecrets(store.redis, store.keys)
+    for item in report.applied:
+        change = item.change
+        if change.kind == wf.KIND and change.action is Action.DELETE and item.error is None:
+            await secrets.forget(change.id)
 
 
 async def apply_paths(

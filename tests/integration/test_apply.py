@@ -98,6 +98,7 @@ async def test_apply_creates_updates_prunes_and_a_second_apply_appends_nothing(
 
     pruned = await run(redis, keys, tmp_path, prune=True)
     assert actions(pruned) == [("delete", "schedule", "s3")]
+    assert [(a.change.id, a.version, a.error) for a in pruned.applied] == [("s3", 2, None)]
     assert pruned.plan.changes[0].reason == "pruned: no longer declared in b.yaml"
     snapshot, _ = await store.load("schedule", "s3")
     assert snapshot is not None and snapshot["deleted"]
@@ -277,3 +278,19 @@ async def test_the_default_namespace_quota_holds_for_files(
     assert await log_length(redis, keys) == 0
     (tmp_path / "b.yaml").unlink()
     assert (await run(redis, keys, tmp_path)).appended == 3
+
+
+async def test_a_pruned_workflow_goes_with_its_stored_secrets(
+    redis: Redis, keys: Keyspace, tmp_path: Path
+) -> None:
+    (tmp_path / "a.yaml").write_text(A)
+    (tmp_path / "b.yaml").write_text("workflows:\n  - id: old\n    target: {type: none}\n")
+    await run(redis, keys, tmp_path)
+    secrets = keys.signing_secrets(keys.partition_of("old"), "old")
+    await redis.hset(secrets, "s1", "sealed")  # as a stored secret would be
+    (tmp_path / "b.yaml").unlink()
+    report = await run(redis, keys, tmp_path, prune=True)
+    assert actions(report) == [("delete", "workflow", "old")]
+    assert await redis.exists(secrets) == 0
+    snapshot, _ = await EventStore(redis, keys).load("workflow", "old")
+    assert snapshot is not None and snapshot["deleted"]
