@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser.conftest import Client
+from tests.process import Service
 
 pytestmark = pytest.mark.browser
 
@@ -169,3 +170,26 @@ def test_the_editor_marks_dst_and_shows_what_an_edit_changes(page: Page, v1: Cli
     page.get_by_role("button", name="Save changes").click()
     expect(page).to_have_url(re.compile(r"/console/schedules/daily-two$"))
     assert v1.call("GET", "/v1/schedules/daily-two")[1]["spec"]["cron"] == ["0 2,3 * * *"]
+
+
+def test_reading_and_the_forms_need_no_javascript(
+    browser: Browser, service: Service, v1: Client
+) -> None:
+    workflow(v1, "wf")
+    schedule(v1, "plain-html", HOURLY_AT_17)
+    context = browser.new_context(base_url=service.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto("/console/schedules?q=plain-html")
+        row = page.locator('tr[data-schedule="plain-html"]')
+        expect(row).to_contain_text("At minute 17")
+        row.get_by_label("Note for pausing plain-html").fill("no script needed")
+        row.get_by_role("button", name="Pause").click()
+        expect(row.locator(".chip")).to_have_text("paused")
+        row.get_by_role("link", name="plain-html").click()
+        expect(page.locator("#history")).to_contain_text("no script needed")
+        expect(page.locator("table.timeline")).to_be_visible()
+        page.goto("/console/runs?trigger=manual")
+        expect(tab(page, "Manual")).to_have_attribute("aria-current", "true")
+    finally:
+        context.close()
