@@ -121,10 +121,11 @@ class Keyspace:
         their last heartbeat (Redis ms), under one hash tag so one script prunes and counts it."""
         return f"{self.prefix}:{{members}}:{role}"
 
-    def validated_file(self, digest: str) -> str:
-        """What validating a schedule file gave (service/manifests/files.py), by the digest
-        of its bytes and of the code that validated it, so ``apply`` parses it once."""
-        return f"{self.prefix}:{{files}}:validated:{digest}"
+    def validated_file(self, name_digest: str) -> str:
+        """What validating a schedule file gave (service/manifests/files.py), by a digest
+        of the file's name: one per file, its content's digest first, so ``apply`` parses
+        a file once per change of it."""
+        return f"{self.prefix}:{{files}}:validated:{name_digest}"
 
     # circuit breakers: one hash per target host, all under one hash tag so the
     # breaker script can keep the list of hosts in step on a Redis Cluster
