@@ -185,18 +185,29 @@ async def apply_paths(
 async def read_manifest(store: EventStore, paths: Iterable[Path | str]) -> Manifest:
     """``load_files``, except that a file validated before (the same bytes, by the same
     code) is read from what that validation left in Redis rather than parsed again:
-    parsing YAML is most of an apply's time, and most applies change few files."""
+    parsing YAML is most of an apply's time, and most applies change few files. Redis
+    keeps one entry per file name (the last content validated), for a week."""
     sources, whole_dirs = read_sources(paths)
-    names = [store.keys.validated_file(source.digest) for source in sources]
+    names = [_cache_key(store, source.name) for source in sources]
     blobs: list[Any] = await store.redis.mget(names) if names else []
-    known = {s.digest: blob for s, blob in zip(sources, blobs, strict=True) if blob is not None}
+    known = {}
+    for source, blob in zip(sources, blobs, strict=True):
+        digest, _, validated = (blob or b"").partition(b"\n")
+        if digest.decode() == source.digest:
+            known[source.digest] = validated
     manifest, fresh = load_sources(sources, whole_dirs, known)
     if fresh:
         async with store.redis.pipeline(transaction=False) as pipe:
-            for digest, blob in fresh.items():
-                pipe.set(store.keys.validated_file(digest), blob, ex=VALIDATED_TTL_S)
+            for source in sources:
+                if source.digest in fresh:
+                    entry = source.digest.encode() + b"\n" + fresh[source.digest]
+                    pipe.set(_cache_key(store, source.name), entry, ex=VALIDATED_TTL_S)
             await pipe.execute()
     return manifest
+
+
+def _cache_key(store: EventStore, name: str) -> str:
+    return store.keys.validated_file(hashlib.sha256(name.encode()).hexdigest()[:32])
 
 
 def _stage(change: Change) -> int:

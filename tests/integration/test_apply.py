@@ -240,6 +240,8 @@ async def test_a_file_validated_before_is_not_parsed_again(
     changed = await read_manifest(store, [tmp_path])
     assert parsed == ["b.yaml"]
     assert changed.schedules[-1].config.spec.cron == ["*/20 * * * *"]
+    kept = [key async for key in redis.scan_iter(match=keys.validated_file("*"))]
+    assert len(kept) == 2  # one per file, its last content
 
 
 async def test_apply_over_several_partitions(redis: Redis, tmp_path: Path) -> None:
