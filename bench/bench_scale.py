@@ -1,0 +1,409 @@
+"""Scale benchmark: one ticker process under a steady load and under a thundering herd,
+and Redis memory per idle schedule.
+
+1. memory: N schedules created through the command path, the views built by a
+   projector process; Redis ``used_memory`` before and after, divided by N, and a
+   breakdown by kind of key (``MEMORY USAGE`` of a sample of each kind).
+2. steady: the same N schedules, each due every 5 s (interval offsets on a 5 ms grid,
+   so 1,000 distinct specs), workflow target ``none``; one ``serve --roles ticker``
+   and one ``serve --roles projector`` process. Over a measured window: fires per
+   second, lateness (append time, the stream id, minus the nominal time)
+   p50/p99/max, duplicates, misses, the projector's lag, and where the time goes
+   (CPU seconds per second of the ticker and of Redis, script time per fire).
+3. herd: a fresh Redis, N schedules every hour all due at one instant T; the
+   ticker and projector running. Time from T until the last fire is appended, and
+   until the projector has applied it (the last view updated).
+
+``--ticker-tree DIR`` runs the ticker process from another checkout of cronstream
+(e.g. an older commit, for before/after figures); everything else runs from this one.
+
+    python bench/bench_scale.py                          # 100,000 schedules, all parts
+    python bench/bench_scale.py --schedules 20000 --seconds 20
+    python bench/bench_scale.py --parts steady --ticker-tree /tmp/cronstream-before
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import (
+    REPO_ROOT,
+    Deadline,
+    cpu_seconds,
+    machine_line,
+    mib,
+    peak_rss_kb,
+    percentile,
+    redis_server,
+    stop_process,
+)
+
+PERIOD_MS = 5000
+GRID_MS = 5  # offsets on a 5 ms grid: 1,000 distinct specs per 5 s
+HOUR_MS = 3_600_000
+LOG = "cs:{0}:log"
+DUE = "cs:{0}:due"
+CHECKPOINT = "cs:{0}:proj:views"
+
+
+def offset_of(i: int, count: int) -> int:
+    return ((i * PERIOD_MS) // count) // GRID_MS * GRID_MS
+
+
+def sid_of(i: int) -> str:
+    return f"s{i:07d}"
+
+
+# -- setup -------------------------------------------------------------------------------
+
+
+async def create(url: str, count: int, spec_of: Callable[[int], dict[str, Any]]) -> float:
+    """N schedules through the command path (as the API would), at a bounded concurrency;
+    returns the seconds it took."""
+    from redis.asyncio import Redis
+
+    from migrations.keyspace import check_keyspace
+    from service.commands import (
+        SCHEDULES,
+        WORKFLOWS,
+        CommandService,
+        ProjectionWaiter,
+        RequestContext,
+    )
+    from service.domain import schedule as sched
+    from service.domain import workflow as wf
+    from service.store.eventstore import EventStore
+    from service.store.keys import Keyspace
+
+    keys = Keyspace()
+    client = Redis.from_url(url, socket_connect_timeout=30, socket_timeout=60, max_connections=80)
+    await check_keyspace(client, keys)
+    commands = CommandService(
+        EventStore(client, keys), ProjectionWaiter(client, keys), wait_timeout_s=0
+    )
+    target = wf.WorkflowConfig.model_validate({"target": {"type": "none"}})
+    await commands.execute(WORKFLOWS, "w", wf.PutWorkflow("w", target), RequestContext())
+    gate = asyncio.Semaphore(64)
+    started = time.perf_counter()
+
+    async def one(i: int) -> None:
+        config = sched.ScheduleConfig.model_validate(
+            {"workflow_id": "w", "spec": spec_of(i), "policy": {"catchup": "all"}}
+        )
+        async with gate:
+            await commands.execute(
+                SCHEDULES, sid_of(i), sched.CreateSchedule(sid_of(i), config), RequestContext()
+            )
+
+    await asyncio.gather(*(one(i) for i in range(count)))
+    elapsed = time.perf_counter() - started
+    await client.aclose()
+    return elapsed
+
+
+@contextmanager
+def serve(url: str, roles: str, work: Path, tree: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m service serve --roles ROLES`` from ``tree``, stopped on exit."""
+    env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(tree)}
+    log = open(work / f"{roles}.log", "wb")
+    args = ["serve", "--roles", roles, "--log-level", "WARNING", "--data-dir", str(work / roles)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service", *args],
+        cwd=tree,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+def redis_ms(client: Any) -> int:
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def wait(seconds: float) -> None:
+    deadline = Deadline(seconds)
+    while not deadline.expired():
+        time.sleep(min(0.2, deadline.remaining()))
+
+
+def projector_lag_ms(client: Any) -> int:
+    """Age of the oldest log entry the views have not applied (0: caught up)."""
+    raw = client.hget(CHECKPOINT, "position")
+    start = "(" + raw.decode() if raw else "-"
+    pending = client.xrange(LOG, min=start, count=1)
+    if not pending:
+        return 0
+    return max(0, redis_ms(client) - int(pending[0][0].split(b"-")[0]))
+
+
+def wait_projected(client: Any, timeout_s: float) -> bool:
+    deadline = Deadline(timeout_s)
+    while not deadline.expired():
+        if projector_lag_ms(client) == 0:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# -- memory ------------------------------------------------------------------------------
+
+KINDS = (
+    ("state hash", b"cs:{0}:state:schedule:"),
+    ("event index", b"cs:{0}:events:schedule:"),
+    ("views", b"cs:{0}:view:"),
+)
+
+
+def memory(client: Any, count: int, before: int) -> None:
+    """Redis memory per idle schedule: the whole delta, then by kind of key."""
+    info = client.info("memory")
+    used = int(info["used_memory"])
+    print(f"memory: {count} idle schedules, used_memory +{(used - before) / 2**20:.1f} MiB")
+    print(
+        f"  per schedule, everything (log, state, indexes, views): {(used - before) / count:.0f} B"
+    )
+    sampled: dict[str, list[int]] = {name: [] for name, _ in KINDS}
+    keys_of: dict[str, int] = dict.fromkeys(sampled, 0)
+    for key in client.scan_iter(count=5000):
+        for name, prefix in KINDS:
+            if key.startswith(prefix):
+                keys_of[name] += 1
+                if len(sampled[name]) < 2000:
+                    sampled[name].append(int(client.memory_usage(key, samples=0) or 0))
+    parts: dict[str, float] = {}
+    for name, values in sampled.items():
+        if values:
+            parts[name] = sum(values) / len(values) * keys_of[name] / count
+    for key, name in ((LOG, "log (ScheduleCreated)"), (DUE, "due index"), ("cs:{0}:hwm", "hwm")):
+        size = int(client.memory_usage(key, samples=0) or 0)
+        parts[name] = size / count
+    for name, per in parts.items():
+        print(f"  {name}: {per:.0f} B/schedule")
+    idle = parts["state hash"] + parts["due index"] + parts.get("views", 0.0)
+    print(f"  state hash + due index entry + views: {idle:.0f} B/schedule")
+
+
+# -- steady ------------------------------------------------------------------------------
+
+
+def analyse(client: Any, count: int, t0: int, t1: int) -> dict[str, Any]:
+    """Lateness, duplicates and misses of every nominal time in [t0, t1)."""
+    lateness: list[int] = []
+    seen: dict[str, set[int]] = {}
+    duplicates = 0
+    start = f"{t0 - 60_000}-0"
+    while True:
+        entries = client.xrange(LOG, min=start, count=20_000)
+        if not entries:
+            break
+        for eid, fields in entries:
+            if fields[b"type"] != b"ScheduleFired":
+                continue
+            nominal = int(orjson.loads(fields[b"data"])["fire_id"].split(":")[1])
+            if t0 <= nominal < t1:
+                got = seen.setdefault(fields[b"sid"].decode(), set())
+                duplicates += nominal in got
+                got.add(nominal)
+                lateness.append(int(eid.split(b"-")[0]) - nominal)
+        ms, seq = entries[-1][0].decode().split("-")
+        start = f"{ms}-{int(seq) + 1}"
+    missed = 0
+    for i in range(count):
+        offset = offset_of(i, count)
+        first = ((t0 - offset + PERIOD_MS - 1) // PERIOD_MS) * PERIOD_MS + offset
+        missed += len(set(range(first, t1, PERIOD_MS)) - seen.get(sid_of(i), set()))
+    return {"lateness": sorted(lateness), "duplicates": duplicates, "missed": missed}
+
+
+def redis_cpu(client: Any) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def script_usec(client: Any) -> tuple[int, int]:
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0)), int(stats.get("usec", 0))
+
+
+def steady(client: Any, url: str, args: argparse.Namespace, work: Path) -> None:
+    with (
+        serve(url, "projector", work, REPO_ROOT),
+        serve(url, "ticker", work, args.ticker_tree) as ticker,
+    ):
+        wait(args.warmup)
+        t0, cpu0 = redis_ms(client), cpu_seconds(ticker.pid) or 0.0
+        rcpu0, (calls0, usec0) = redis_cpu(client), script_usec(client)
+        lags: list[int] = []
+        window = Deadline(args.seconds)
+        while not window.expired():
+            lags.append(projector_lag_ms(client))
+            time.sleep(min(0.5, window.remaining()))
+        t1, cpu1 = redis_ms(client), cpu_seconds(ticker.pid) or 0.0
+        rcpu1, (calls1, usec1) = redis_cpu(client), script_usec(client)
+        wait(3.0)  # the window's last nominal times land
+        rss = peak_rss_kb(ticker.pid)
+    result = analyse(client, args.schedules, t0, t1)
+    lateness, seconds = result["lateness"], (t1 - t0) / 1000
+    fires = len(lateness)
+    print(
+        f"steady: {args.schedules} schedules every 5s, 1 ticker process, window {seconds:.1f}s"
+        + (f", ticker from {args.ticker_tree}" if args.ticker_tree != REPO_ROOT else "")
+    )
+    print(
+        f"  fires {fires} = {fires / seconds:,.0f}/s (due: {args.schedules / 5:,.0f}/s); "
+        f"duplicates {result['duplicates']}; missed {result['missed']}"
+    )
+    if lateness:
+        print(
+            f"  lateness ms: p50 {percentile(lateness, 50):.0f}  p99 "
+            f"{percentile(lateness, 99):.0f}  max {lateness[-1]}"
+        )
+    if lags:
+        print(
+            f"  projector lag ms (sampled every 0.5 s): p50 {percentile(lags, 50):.0f}  "
+            f"max {max(lags)}"
+        )
+    per_fire = (usec1 - usec0) / max(fires, 1)
+    print(
+        f"  where the time goes: ticker CPU {(cpu1 - cpu0) / seconds:.2f} s/s, "
+        f"redis CPU {(rcpu1 - rcpu0) / seconds:.2f} s/s, scripts (ticker's and projector's) "
+        f"{per_fire:.0f} us/fire in {(calls1 - calls0) / seconds:,.0f} calls/s; "
+        f"ticker peak RSS {mib(rss)}"
+    )
+
+
+# -- herd --------------------------------------------------------------------------------
+
+
+def herd(args: argparse.Namespace, work: Path, rate: float) -> None:
+    """N schedules all due at one instant T, chosen after the time their creation takes."""
+    import redis as sync_redis
+
+    with redis_server(work / "redis-herd", appendonly=True) as server:
+        client = sync_redis.Redis.from_url(server.url)
+        lead_ms = int((args.schedules / rate * 1.6 + 20) * 1000)
+        at = redis_ms(client) + lead_ms
+        spec = {"intervals": [{"every": "1h", "offset": f"{at % HOUR_MS}ms"}]}
+        with (
+            serve(server.url, "projector", work, REPO_ROOT),
+            serve(server.url, "ticker", work, args.ticker_tree),
+        ):
+            asyncio.run(create(server.url, args.schedules, lambda _i: spec))
+            ahead = at - redis_ms(client)
+            print(
+                f"herd: {args.schedules} schedules due at one instant, "
+                f"created {ahead / 1000:.1f}s ahead of it"
+            )
+            deadline = Deadline(lead_ms / 1000 + 120)
+            while client.zcount(DUE, "-inf", at) or redis_ms(client) < at:
+                if deadline.expired():
+                    print("  not all fired within 120 s of the instant")
+                    return
+                time.sleep(0.01)
+            fired, schedules, last_id = herd_fires(client, at)
+            applied = Deadline(120)
+            while not applied.expired() and not projected_past(client, last_id):
+                time.sleep(0.02)
+            viewed = redis_ms(client)
+        last_fire = int(last_id.split(b"-")[0]) if last_id else at
+        print(
+            f"  fired {fired} (duplicates {fired - schedules}, "
+            f"missed {args.schedules - schedules}); the last fire appended "
+            f"{(last_fire - at) / 1000:.2f}s after the instant, the last view updated "
+            f"{(viewed - at) / 1000:.2f}s after it"
+        )
+        client.close()
+
+
+def herd_fires(client: Any, at: int) -> tuple[int, int, bytes]:
+    """The herd's fires: how many, of how many schedules, and the last one's entry id."""
+    count, sids, last = 0, set(), b""
+    start = f"{at}-0"
+    while True:
+        entries = client.xrange(LOG, min=start, count=20_000)
+        if not entries:
+            return count, len(sids), last
+        for eid, fields in entries:
+            if fields[b"type"] == b"ScheduleFired":
+                count += 1
+                sids.add(fields[b"sid"])
+                last = eid
+        ms, seq = entries[-1][0].decode().split("-")
+        start = f"{ms}-{int(seq) + 1}"
+
+
+def projected_past(client: Any, entry_id: bytes) -> bool:
+    raw = client.hget(CHECKPOINT, "position")
+    if not raw:
+        return False
+    have = tuple(int(x) for x in raw.split(b"-"))
+    want = tuple(int(x) for x in entry_id.split(b"-"))
+    return have >= want
+
+
+# -- main --------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--schedules", type=int, default=100_000)
+    parser.add_argument("--seconds", type=float, default=30.0, help="steady: measured window")
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--parts", default="memory,steady,herd")
+    parser.add_argument("--ticker-tree", type=Path, default=REPO_ROOT)
+    args = parser.parse_args()
+    parts = set(args.parts.split(","))
+    import redis as sync_redis
+
+    print(machine_line())
+    rate = 1500.0  # schedules created per second, until measured
+    with tempfile.TemporaryDirectory(prefix="cs-bench-scale-") as tmp:
+        work = Path(tmp)
+        if parts & {"memory", "steady"}:
+            with redis_server(work / "redis", appendonly=True) as server:
+                client = sync_redis.Redis.from_url(server.url)
+                before = int(client.info("memory")["used_memory"])
+
+                def every_5s(i: int) -> dict[str, Any]:
+                    offset = offset_of(i, args.schedules)
+                    return {"intervals": [{"every": "5s", "offset": f"{offset}ms"}]}
+
+                created_s = asyncio.run(create(server.url, args.schedules, every_5s))
+                rate = args.schedules / created_s
+                print(f"created {args.schedules} schedules in {created_s:.1f}s ({rate:,.0f}/s)")
+                if "memory" in parts:
+                    with serve(server.url, "projector", work, REPO_ROOT):
+                        if not wait_projected(client, 300):
+                            print("memory: the projector did not catch up in 300 s")
+                    memory(client, args.schedules, before)
+                if "steady" in parts:
+                    steady(client, server.url, args, work)
+                client.close()
+        if "herd" in parts:
+            herd(args, work, rate)
+    print(machine_line().replace("machine:", "after:"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
