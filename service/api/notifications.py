@@ -16,6 +16,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 from yarl import URL
 
+from service.api import tenancy
 from service.api.context import (
     CLOCK,
     KEYS,
@@ -29,10 +30,12 @@ from service.api.context import (
     query_text,
     read_body,
 )
+from service.api.namespaces import namespace
 from service.api.params import AN_ID, ID, RUN_CURSOR, RUN_CURSOR_PATTERN, id_filter, limit, one_of
 from service.api.problems import field_errors
 from service.api.routing import Param, Reply, route
 from service.domain.ids import ID_PATTERN, is_valid_id
+from service.domain.namespaces import namespace_of
 from service.domain.notifications import (
     ChannelConfig,
     DeliveryStatus,
@@ -130,9 +133,10 @@ def _store(request: web.Request) -> NotificationStore:
 
 
 def _path_id(request: web.Request, *, for_write: bool, missing: type[Exception]) -> str:
+    """The internal id (in the request's namespace) of the channel or rule the path names."""
     named = request.match_info["id"]
     if is_valid_id(named):
-        return named
+        return tenancy.internal(request, named)
     if for_write:
         raise InvalidInput.one("id", AN_ID.replace("an id: ", "must be "))
     raise missing(named)
@@ -173,7 +177,7 @@ def channel_view(stored: Stored) -> dict[str, Any]:
     """A stored channel as shown: stored without its secrets, so shown as stored."""
     config = stored.config
     return {
-        "id": stored.id,
+        "id": tenancy.bare(stored.id),
         "description": config.get("description", ""),
         "target": {k: v for k, v in config["target"].items() if v is not None},
         "rate_per_minute": config["rate_per_minute"],
@@ -185,8 +189,9 @@ def channel_view(stored: Stored) -> dict[str, Any]:
 
 
 def rule_view(stored: Stored) -> dict[str, Any]:
+    """A rule as its namespace knows it (kept so: its ids are bare)."""
     config = RuleConfig.model_validate(stored.config)
-    view: dict[str, Any] = {"id": stored.id, **config.model_dump(mode="json")}
+    view: dict[str, Any] = {"id": tenancy.bare(stored.id), **config.model_dump(mode="json")}
     view["created_at"] = to_rfc3339(stored.created_ms)
     view["updated_at"] = to_rfc3339(stored.updated_ms)
     return view
@@ -251,7 +256,8 @@ async def get_channel(request: web.Request) -> web.StreamResponse:
 )
 async def list_channels(request: web.Request) -> web.StreamResponse:
     channels = await _store(request).channels()
-    return json_response({"items": [channel_view(c) for c in channels]})
+    mine = [channel_view(c) for c in channels if tenancy.owns(request, c.id)]
+    return json_response({"items": mine})
 
 
 @route(
@@ -325,7 +331,7 @@ async def get_rule(request: web.Request) -> web.StreamResponse:
 )
 async def list_rules(request: web.Request) -> web.StreamResponse:
     rules = await _store(request).rules()
-    return json_response({"items": [rule_view(r) for r in rules]})
+    return json_response({"items": [rule_view(r) for r in rules if tenancy.owns(request, r.id)]})
 
 
 @route(
@@ -358,14 +364,15 @@ def notification_view(record: dict[str, str]) -> dict[str, Any]:
     code = record.get("code")
     return {
         "id": record["id"],
-        **{name: record.get(name, "") for name in ("rule", "trigger", "incident", "subject")},
-        **{name: record.get(name, "") for name in ("channel", "status", "summary")},
+        **{name: tenancy.bare(record.get(name, "")) for name in ("rule", "subject", "channel")},
+        **{name: record.get(name, "") for name in ("trigger", "incident", "status", "summary")},
         "reason": text("reason"),
         "count": int(record.get("count") or 1),
         "attempts": int(record.get("attempts") or 0),
         "error": text("error"),
         "code": int(code) if code else None,
-        **{name: text(name) for name in ("schedule_id", "workflow_id", "run_id")},
+        **{name: _bare_or_none(text(name)) for name in ("schedule_id", "workflow_id")},
+        "run_id": text("run_id"),
         "details": orjson.loads(record.get("details") or "{}"),
         "occurred_at": moment("at") or moment("created"),
         "created_at": moment("created"),
@@ -375,7 +382,8 @@ def notification_view(record: dict[str, str]) -> dict[str, Any]:
     }
 
 
-FILTERS = ("status", "rule", "channel", "trigger")
+def _bare_or_none(internal: str | None) -> str | None:
+    return None if internal is None else tenancy.bare(internal)
 
 
 @route(
@@ -401,31 +409,39 @@ async def list_notifications(request: web.Request) -> web.StreamResponse:
     asked = {
         "status": query_choice(request, "status", STATUSES),
         "trigger": query_choice(request, "trigger", TRIGGERS),
-        "rule": query_text(request, "rule", ID_PATTERN, AN_ID),
-        "channel": query_text(request, "channel", ID_PATTERN, AN_ID),
+        "rule": tenancy.internal_or_none(request, query_text(request, "rule", ID_PATTERN, AN_ID)),
+        "channel": tenancy.internal_or_none(
+            request, query_text(request, "channel", ID_PATTERN, AN_ID)
+        ),
     }
     wanted = {k: v for k, v in asked.items() if v is not None}
     before = None
     if cursor is not None:
         at, _, rid = cursor.partition(":")
         before = (int(at), rid)
-    items, next_cursor = await _page(_store(request), before, size, wanted)
+    items, next_cursor = await _page(_store(request), before, size, wanted, namespace(request))
     return json_response({"items": items, "next_cursor": next_cursor})
 
 
 async def _page(
-    store: NotificationStore, before: tuple[int, str] | None, size: int, wanted: dict[str, str]
+    store: NotificationStore,
+    before: tuple[int, str] | None,
+    size: int,
+    wanted: dict[str, str],
+    space: str,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Up to ``size`` matching records; reads a bounded number of batches, and the cursor
-    moves past what was read, so a rare filter pages on rather than reads without end."""
+    """Up to ``size`` records of the namespace's rules that match; reads a bounded number
+    of batches, and the cursor moves past what was read, so a rare filter (or another
+    namespace's records) pages on rather than reads without end."""
     items: list[dict[str, Any]] = []
     for _ in range(SCAN_BATCHES):
-        batch = await store.records_page(before, SCAN_BATCH if wanted else size)
+        batch = await store.records_page(before, SCAN_BATCH if wanted else size * 2)
         if not batch:
             return items, None
         for at, record in batch:
             before = (at, record.get("id", ""))
-            if all(record.get(k) == v for k, v in wanted.items()):
+            mine = namespace_of(record.get("rule", "")) == space
+            if mine and all(record.get(k) == v for k, v in wanted.items()):
                 items.append(notification_view(record))
                 if len(items) == size:
                     return items, f"{at:013d}:{before[1]}"

@@ -32,6 +32,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from service.domain.ids import ID_PATTERN
+from service.domain.namespaces import DEFAULT, namespace_of, qualify, split
 from service.domain.timeutil import format_duration, to_rfc3339
 
 MINUTE_MS = 60_000
@@ -302,13 +303,39 @@ def lag_occurrence(
     )
 
 
-def matches(rule: RuleConfig, occurrence: Occurrence) -> bool:
-    """Whether a rule watches this occurrence (trigger, and its filters when set)."""
+def namespace_of_occurrence(occurrence: Occurrence) -> str:
+    """The namespace an occurrence is of: its schedule's or workflow's (the ticker's lag
+    is the service's, of ``default``)."""
+    if occurrence.trigger is Trigger.TICKER_BEHIND:
+        return DEFAULT
+    return namespace_of(occurrence.schedule_id or occurrence.workflow_id or occurrence.subject)
+
+
+def matches(rule: RuleConfig, occurrence: Occurrence, namespace: str = DEFAULT) -> bool:
+    """Whether a rule of ``namespace`` watches this occurrence: of its namespace only, of
+    its trigger, and its filters (internal ids, as the rule keeps them) when set."""
     if not rule.enabled or rule.on is not occurrence.trigger:
+        return False
+    if namespace_of_occurrence(occurrence) != namespace:
         return False
     if rule.schedule_id is not None and rule.schedule_id != occurrence.schedule_id:
         return False
     return rule.workflow_id is None or rule.workflow_id == occurrence.workflow_id
+
+
+def in_namespace(rule_id: str, rule: RuleConfig) -> RuleConfig:
+    """A rule kept as its namespace names things (bare ids), with those ids made internal
+    in the namespace of ``rule_id`` (an internal id), as events and channels are kept."""
+    space = namespace_of(rule_id)
+    if space == DEFAULT:
+        return rule
+    return rule.model_copy(
+        update={
+            "channels": [qualify(space, c) for c in rule.channels],
+            "schedule_id": None if rule.schedule_id is None else qualify(space, rule.schedule_id),
+            "workflow_id": None if rule.workflow_id is None else qualify(space, rule.workflow_id),
+        }
+    )
 
 
 def window_start(at_ms: int, window_ms: int) -> int:
@@ -383,17 +410,22 @@ _TITLES = {
 def summary(incident: Incident, count: int | None = None) -> str:
     """One line saying what happened (the Slack text, the mail's subject)."""
     occ = incident.occurrence
-    values: dict[str, Any] = {"run_id": occ.run_id, "schedule_id": occ.schedule_id}
+    values: dict[str, Any] = {"run_id": occ.run_id, "schedule_id": _bare(occ.schedule_id)}
     values |= occ.details
     line = "cronstream: " + _TITLES[occ.trigger].format_map(_Missing(values))
     if occ.trigger is not Trigger.TICKER_BEHIND and occ.schedule_id is None and occ.workflow_id:
-        line += f" (workflow {occ.workflow_id})"
+        line += f" (workflow {_bare(occ.workflow_id)})"
     if incident.window_start_ms is not None and count is not None:
         line += f": {count} time(s) since {to_rfc3339(incident.window_start_ms)}"
     error = occ.details.get("error") or occ.details.get("reason")
     if error and occ.trigger is not Trigger.OVERLAP_SKIPPED:
         line += f": {str(error)[:300]}"
     return line
+
+
+def _bare(internal: str | None) -> str | None:
+    """An id as its own namespace knows it (what is told goes to that namespace)."""
+    return None if internal is None else split(internal)[1]
 
 
 class _Missing(dict[str, Any]):

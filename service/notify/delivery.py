@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from service.domain.namespaces import split
 from service.domain.notifications import retry_delay_ms, should_retry
 from service.domain.timeutil import to_rfc3339
 from service.notify.channels import Message, Senders
@@ -38,6 +39,9 @@ def message_of(record: dict[str, str]) -> Message:
     payload |= {name: record.get(name, "") for name in PAYLOAD_FIELDS}
     payload["count"] = int(payload["count"] or 1)
     payload |= {name: record[name] for name in IDS if record.get(name)}
+    for name in ("rule", "subject", "schedule_id", "workflow_id"):
+        if name in payload:
+            payload[name] = split(payload[name])[1]  # as the rule's namespace knows it
     payload["at"] = to_rfc3339(int(record.get("at") or record.get("created") or 0))
     payload["details"] = orjson.loads(record.get("details") or "{}")
     return Message(record["id"], record.get("summary", ""), payload)

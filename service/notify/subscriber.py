@@ -27,6 +27,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from service.domain.namespaces import namespace_of
 from service.domain.notifications import (
     Incident,
     Occurrence,
@@ -202,7 +203,7 @@ class Subscriber:
         """Admit an occurrence to every rule that watches it."""
         admitted = []
         for rule_id, rule in self.rules.rules:
-            if matches(rule, occurrence):
+            if matches(rule, occurrence, namespace_of(rule_id)):
                 admitted.append(await self.admit(incident_of(rule_id, rule, occurrence), rule))
         return admitted
 
@@ -258,7 +259,7 @@ class Subscriber:
             due = int(oldest[0][1]) if oldest else None
             for rule_id, rule in rules:
                 occurrence = lag_occurrence(p, due, now, rule.lag)
-                if occurrence is not None and matches(rule, occurrence):
+                if occurrence is not None and matches(rule, occurrence, namespace_of(rule_id)):
                     incident = incident_of(rule_id, rule, occurrence)
                     told += (await self.admit(incident, rule)).outcome == "told"
         return told

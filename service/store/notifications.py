@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from service.config import SECRET_KEY_VAR
+from service.domain.namespaces import split
 from service.domain.notifications import (
     SECRET_FIELDS,
     SEEN_TTL_MS,
@@ -41,6 +42,7 @@ from service.domain.notifications import (
     ChannelType,
     Incident,
     RuleConfig,
+    in_namespace,
     windowed,
 )
 from service.errors import Conflict, NotFound
@@ -239,10 +241,13 @@ class NotificationStore:
 
     @translate_redis_errors
     async def put_rule(self, rule_id: str, config: RuleConfig, now_ms: int) -> Stored:
+        """Store a rule as its namespace names things (bare ids); ``rule_id`` is internal."""
         known = set(await self._ids("channels"))
-        for channel_id in config.channels:
-            if channel_id not in known:
-                raise ChannelMissing(rule_id, channel_id)
+        for channel_id, internal in zip(
+            config.channels, in_namespace(rule_id, config).channels, strict=True
+        ):
+            if internal not in known:
+                raise ChannelMissing(split(rule_id)[1], channel_id)
         key = self.key(f"rule:{rule_id}")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, "created", now_ms)
@@ -276,7 +281,9 @@ class NotificationStore:
         return int(await self.redis.get(self.key("version")) or 0)
 
     async def rule_configs(self) -> list[tuple[str, RuleConfig]]:
-        return [(r.id, RuleConfig.model_validate(r.config)) for r in await self.rules()]
+        """Every rule with the ids it names made internal (as events and channels name them)."""
+        rules = await self.rules()
+        return [(r.id, in_namespace(r.id, RuleConfig.model_validate(r.config))) for r in rules]
 
     @translate_redis_errors
     async def delete_rule(self, rule_id: str) -> None:

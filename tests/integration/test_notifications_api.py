@@ -260,3 +260,36 @@ async def test_the_list_pages_newest_first_and_filters(
     assert told["schedule_id"] == "s1" and told["trigger"] == "fires_missed"
     assert (await keyed.get("/v1/notifications?status=lost")).status == 422
     assert (await keyed.get("/v1/notifications?cursor=nope")).status == 422
+
+
+async def test_each_namespace_has_its_own_channels_rules_and_records(
+    redis: Redis, keys: Keyspace, keyed: TestClient
+) -> None:
+    team = {"Cronstream-Namespace": "team"}
+    slack = {"target": {"type": "slack", "url": SLACK_URL}}
+    for headers in (team, {}):
+        r = await keyed.put("/v1/notifications/channels/ops", json=slack, headers=headers)
+        assert r.status == 201, await r.text()
+        rule = {"on": "fires_missed", "channels": ["ops"], "schedule_id": "s1", "cooldown_s": 0}
+        r = await keyed.put("/v1/notifications/rules/r", json=rule, headers=headers)
+        assert r.status == 201, await r.text()
+        view = await r.json()
+        assert view["id"] == "r" and view["channels"] == ["ops"] and view["schedule_id"] == "s1"
+    await keyed.delete("/v1/notifications/channels/ops")  # default's: team's stays
+    channels = await (await keyed.get("/v1/notifications/channels", headers=team)).json()
+    assert [c["id"] for c in channels["items"]] == ["ops"]
+    assert (await keyed.get("/v1/notifications/channels/ops")).status == 404
+
+    store = NotificationStore(redis, keys, SECRET_KEY)
+    subscriber = Subscriber(redis, keys, store, "test")
+    await subscriber.rules.fresh()
+    for n, sid in enumerate(("team/s1", "s1", "other/s1")):
+        occ = Occurrence(Trigger.FIRES_MISSED, f"0:{n}-0", sid, 1000 + n, schedule_id=sid)
+        await subscriber.occurred(occ)
+
+    told = await (await keyed.get("/v1/notifications", headers=team)).json()
+    [record] = told["items"]
+    assert (record["rule"], record["channel"], record["schedule_id"]) == ("r", "ops", "s1")
+    assert record["summary"] == "cronstream: schedule s1 missed ? fire(s)"
+    mine = await (await keyed.get("/v1/notifications")).json()
+    assert [r["schedule_id"] for r in mine["items"]] == ["s1"]  # default's own, nobody else's
