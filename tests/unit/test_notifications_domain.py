@@ -14,6 +14,7 @@ from service.domain.notifications import (
     RuleConfig,
     Trigger,
     in_cooldown,
+    in_namespace,
     incident_of,
     lag_occurrence,
     matches,
@@ -174,3 +175,19 @@ def test_secrets_are_left_out_of_what_is_shown() -> None:
 def test_bad_targets(target: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         ChannelConfig.model_validate({"target": target})
+
+
+def test_a_rule_watches_its_own_namespace_only() -> None:
+    theirs = occ("RunFailed", {"run_id": "r1"}, workflow_id="team/job", schedule_id="team/s")
+    ours = occ("RunFailed", {"run_id": "r2"}, workflow_id="job", schedule_id="s")
+    assert theirs is not None and ours is not None
+    kept = rule(on="run_failed", schedule_id="s")  # as the namespace named it
+    assert matches(in_namespace("team/r", kept), theirs, "team")
+    assert not matches(in_namespace("team/r", kept), ours, "team")
+    assert matches(in_namespace("r", kept), ours, "default")
+    assert not matches(in_namespace("r", kept), theirs, "default")
+    assert in_namespace("team/r", kept).channels == ["team/ops"]
+    lag = lag_occurrence(0, AT - 120_000, AT, 60_000)
+    assert lag is not None and not matches(rule(on="ticker_behind"), lag, "team")
+    told = summary(incident_of("team/r", kept, theirs))
+    assert told == "cronstream: run r1 failed"  # ids as the namespace knows them
