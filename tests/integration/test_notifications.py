@@ -451,3 +451,35 @@ async def test_channel_secrets_stay_out_of_records_views_logs_and_the_log(
     for text in shown:
         for value in ("T0SECRET", password, secret):
             assert value not in text
+
+
+async def test_dead_letters_and_missed_fires_in_the_log_are_told(
+    stack: Stack, receiver: Receiver
+) -> None:
+    api = stack.api
+    await hook_channel(api, receiver.url + "/hook")
+    await put(
+        api, "/v1/notifications/rules/dead", {"on": "dead_lettered", "channels": ["hook"]}, 201
+    )
+    missed = {"on": "fires_missed", "channels": ["hook"], "workflow_id": "nightly-job"}
+    await put(api, "/v1/notifications/rules/missed", missed, 201)
+    await put(api, "/v1/notifications/rules/missed-all", missed | {"workflow_id": None}, 201)
+    # as the run and fire scripts write them: a run no schedule made, and a schedule's fires
+    log, run = stack.keys.log(0), stack.keys.run(0, "run_dead")
+    await stack.redis.hset(run, mapping={"sid": "job", "kind": "workflow", "workflow_id": "job"})
+    dead = {"run_id": "run_dead", "reason": "too many deliveries", "deliveries": 5}
+    fires = {"count": 3, "first": "2026-01-15T01:00:00Z", "last": "2026-01-15T03:00:00Z"}
+    fires |= {"reason": "catchup latest", "policy": "latest"}
+    for kind, sid, data in (("RunDeadLettered", "job", dead), ("FiresMissed", "nightly", fires)):
+        entry = {"type": kind, "v": 1, "sid": sid, "data": orjson.dumps(data), "meta": "{}"}
+        await stack.redis.xadd(log, entry)  # type: ignore[arg-type]
+
+    told = {r["rule"]: r for r in await settled(api, 2)}
+
+    assert set(told) == {"dead", "missed-all"}  # the workflow filter left "missed" out
+    assert told["dead"]["run_id"] == "run_dead" and told["dead"]["workflow_id"] == "job"
+    assert told["dead"]["schedule_id"] is None and told["dead"]["subject"] == "job"
+    assert "run run_dead was dead-lettered (workflow job)" in told["dead"]["summary"]
+    assert told["missed-all"]["schedule_id"] == "nightly"
+    assert "schedule nightly missed 3 fire(s)" in told["missed-all"]["summary"]
+    assert len(receiver.calls["hook"]) == 2
