@@ -66,11 +66,10 @@ def add_parsers(sub: Subparsers) -> None:
 def run_apscheduler(args: argparse.Namespace) -> int:
     from service.importers.apscheduler import convert_jobs
     from service.importers.apscheduler_store import read_jobstore
-    from service.manifests.files import dump_yaml
 
     jobs = read_jobstore(args.jobstore, table=args.table, jobs_key=args.jobs_key)
     result = convert_jobs(jobs, int(time.time() * 1000), timeout=args.timeout)
-    text = dump_yaml(result.workflows, result.schedules) if result.schedules else ""
+    text = yaml_text(result)
     report(result, len(jobs), sys.stderr)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -85,6 +84,16 @@ def run_apscheduler(args: argparse.Namespace) -> int:
         path = Path(folder) / "apscheduler.yaml"
         path.write_text(text)
         return apply_file(args, path)
+
+
+def yaml_text(result: ImportResult) -> str:
+    """The file ``apply`` reads, in the layout of ``service.manifests.files.dump_yaml``
+    (see service/importers/yaml_out.py for why it has a writer of its own)."""
+    from service.importers.yaml_out import dump
+
+    if not result.schedules:
+        return ""
+    return dump({"workflows": result.workflows, "schedules": result.schedules})
 
 
 def apply_file(args: argparse.Namespace, path: Path) -> int:

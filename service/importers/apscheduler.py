@@ -9,13 +9,15 @@ What cannot be said exactly is left out, with the reason, never guessed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from service.api.models import ScheduleCreate, WorkflowPut
 from service.domain.ids import is_valid_id
@@ -131,9 +133,8 @@ def convert_job(
         schedule["note"] = "paused in APScheduler (no next run time)"
     if state.get("executor", "default") != "default":
         notes.append(f"executor {state['executor']!r}: every run goes to cronstream's workers")
-    workflow = _workflow(func_ref, timeout)
-    _validate(schedule, workflow)
-    return schedule, workflow, notes + policy_notes
+    _validate(ScheduleCreate, schedule)
+    return schedule, _workflow(func_ref, timeout), notes + policy_notes
 
 
 def _check_future(parts: SpecParts, state: dict[str, Any], now_ms: int) -> None:
@@ -190,7 +191,21 @@ def _json(value: Any, where: str) -> Any:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _checked_workflow(func_ref: str, timeout: str) -> str:
+    """The workflow's body as JSON, validated once per function (checking its input schema
+    costs more than converting a job)."""
+    body = _workflow_body(func_ref, timeout)
+    _validate(WorkflowPut, body)
+    return json.dumps(body)
+
+
 def _workflow(func_ref: str, timeout: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(_checked_workflow(func_ref, timeout))
+    return loaded
+
+
+def _workflow_body(func_ref: str, timeout: str) -> dict[str, Any]:
     return {
         "id": workflow_id(func_ref),
         "name": func_ref[:200],
@@ -212,12 +227,11 @@ def _workflow(func_ref: str, timeout: str) -> dict[str, Any]:
     }
 
 
-def _validate(schedule: dict[str, Any], workflow: dict[str, Any]) -> None:
-    """Check both bodies with the API's own models, as the API and ``apply`` will."""
-    for model, body in ((ScheduleCreate, schedule), (WorkflowPut, workflow)):
-        try:
-            model.model_validate(body, context=CLIENT_INPUT)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise Unconvertible(f"{where}: {first['msg']}") from None
+def _validate(model: type[BaseModel], body: dict[str, Any]) -> None:
+    """Check a body with the API's own model, as the API and ``apply`` will."""
+    try:
+        model.model_validate(body, context=CLIENT_INPUT)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Unconvertible(f"{where}: {first['msg']}") from None

@@ -14,10 +14,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 from apscheduler.triggers.combining import AndTrigger, OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service.domain.spec import Spec, next_fire_times
 from service.importers.apscheduler import (
@@ -31,6 +34,7 @@ from service.importers.apscheduler_call import call_job
 from service.importers.apscheduler_cron import Unconvertible
 from service.importers.apscheduler_store import StoredJob
 from service.importers.apscheduler_triggers import spec_parts
+from service.importers.yaml_out import dump
 from service.worker.targets.base import PermanentFailure, RunContext
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -381,3 +385,21 @@ async def test_the_target_calls_the_function_with_args_and_kwargs() -> None:
         await call_job(_context({"func": f"{here}:missing", "args": [], "kwargs": {}}))
     with pytest.raises(PermanentFailure, match="input must be"):
         await call_job(_context({"func": f"{here}:echo", "args": "x", "kwargs": {}}))
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(JSON_VALUES)
+def test_the_file_writer_writes_yaml_that_reads_back_equal(value: Any) -> None:
+    document = {"schedules": [{"id": "x", "input": value}]}
+    assert yaml.safe_load(dump(document)) == document
