@@ -420,7 +420,7 @@ def summary(incident: Incident, count: int | None = None) -> str:
     error = occ.details.get("error") or occ.details.get("reason")
     if error and occ.trigger is not Trigger.OVERLAP_SKIPPED:
         line += f": {str(error)[:300]}"
-    return line
+    return " ".join(line.split())  # one line: it is a mail's subject too
 
 
 def _bare(internal: str | None) -> str | None:

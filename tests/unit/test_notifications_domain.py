@@ -191,3 +191,10 @@ def test_a_rule_watches_its_own_namespace_only() -> None:
     assert lag is not None and not matches(rule(on="ticker_behind"), lag, "team")
     told = summary(incident_of("team/r", kept, theirs))
     assert told == "cronstream: run r1 failed"  # ids as the namespace knows them
+
+
+def test_a_summary_is_one_line() -> None:
+    failed = occ("RunFailed", {"run_id": "r1", "error": "bad\r\nSubject: x"}, workflow_id="j")
+    assert failed is not None
+    text = summary(incident_of("a", rule(on="run_failed"), failed))
+    assert "\n" not in text and "\r" not in text and text.endswith("bad Subject: x")
