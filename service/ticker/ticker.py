@@ -13,7 +13,9 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 from opentelemetry.trace import SpanKind
@@ -147,33 +149,45 @@ class Ticker:
 
     async def _tick(self, partition: int) -> tuple[int, int | None, int]:
         """One tick: (schedules looked at, earliest due ms before it, now). While one
-        batch is fired, the next (strictly after it in the due index) is read and
-        planned; the tick ends at a short batch, a fenced one, or when the lease wants
-        renewing."""
+        batch is fired, the batch before it is counted and the next (strictly after it
+        in the due index) is read and planned; the tick ends at a short batch, once a
+        batch was fenced, or when the lease wants renewing."""
         batch = await self.due.read(partition)
         self._behind(partition, batch)
         earliest, now, looked = batch.earliest, batch.now, 0
         following = (batch, await self._requests(partition, batch)) if batch.schedules else None
+        settle: Callable[[], bool] | None = None  # counts the batch fired before
         while following is not None:
             batch, requests = following
             self.stats.ticks += 1
             looked += len(batch.schedules)
-            following, replies = await self._fire_and_plan(partition, batch, requests)
-            if self._settle(partition, requests, replies, batch.now):
-                break
+            following, replies, fenced = await self._fire_and_plan(
+                partition, batch, requests, settle
+            )
+            # after a fenced batch, the one fired meanwhile was fenced too: nothing to count
+            at = batch.now
+            settle = None if fenced else partial(self._settle, partition, requests, replies, at)
+        if settle is not None:
+            settle()
         return looked, earliest, now
 
     async def _fire_and_plan(
-        self, partition: int, batch: DueBatch, requests: list[FireRequest]
-    ) -> tuple[tuple[DueBatch, list[FireRequest]] | None, list[FireReply]]:
-        """Fire a batch and, while Redis runs it, plan the next one (if any). The next
-        is read first: a read sent after the fire would wait behind it in Redis."""
+        self,
+        partition: int,
+        batch: DueBatch,
+        requests: list[FireRequest],
+        settle: Callable[[], bool] | None,
+    ) -> tuple[tuple[DueBatch, list[FireRequest]] | None, list[FireReply], bool]:
+        """Fire a batch and, while Redis runs it, count the one before and plan the next
+        (none once the one before was fenced: True). The next is read first: a read sent
+        after the fire would wait behind it in Redis."""
         following = await self._read_next(partition, batch)
         firing = asyncio.ensure_future(self._run(requests))
         try:
-            await asyncio.sleep(0)  # the fire is sent before the planning takes the CPU
+            await asyncio.sleep(0)  # the fire is sent before the CPU turns to the rest
+            fenced = settle is not None and settle()
             planned = None
-            if following is not None:
+            if following is not None and not fenced:
                 planned = following, await self._requests(partition, following)
         except asyncio.CancelledError:
             firing.cancel()
@@ -181,7 +195,7 @@ class Ticker:
         except Exception:
             await asyncio.gather(firing, return_exceptions=True)
             raise
-        return planned, await firing
+        return planned, await firing, fenced
 
     async def _read_next(self, partition: int, batch: DueBatch) -> DueBatch | None:
         """The batch after a full one, while the lease needs no renewing yet."""

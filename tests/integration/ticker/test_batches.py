@@ -126,7 +126,9 @@ async def test_a_lost_lease_stops_the_batches_of_a_tick(
 
     old.script.run_many = taken_over_after_the_first  # type: ignore[method-assign]
     await old.tick(0)
-    assert len(calls) == 2  # no batch after the fenced one
+    # the third batch was sent while the second's reply was awaited: fenced too, and
+    # no batch after it
+    assert len(calls) == 3
     assert old.stats.fired == 4 and old.stats.fenced == 1 and not old.leases[0].held()
     first = {r.schedule_id for r in calls[0]}
     assert {sid for sid in sids if await fired(redis, keys, sid)} == first
