@@ -69,7 +69,7 @@ async def update_schedule(request: web.Request, who: Visitor, api: Api) -> web.S
         version = form.get("version", "").strip()
         answer = await api.call(
             "PATCH",
-            f"/v1/schedules/{quote(sid)}",
+            f"/v1/schedules/{quote(sid, safe='')}",
             body=body,
             headers={
                 "Content-Type": "application/merge-patch+json",
@@ -77,7 +77,7 @@ async def update_schedule(request: web.Request, who: Visitor, api: Api) -> web.S
             },
         )
         if answer.ok:
-            return redirect(f"/console/schedules/{quote(sid)}")
+            return redirect(f"/console/schedules/{quote(sid, safe='')}")
         errors = form_errors(answer)
         if answer.status == 412:
             errors["body"] = "someone changed this schedule meanwhile: reload to edit it again"
@@ -87,7 +87,7 @@ async def update_schedule(request: web.Request, who: Visitor, api: Api) -> web.S
 
 async def _command(request: web.Request, api: Api, verb: str, body: dict[str, str]) -> None:
     sid = request.match_info["id"]
-    need(await api.call("POST", f"/v1/schedules/{quote(sid)}/{verb}", body=body))
+    need(await api.call("POST", f"/v1/schedules/{quote(sid, safe='')}/{verb}", body=body))
 
 
 @console
@@ -109,22 +109,22 @@ async def run_now(request: web.Request, who: Visitor, api: Api) -> web.StreamRes
     """Run now, then the new run's page (or back, when the overlap policy held it off)."""
     await _form_of(request)
     sid = request.match_info["id"]
-    fired = need(await api.call("POST", f"/v1/schedules/{quote(sid)}/trigger", body={}))
+    fired = need(await api.call("POST", f"/v1/schedules/{quote(sid, safe='')}/trigger", body={}))
     if fired.get("run_id"):
         return redirect(f"/console/runs/{quote(fired['run_id'])}")
-    return redirect(_back(request, f"/console/schedules/{quote(sid)}"))
+    return redirect(_back(request, f"/console/schedules/{quote(sid, safe='')}"))
 
 
 @console
 async def confirm_delete(request: web.Request, who: Visitor, api: Api) -> web.StreamResponse:
-    schedule = need(await api.get(f"/v1/schedules/{quote(request.match_info['id'])}"))
+    schedule = need(await api.get(f"/v1/schedules/{quote(request.match_info['id'], safe='')}"))
     return page(request, who, "delete.html", s=schedule)
 
 
 @console
 async def delete(request: web.Request, who: Visitor, api: Api) -> web.StreamResponse:
     await _form_of(request)
-    need(await api.call("DELETE", f"/v1/schedules/{quote(request.match_info['id'])}"))
+    need(await api.call("DELETE", f"/v1/schedules/{quote(request.match_info['id'], safe='')}"))
     return redirect("/console/schedules")
 
 

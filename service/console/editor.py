@@ -7,6 +7,7 @@ import secrets
 import zoneinfo
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from aiohttp import web
@@ -188,5 +189,5 @@ async def new_schedule(request: web.Request, who: Visitor, api: Api) -> web.Stre
 
 @console
 async def edit_schedule(request: web.Request, who: Visitor, api: Api) -> web.StreamResponse:
-    schedule = need(await api.get(f"/v1/schedules/{request.match_info['id']}"))
+    schedule = need(await api.get(f"/v1/schedules/{quote(request.match_info['id'], safe='')}"))
     return await render_editor(request, who, api, form_values(schedule), {}, editing=schedule["id"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -82,7 +83,7 @@ def _range(request: web.Request) -> tuple[str, str]:
 
 @console
 async def schedule_page(request: web.Request, who: Visitor, api: Api) -> web.StreamResponse:
-    sid = request.match_info["id"]
+    sid = quote(request.match_info["id"], safe="")
     schedule = need(await api.get(f"/v1/schedules/{sid}"))
     start, end = _range(request)
     fires = await api.get(f"/v1/schedules/{sid}/fires", **{"from": start, "to": end})
@@ -151,7 +152,7 @@ async def _trace_id(api: Api, run: dict[str, Any]) -> str | None:
     """The trace of a run's fire, from its ScheduleFired event's traceparent."""
     if not run.get("schedule_id"):
         return None
-    history = await _history(api, run["schedule_id"])
+    history = await _history(api, quote(run["schedule_id"], safe=""))
     if not history.ok:
         return None
     for item in reversed(history.body["items"]):
@@ -164,5 +165,5 @@ async def _trace_id(api: Api, run: dict[str, Any]) -> str | None:
 
 @console
 async def run_page(request: web.Request, who: Visitor, api: Api) -> web.StreamResponse:
-    run = need(await api.get(f"/v1/runs/{request.match_info['id']}"))
+    run = need(await api.get(f"/v1/runs/{quote(request.match_info['id'], safe='')}"))
     return page(request, who, "run.html", run=run, trace_id=await _trace_id(api, run), live=True)
