@@ -111,13 +111,14 @@ def test_an_invalid_cron_is_shown_at_the_field_and_creates_nothing(page: Page, v
 def test_runs_filtered_by_trigger_keep_the_filter_across_a_reload(page: Page, v1: Client) -> None:
     workflow(v1, "wf")
     schedule(v1, "mixed", HOURLY_AT_17)
+    page.goto("/console/runs?schedule_id=mixed")
+    expect(page.locator("#live-status")).to_have_text("live")
     for actor in ("cli:ops@host", "deploy-bot"):
         status, _ = v1.call("POST", "/v1/schedules/mixed/trigger", {}, {"X-Actor": actor})
         assert status == 201
     span = {"start": "2026-01-01T00:00:00Z", "end": "2026-01-01T02:00:00Z"}
     assert v1.call("POST", "/v1/schedules/mixed/backfill", span)[0] == 200
-
-    page.goto("/console/runs?schedule_id=mixed")
+    # no reload: the event stream brings the runs in
     expect(page.locator("tr[data-run]")).to_have_count(4)
     tab(page, "Backfill").click()
     expect(page).to_have_url(re.compile(r"trigger=backfill"))
