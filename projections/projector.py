@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import orjson
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -32,7 +31,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from projections import runs, schedules, workflows
 from projections.batch import ViewBatch
 from service import telemetry
-from service.domain.upcasters import upcast
 from service.store.eventstore import EventStore, StoredEvent, decode_entry
 from service.store.keys import PROJECTION_VIEWS, Keyspace
 from service.store.scripts import load_script
@@ -40,12 +38,23 @@ from service.store.scripts import load_script
 log = logging.getLogger(__name__)
 
 Handler = Callable[[ViewBatch, StoredEvent], Awaitable[None]]
-HANDLERS: tuple[Handler, ...] = (schedules.apply, workflows.apply, runs.apply)
-READS: tuple[Callable[[StoredEvent], list[str]], ...] = (
-    schedules.reads,
-    workflows.reads,
-    runs.reads,
+Reads = Callable[[StoredEvent], list[str]]
+VIEWS: tuple[tuple[frozenset[str], Reads, Handler], ...] = (
+    (schedules.EVENTS, schedules.reads, schedules.apply),
+    (workflows.EVENTS, workflows.reads, workflows.apply),
+    (runs.EVENTS, runs.reads, runs.apply),
 )
+"""Each view's events, the records it reads for one, and its handler, in the order applied."""
+_ROUTES: dict[str, tuple[tuple[Reads, Handler], ...]] = {}
+
+
+def route(event_type: str) -> tuple[tuple[Reads, Handler], ...]:
+    """The views an event type changes (most change one or two of the three)."""
+    found = _ROUTES.get(event_type)
+    if found is None:
+        found = _ROUTES[event_type] = tuple((r, h) for ev, r, h in VIEWS if event_type in ev)
+    return found
+
 
 BATCH_SIZE = 1000
 PIPELINED_BATCHES = 32
@@ -97,9 +106,10 @@ class Projector:
             self.keys.view_prefix(partition, self.namespace),
             previous.carried() if previous is not None else None,
         )
-        await batch.prefetch(name for e in events for reads in READS for name in reads(e))
-        for event in events:
-            for handler in HANDLERS:
+        routed = [(e, route(e.type)) for e in events]
+        await batch.prefetch(name for e, views in routed for reads, _ in views for name in reads(e))
+        for event, views in routed:
+            for _, handler in views:
                 await handler(batch, event)
         return batch
 
@@ -165,11 +175,11 @@ class Projector:
         if block_ms is None:
             start = "-" if after in ("", "0", "0-0") else f"({after}"
             reply = await self.redis.xrange(log_key, min=start, count=self.batch_size)
-            return decode_entries(partition, reply)
+            return [decode_entry(partition, eid, fields) for eid, fields in reply]
         reply = await self.redis.xread(
             {log_key: after or "0-0"}, count=self.batch_size, block=block_ms
         )
-        return [e for _stream, entries in reply for e in decode_entries(partition, entries)]
+        return [decode_entry(partition, eid, f) for _stream, entries in reply for eid, f in entries]
 
     async def _advance(self, partition: int, block_ms: int | None) -> int:
         """Events applied by the next batches (up to ``PIPELINED_BATCHES``), or HELD when
@@ -253,29 +263,3 @@ async def _meanwhile(call: asyncio.Future[int], work: Awaitable[T]) -> T:
         with contextlib.suppress(BaseException):
             await asyncio.shield(call)
         raise
-
-
-def decode_entries(partition: int, entries: list[Any]) -> list[StoredEvent]:
-    """``decode_entry`` of each entry, done inline for a client that answers bytes (the
-    projector decodes every event of the log: the general version costs it a third more)."""
-    if not entries or not isinstance(entries[0][0], bytes):
-        return [decode_entry(partition, eid, fields) for eid, fields in entries]
-    loads = orjson.loads
-    events = []
-    for eid, fields in entries:
-        event_type = fields[b"type"].decode()
-        version, data = upcast(
-            event_type, int(fields.get(b"v") or 1), loads(fields.get(b"data") or b"{}")
-        )
-        events.append(
-            StoredEvent(
-                position=eid.decode(),
-                partition=partition,
-                type=event_type,
-                v=version,
-                sid=fields.get(b"sid", b"").decode(),
-                data=data,
-                meta=loads(fields.get(b"meta") or b"{}"),
-            )
-        )
-    return events

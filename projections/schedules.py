@@ -32,6 +32,8 @@ FIRE_EVENTS = frozenset({"ScheduleFired", "FireSkipped", "FireDropped", "FiresMi
 RUN_CLOSED = {event.type_name(): status for event, status in FINAL_EVENTS.items()}
 RUN_EVENTS = frozenset({"RunQueued", "RunStarted", *RUN_CLOSED})
 INFO_EVENTS = FIRE_EVENTS | RUN_EVENTS
+EVENTS = COMMAND_EVENTS | INFO_EVENTS
+"""Every event this view applies (``apply`` ignores the others)."""
 RECENT_ACTIONS = 10
 NAMESPACED = "schedules:namespaced"
 
@@ -71,7 +73,7 @@ def _config_fields(schedule: dict[str, Any]) -> dict[str, Any]:
 
 def reads(event: StoredEvent) -> list[str]:
     """The records ``apply`` reads for ``event`` (the projector fetches a batch's at once)."""
-    if event.type in INFO_EVENTS or event.type in COMMAND_EVENTS:
+    if event.type in EVENTS:
         return [record_name(event.sid)]
     return []
 
@@ -221,4 +223,5 @@ async def _apply_info(batch: ViewBatch, event: StoredEvent) -> None:
         info["running_runs"] = [r for r in info["running_runs"] if r != data["run_id"]]
         info["last_run_status"] = RUN_CLOSED[event.type].value
     info["recent_actions"] = recent[-RECENT_ACTIONS:]
-    batch.put(name, {**record, "info": info, "position": event.position})
+    record.update(info=info, position=event.position)  # ``get`` gave a copy of its own
+    batch.put(name, record)
