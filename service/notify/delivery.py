@@ -29,6 +29,7 @@ from service.worker.targets.base import AttemptResult
 log = logging.getLogger(__name__)
 
 REQUEUE_EVERY_S = 0.25
+DONE = frozenset({"sent", "failed", "suppressed"})
 PAYLOAD_FIELDS = ("rule", "trigger", "incident", "subject", "summary", "count")
 IDS = ("schedule_id", "workflow_id", "run_id")
 
@@ -57,7 +58,7 @@ class Delivery:
         max_attempts: int = 5,
         retry_base_ms: int = 1000,
         concurrency: int = 8,
-        idle_ms: int = 60_000,
+        idle_ms: int = 180_000,
         block_ms: int = 1000,
     ) -> None:
         self.store = store
@@ -121,8 +122,10 @@ class Delivery:
     async def _deliver(self, entry_id: str, record_id: str) -> None:
         record = await self.store.record(record_id)
         now = self.senders.now_ms()
-        if record is None:  # trimmed from the records: nothing left to send
-            await self.store.finish(entry_id, record_id, "failed", 1, now_ms=now)
+        if record is None or record.get("status") in DONE:
+            # trimmed from the records, or finished already (an entry queued twice, or
+            # reclaimed from a worker that finished it meanwhile): nothing to send
+            await self.store.finish(entry_id, record_id, "failed", 0, now_ms=now)
             return
         attempt = int(record.get("attempts") or 0) + 1
         result = await self._attempt(record)

@@ -29,7 +29,9 @@ class NotifierTiming:
 
     block_ms: int = 1000
     probe_s: float = 5.0
-    idle_ms: int = 60_000
+    idle_ms: int = 180_000
+    """An entry held this long by one process is taken over: longer than the longest
+    attempt (a channel's timeout_s, at most 120 s), so a slow send is not sent twice."""
     max_attempts: int = 5
     retry_base_ms: int = 1000
     concurrency: int = 8
