@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -245,28 +246,64 @@ def script_usec(client: Any) -> tuple[int, int]:
     return int(stats.get("calls", 0)), int(stats.get("usec", 0))
 
 
+def script_names() -> dict[str, str]:
+    """The SHA1 of this checkout's ticker scripts, to name them in the slow log."""
+    import hashlib
+
+    from service.store.fires import fire_source
+    from service.store.scripts import source
+
+    names = {"fire.lua": fire_source(), "due.lua": source("service.ticker", "due.lua")}
+    return {hashlib.sha1(text.encode()).hexdigest(): name for name, text in names.items()}
+
+
+def slow_calls(client: Any) -> str:
+    """Redis calls of 10 ms or more since the slow log was reset, by script."""
+    names = script_names()
+    found: dict[str, list[int]] = {}
+    for entry in client.slowlog_get(1024):
+        raw = entry["command"]
+        text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+        command = text.split()
+        name = command[0].lower() if command else "?"
+        if name == "evalsha" and len(command) > 1:
+            name = names.get(command[1], "other script (projector)")
+        found.setdefault(name, []).append(int(entry["duration"]) // 1000)
+    if not found:
+        return "none"
+    return ", ".join(f"{name} {len(ms)} (max {max(ms)} ms)" for name, ms in sorted(found.items()))
+
+
 def steady(client: Any, url: str, args: argparse.Namespace, work: Path) -> None:
-    with (
-        serve(url, "projector", work, REPO_ROOT),
-        serve(url, "ticker", work, args.ticker_tree) as ticker,
-    ):
+    with contextlib.ExitStack() as stack:
+        if args.projector:
+            stack.enter_context(serve(url, "projector", work, REPO_ROOT))
+            if not wait_projected(client, 300):
+                print("steady: the projector did not catch up in 300 s")
+        ticker = stack.enter_context(serve(url, "ticker", work, args.ticker_tree))
         wait(args.warmup)
+        client.config_set("slowlog-log-slower-than", 10_000)
+        client.slowlog_reset()
         t0, cpu0 = redis_ms(client), cpu_seconds(ticker.pid) or 0.0
         rcpu0, (calls0, usec0) = redis_cpu(client), script_usec(client)
         lags: list[int] = []
         window = Deadline(args.seconds)
         while not window.expired():
-            lags.append(projector_lag_ms(client))
+            if args.projector:
+                lags.append(projector_lag_ms(client))
             time.sleep(min(0.5, window.remaining()))
         t1, cpu1 = redis_ms(client), cpu_seconds(ticker.pid) or 0.0
         rcpu1, (calls1, usec1) = redis_cpu(client), script_usec(client)
+        slow = slow_calls(client)
         wait(3.0)  # the window's last nominal times land
         rss = peak_rss_kb(ticker.pid)
     result = analyse(client, args.schedules, t0, t1)
     lateness, seconds = result["lateness"], (t1 - t0) / 1000
     fires = len(lateness)
     print(
-        f"steady: {args.schedules} schedules every 5s, 1 ticker process, window {seconds:.1f}s"
+        f"steady: {args.schedules} schedules every 5s, 1 ticker process"
+        + (", 1 projector process" if args.projector else ", no projector")
+        + f", window {seconds:.1f}s"
         + (f", ticker from {args.ticker_tree}" if args.ticker_tree != REPO_ROOT else "")
     )
     print(
@@ -286,10 +323,11 @@ def steady(client: Any, url: str, args: argparse.Namespace, work: Path) -> None:
     per_fire = (usec1 - usec0) / max(fires, 1)
     print(
         f"  where the time goes: ticker CPU {(cpu1 - cpu0) / seconds:.2f} s/s, "
-        f"redis CPU {(rcpu1 - rcpu0) / seconds:.2f} s/s, scripts (ticker's and projector's) "
+        f"redis CPU {(rcpu1 - rcpu0) / seconds:.2f} s/s, scripts "
         f"{per_fire:.0f} us/fire in {(calls1 - calls0) / seconds:,.0f} calls/s; "
         f"ticker peak RSS {mib(rss)}"
     )
+    print(f"  redis calls of 10 ms or more: {slow}")
 
 
 # -- herd --------------------------------------------------------------------------------
@@ -301,6 +339,7 @@ def herd(args: argparse.Namespace, work: Path, rate: float) -> None:
 
     with redis_server(work / "redis-herd", appendonly=True) as server:
         client = sync_redis.Redis.from_url(server.url)
+        configure(client, args.redis_config)
         lead_ms = int((args.schedules / rate * 1.6 + 20) * 1000)
         at = redis_ms(client) + lead_ms
         spec = {"intervals": [{"every": "1h", "offset": f"{at % HOUR_MS}ms"}]}
@@ -361,6 +400,13 @@ def projected_past(client: Any, entry_id: bytes) -> bool:
     return have >= want
 
 
+def configure(client: Any, settings: list[str]) -> None:
+    for setting in settings:
+        name, _, value = setting.partition("=")
+        client.config_set(name, value)
+        print(f"redis: CONFIG SET {name} {value}")
+
+
 # -- main --------------------------------------------------------------------------------
 
 
@@ -371,6 +417,19 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--parts", default="memory,steady,herd")
     parser.add_argument("--ticker-tree", type=Path, default=REPO_ROOT)
+    parser.add_argument(
+        "--no-projector",
+        dest="projector",
+        action="store_false",
+        help="steady: the ticker alone (no projector process competing for Redis and CPU)",
+    )
+    parser.add_argument(
+        "--redis-config",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="CONFIG SET on the benchmark's Redis, e.g. hash-max-listpack-value=1024",
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     import redis as sync_redis
@@ -382,6 +441,7 @@ def main() -> int:
         if parts & {"memory", "steady"}:
             with redis_server(work / "redis", appendonly=True) as server:
                 client = sync_redis.Redis.from_url(server.url)
+                configure(client, args.redis_config)
                 before = int(client.info("memory")["used_memory"])
 
                 def every_5s(i: int) -> dict[str, Any]:
