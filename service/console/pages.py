@@ -23,7 +23,6 @@ RUN_FILTERS = ("trigger", "status", "schedule_id", "workflow_id")
 HISTORY_PAGES = 10
 HISTORY_PAGE = 1000
 TIMELINE_BEFORE = timedelta(hours=24)
-TIMELINE_AFTER = timedelta(hours=1)
 
 
 def _matches(schedule: dict[str, Any], text: str) -> bool:
@@ -77,7 +76,7 @@ async def schedules_page(request: web.Request, who: Visitor, api: Api) -> web.St
 def _range(request: web.Request) -> tuple[str, str]:
     now = datetime.now(UTC).replace(microsecond=0)
     start = request.query.get("from") or (now - TIMELINE_BEFORE).isoformat()
-    end = request.query.get("to") or (now + TIMELINE_AFTER).isoformat()
+    end = request.query.get("to") or now.isoformat()
     return start.replace("+00:00", "Z"), end.replace("+00:00", "Z")
 
 

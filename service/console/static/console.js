@@ -185,9 +185,16 @@
     let original = null;
     let asked = 0;
 
+    // the schedule's id gives the jitter its actual times (without one, actual = nominal)
+    const idField = form.querySelector('[name="id"]');
+    function scheduleId() {
+      const typed = idField ? idField.value.trim() : form.dataset.scheduleId || "";
+      return /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(typed) ? typed : undefined;
+    }
+
     async function timesOf(spec) {
-      const answer = await api("specs/preview", { spec: spec, count: 10, after: after });
-      return answer;
+      const body = { spec: spec, count: 10, after: after, schedule_id: scheduleId() };
+      return api("specs/preview", body);
     }
 
     if (form.dataset.originalSpec) {
@@ -226,6 +233,7 @@
     }
 
     const later = debounce(update, 250);
+    if (idField) idField.addEventListener("input", later);
     SPEC_FIELDS.forEach((name) => {
       const field = form.querySelector('[name="' + name + '"]');
       if (field) field.addEventListener("input", later);
