@@ -8,6 +8,8 @@ workflows, then times:
   first apply (everything created) and for a re-apply of the same files (nothing to do);
 - the same two in this process, phase by phase: reading and validating the files,
   loading the write model and planning, appending;
+- with each, the CPU time of the apply's process and of Redis: on a machine whose
+  cores others share, the wall time grows with their load and the CPU time does not;
 - a re-apply after 1% of the schedules changed.
 
 After each run it checks the log length (the no-op must append nothing) and exits 1
@@ -21,11 +23,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -77,10 +81,24 @@ def write_files(directory: Path, schedules: int, files: int, changed: int = 0) -
         (directory / f"schedules-{f:03d}.yaml").write_text("schedules:\n" + body)
 
 
-def run_cli(directory: Path, redis_url: str, prefix: str) -> float:
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def redis_cpu(redis: Redis) -> float:
+    """The Redis server's CPU seconds so far (user and system)."""
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def run_cli(directory: Path, redis: Redis, redis_url: str, prefix: str) -> Run:
+    """``cronstream apply DIR`` as a process: wall time, its CPU time, Redis's CPU time."""
     env = {**os.environ, "REDIS_URL": redis_url, "CRONSTREAM_KEY_PREFIX": prefix}
+    cpu, server = children_cpu(), await redis_cpu(redis)
     started = time.perf_counter()
-    done = subprocess.run(
+    done = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "service", "apply", str(directory)],
         env=env,
         cwd=REPO_ROOT,
@@ -91,7 +109,14 @@ def run_cli(directory: Path, redis_url: str, prefix: str) -> float:
     took = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"apply failed: {done.stderr[-2000:]}")
-    return took
+    return Run(took, children_cpu() - cpu, await redis_cpu(redis) - server)
+
+
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    cpu: float
+    redis_cpu: float
 
 
 async def in_process(directory: Path, store: EventStore) -> dict[str, float]:
@@ -102,7 +127,7 @@ async def in_process(directory: Path, store: EventStore) -> dict[str, float]:
 
 async def _phases(directory: Path, store: EventStore) -> dict[str, float]:
     times: dict[str, float] = {}
-    cpu = time.process_time()
+    cpu, server = time.process_time(), await redis_cpu(store.redis)
     started = time.perf_counter()
     manifest = await read_manifest(store, [directory])
     times["read+validate"] = time.perf_counter() - started
@@ -114,6 +139,7 @@ async def _phases(directory: Path, store: EventStore) -> dict[str, float]:
     times["append"] = time.perf_counter() - mark
     times["total"] = time.perf_counter() - started
     times["cpu"] = time.process_time() - cpu
+    times["redis_cpu"] = await redis_cpu(store.redis) - server
     times["changes"] = len(planned.writes)
     times["appended"] = report.appended
     return times
@@ -126,7 +152,8 @@ async def log_length(redis: Redis, keys: Keyspace) -> int:
 def show(label: str, times: dict[str, float]) -> None:
     phases = "  ".join(f"{k} {times[k]:.3f}s" for k in PHASES)
     done = f"{times['changes']:.0f} changes, {times['appended']:.0f} events"
-    print(f"{label}: {phases}  (this process's CPU {times['cpu']:.3f}s; {done})")
+    cpu = f"CPU: this process {times['cpu']:.3f}s, Redis {times['redis_cpu']:.3f}s"
+    print(f"{label}: {phases}  ({cpu}; {done})")
 
 
 async def measure(args: argparse.Namespace, url: str, work: Path) -> bool:
@@ -138,10 +165,10 @@ async def measure(args: argparse.Namespace, url: str, work: Path) -> bool:
             keys = Keyspace(f"b{r}", 1)
             directory = work / f"files-{r}"
             write_files(directory, args.schedules, args.files)
-            cli_first.append(run_cli(directory, url, keys.prefix))
+            cli_first.append(await run_cli(directory, redis, url, keys.prefix))
             created = await log_length(redis, keys)
             ok &= _check(f"round {r}: every resource created", created == args.schedules + 10)
-            cli_again.append(run_cli(directory, url, keys.prefix))
+            cli_again.append(await run_cli(directory, redis, url, keys.prefix))
             unchanged = await log_length(redis, keys) == created
             ok &= _check(f"round {r}, process: the no-op appended nothing", unchanged)
             store = EventStore(redis, Keyspace(f"i{r}", 1))
@@ -157,8 +184,12 @@ async def measure(args: argparse.Namespace, url: str, work: Path) -> bool:
     finally:
         await redis.aclose()
     for label, runs in (("first apply", cli_first), ("no-op re-apply", cli_again)):
-        median = statistics.median(runs)
-        print(f"cronstream apply (process), {label}: median {median:.2f}s  runs {_list(runs)}")
+        median = statistics.median(r.wall for r in runs)
+        cpu = ", ".join(f"{r.cpu:.2f}+{r.redis_cpu:.2f}" for r in runs)
+        print(
+            f"cronstream apply (process), {label}: median {median:.2f}s  "
+            f"runs {_list([r.wall for r in runs])}  (CPU s, process+Redis: {cpu})"
+        )
     for label, rounds in (("first apply", first), ("no-op re-apply", again)):
         for i, times in enumerate(rounds):
             show(f"in process, {label}, round {i}", times)
