@@ -14,6 +14,8 @@ import math
 import re
 from typing import Any
 
+import orjson
+
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _RESERVED = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}
 # what JSON leaves raw but YAML reads as a line break or refuses as not printable
@@ -28,7 +30,11 @@ def dump(document: dict[str, Any]) -> str:
 
 
 def _quoted(text: str) -> str:
-    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(text, ensure_ascii=False))
+    try:
+        quoted = orjson.dumps(text).decode()
+    except orjson.JSONEncodeError:  # a lone surrogate, which orjson refuses
+        quoted = json.dumps(text, ensure_ascii=False)
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", quoted)
 
 
 def _key(key: str) -> str:

@@ -403,3 +403,9 @@ JSON_VALUES = st.recursive(
 def test_the_file_writer_writes_yaml_that_reads_back_equal(value: Any) -> None:
     document = {"schedules": [{"id": "x", "input": value}]}
     assert yaml.safe_load(dump(document)) == document
+
+
+def test_the_file_writer_escapes_what_yaml_reads_otherwise() -> None:
+    tricky = ["a\x7fb", "\u2028x\u2029", "\x85", "\ufeffz", "\ud800x", "yes", "1e16", "null", "*a"]
+    document = {"input": tricky, "yes": 1e16, "on": [{}, []]}
+    assert yaml.safe_load(dump(document)) == document
