@@ -62,11 +62,7 @@ class ConfigWatcher:
         applied: str | None = None  # the fingerprint last applied (or found invalid)
         seen: str | None = None  # the fingerprint of the previous poll
         while not stop.is_set():
-            try:
-                now = await asyncio.to_thread(fingerprint, self.settings.directory)
-            except OSError as exc:
-                log.error("config dir %s cannot be read: %s", self.settings.directory, exc)
-                now = None
+            now = await self._look(seen)
             settled = applied is None or now == seen  # at start, apply at once
             if now is not None and now != applied and settled and await self._apply():
                 applied = now
@@ -74,6 +70,16 @@ class ConfigWatcher:
             self.looks += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.interval_s)
+
+    async def _look(self, seen: str | None) -> str | None:
+        """The directory's fingerprint; None (said once, not at every look) while it
+        cannot be read."""
+        try:
+            return await asyncio.to_thread(fingerprint, self.settings.directory)
+        except OSError as exc:
+            if seen is not None or self.looks == 0:
+                log.error("config dir %s cannot be read: %s", self.settings.directory, exc)
+            return None
 
     async def _apply(self) -> bool:
         """Apply the directory; False when it should be tried again (Redis failed)."""

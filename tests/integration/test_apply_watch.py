@@ -73,3 +73,22 @@ async def test_the_watcher_applies_at_start_and_once_per_change(
     events = await store.read_aggregate("schedule", "s1")
     assert [e.type for e in events] == ["ScheduleCreated", "ScheduleUpdated"]
     assert events[1].meta["actor"] == "serve --config-dir"
+
+
+async def test_a_directory_that_cannot_be_read_is_said_once(
+    redis: Redis, keys: Keyspace, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    directory = tmp_path / "config"
+    directory.mkdir()
+    (directory / "jobs.yaml").write_text(FILE)
+    async with watching(redis, keys, directory) as watcher:
+        await until(lambda: watcher.applies == 1, "the apply at start")
+        with caplog.at_level(logging.ERROR, logger="service.manifests.watch"):
+            directory.rename(tmp_path / "away")
+            looks = watcher.looks
+            await until(lambda: watcher.looks >= looks + 5, "five looks")
+            (tmp_path / "away").rename(directory)
+            (directory / "jobs.yaml").write_text(FILE.replace("0 2", "0 4"))
+            await until(lambda: watcher.applies == 2, "the change after it came back")
+    unreadable = [r for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(unreadable) == 1
