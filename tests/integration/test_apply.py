@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
+from service.audit.write_model import rebuild_write_model
 from service.commands import SCHEDULES, CommandService, ProjectionWaiter, RequestContext
 from service.domain import schedule as sched
 from service.manifests import files
@@ -34,6 +35,7 @@ schedules:
     spec: {intervals: [{every: 5m}]}
     policy: {overlap: buffer_one}
 """
+WRITTEN = [("workflow", "wf1"), ("schedule", "s1"), ("schedule", "s2")]
 B = """\
 schedules:
   - id: s3
@@ -296,3 +298,23 @@ async def test_a_pruned_workflow_goes_with_its_stored_secrets(
     assert await redis.exists(secrets) == 0
     snapshot, _ = await EventStore(redis, keys).load("workflow", "old")
     assert snapshot is not None and snapshot["deleted"]
+
+
+async def test_the_write_model_rebuilt_from_the_log_is_the_one_apply_wrote(
+    redis: Redis, keys: Keyspace, tmp_path: Path
+) -> None:
+    (tmp_path / "a.yaml").write_text(A)
+    store = EventStore(redis, keys)
+    await run(redis, keys, tmp_path)
+    commands = CommandService(store, ProjectionWaiter(redis, keys), wait_timeout_s=0)
+    await commands.execute(SCHEDULES, "s1", sched.PauseSchedule("s1"), RequestContext())
+    (tmp_path / "a.yaml").write_text(A.replace("buffer_one", "skip") + "    paused: true\n")
+    await run(redis, keys, tmp_path, keep_overrides=True)
+
+    async def states() -> dict[str, bytes]:
+        names = [keys.state(0, kind, i) for kind, i in WRITTEN]
+        return {name: await redis.hget(name, "state") for name in names}
+
+    before = await states()
+    await rebuild_write_model(redis, keys)
+    assert await states() == before
