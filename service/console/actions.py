@@ -116,6 +116,24 @@ async def run_now(request: web.Request, who: Visitor, api: Api) -> web.StreamRes
 
 
 @console
+async def cancel_run(request: web.Request, who: Visitor, api: Api) -> web.StreamResponse:
+    return await _run_command(request, api, "cancel")
+
+
+@console
+async def retry_run(request: web.Request, who: Visitor, api: Api) -> web.StreamResponse:
+    return await _run_command(request, api, "retry")
+
+
+async def _run_command(request: web.Request, api: Api, verb: str) -> web.StreamResponse:
+    """Cancel or retry a run (the API says when it cannot: finished, or not failed)."""
+    await _form_of(request)
+    rid = quote(request.match_info["id"], safe="")
+    need(await api.call("POST", f"/v1/runs/{rid}/{verb}", body={}))
+    return redirect(f"/console/runs/{rid}")
+
+
+@console
 async def confirm_delete(request: web.Request, who: Visitor, api: Api) -> web.StreamResponse:
     schedule = need(await api.get(f"/v1/schedules/{quote(request.match_info['id'], safe='')}"))
     return page(request, who, "delete.html", s=schedule)

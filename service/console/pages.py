@@ -12,7 +12,7 @@ from service.console.client import Answer, Api
 from service.console.guard import console, need
 from service.console.session import Visitor
 from service.console.view import page
-from service.domain.runs import RunStatus
+from service.domain.runs import TERMINAL_STATUSES, RunStatus
 
 PAGE = 50
 TEXT_SCAN_PAGES = 10
@@ -20,6 +20,8 @@ TEXT_SCAN_PAGES = 10
 SCAN_PAGE = 500
 FILTERS = ("workflow_id", "status", "tag")
 RUN_FILTERS = ("trigger", "status", "schedule_id", "workflow_id")
+REVIVABLE = frozenset({RunStatus.FAILED, RunStatus.DEAD_LETTERED})
+"""Runs a retry may queue again (the API's rule, so the button shows only where it works)."""
 HISTORY_PAGES = 10
 HISTORY_PAGE = 1000
 TIMELINE_BEFORE = timedelta(hours=24)
@@ -165,4 +167,13 @@ async def _trace_id(api: Api, run: dict[str, Any]) -> str | None:
 @console
 async def run_page(request: web.Request, who: Visitor, api: Api) -> web.StreamResponse:
     run = need(await api.get(f"/v1/runs/{quote(request.match_info['id'], safe='')}"))
-    return page(request, who, "run.html", run=run, trace_id=await _trace_id(api, run), live=True)
+    return page(
+        request,
+        who,
+        "run.html",
+        run=run,
+        trace_id=await _trace_id(api, run),
+        finished=run["status"] in TERMINAL_STATUSES,
+        revivable=run["status"] in REVIVABLE,
+        live=True,
+    )

@@ -40,6 +40,8 @@ def setup_console(app: web.Application, *, auth: bool, partitions: int) -> None:
     add("POST", "/console/schedules/{id}/delete", actions.delete)
     add("GET", "/console/runs", pages.runs_page)
     add("GET", "/console/runs/{id}", pages.run_page)
+    add("POST", "/console/runs/{id}/cancel", actions.cancel_run)
+    add("POST", "/console/runs/{id}/retry", actions.retry_run)
     add("GET", "/console/forecast", forecast_page.forecast_page)
     add("GET", "/console/login", actions.login_page)
     add("POST", "/console/login", actions.login)

@@ -278,3 +278,23 @@ async def test_a_runs_trace_id_links_to_the_configured_viewer(
     monkeypatch.setenv("CRONSTREAM_TRACE_URL", "https://traces.example/trace/{trace_id}")
     linked = await (await api.get(f"/console/runs/{run_id}")).text()
     assert f'href="https://traces.example/trace/{trace}"' in linked
+
+
+async def test_a_queued_run_can_be_cancelled_from_its_page(api: TestClient) -> None:
+    await put_workflow(api, "wf", target={"type": "http", "url": "http://127.0.0.1:9/"})
+    r = await api.post("/v1/schedules", json={"id": "slow", "workflow_id": "wf", "spec": HOURLY})
+    assert r.status == 201
+    run_id = (await (await api.post("/v1/schedules/slow/trigger", json={})).json())["run_id"]
+    deadline = time.monotonic() + 10
+    while (await api.get(f"/v1/runs/{run_id}")).status != 200:  # no worker: it stays queued
+        assert time.monotonic() < deadline, "the run never reached the runs view"
+        await asyncio.sleep(0.02)
+    page = await (await api.get(f"/console/runs/{run_id}")).text()
+    assert "Cancel run" in page and "Retry run" not in page
+    form = {"csrf": csrf_of(page)}
+    done = await api.post(f"/console/runs/{run_id}/cancel", data=form, allow_redirects=False)
+    assert done.status == 303 and done.headers["Location"] == f"/console/runs/{run_id}"
+    while (await (await api.get(f"/v1/runs/{run_id}")).json())["status"] != "cancelled":
+        assert time.monotonic() < deadline, "the run was not cancelled"
+        await asyncio.sleep(0.02)
+    assert "Cancel run" not in await (await api.get(f"/console/runs/{run_id}")).text()

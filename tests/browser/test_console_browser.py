@@ -7,6 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Browser, Locator, Page, expect
 
+from service.store.embedded import free_port
 from tests.browser.conftest import Client
 from tests.process import Service
 
@@ -194,3 +195,18 @@ def test_reading_and_the_forms_need_no_javascript(
         expect(tab(page, "Manual")).to_have_attribute("aria-current", "true")
     finally:
         context.close()
+
+
+def test_a_failed_run_is_retried_from_its_page(page: Page, v1: Client) -> None:
+    refused = {"type": "http", "url": f"http://127.0.0.1:{free_port()}/hook"}
+    body = {"target": refused, "retry": {"max_attempts": 1}, "timeout": "1s"}
+    assert v1.call("PUT", "/v1/workflows/unreachable", body)[0] in (200, 201)
+    schedule(v1, "flaky", HOURLY_AT_17, wid="unreachable")
+    status, fired = v1.call("POST", "/v1/schedules/flaky/trigger", {})
+    assert status == 201
+    page.goto(f"/console/runs/{fired['run_id']}")
+    expect(page.locator("h1 .status")).to_have_text("failed")
+    expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
+    page.get_by_role("button", name="Retry run").click()
+    expect(page.locator("table.list tbody tr")).to_have_count(2)
+    expect(page.locator("h1 .status")).to_have_text("failed")
