@@ -181,7 +181,12 @@ class Ticker:
         """Fire a batch and, while Redis runs it, count the one before and plan the next
         (none once the one before was fenced: True). The next is read first: a read sent
         after the fire would wait behind it in Redis."""
-        following = await self._read_next(partition, batch)
+        try:
+            following = await self._read_next(partition, batch)
+        except Exception:
+            if settle is not None:
+                settle()  # the batch before was fired: count it all the same
+            raise
         firing = asyncio.ensure_future(self._run(requests))
         try:
             await asyncio.sleep(0)  # the fire is sent before the CPU turns to the rest

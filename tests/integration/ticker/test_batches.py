@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.clock import FixedClock
 from service.domain.fire import FireRequest
@@ -179,3 +181,29 @@ async def test_a_backlog_catches_up_by_policy_in_batches(
         [missed] = await of_type(redis, keys, sid, "FiresMissed")
         assert missed["count"] == 7
     assert ticker.stats.fired == 90
+
+
+async def test_a_batch_fired_before_redis_failed_is_counted(
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+) -> None:
+    await setup(api, "s00", target="none")
+    for i in range(1, 8):
+        await create(api, f"s{i:02d}")
+    ticker = Ticker(redis, keys, clock=clock, batch_size=4)
+    assert await ticker.leases[0].acquire()
+    await ticker.tick(0)
+    clock.advance(MINUTE)
+    reads = 0
+    original = ticker.due.read
+
+    async def failing_third(partition: int, after: Any = None) -> Any:
+        nonlocal reads
+        reads += 1
+        if reads == 3:  # while the second batch is fired, after the first was
+            raise RedisConnectionError("connection lost")
+        return await original(partition, after)
+
+    ticker.due.read = failing_third  # type: ignore[method-assign]
+    with pytest.raises(RedisConnectionError):
+        await ticker.tick(0)
+    assert ticker.stats.fired == 4  # the first batch: its replies came back before
