@@ -25,7 +25,6 @@ from redis.connection import parse_url
 from service.cli.main import main
 from service.domain.spec import Spec, next_fire_times
 from service.manifests.files import load_files
-from service.store.embedded import RedisProcess
 from tests.process import Service, http_status, wait_until
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -119,7 +118,7 @@ def fill(store: Any) -> dict[str, Any]:
 
 @pytest.fixture(params=["sqlite", "redis"])
 def jobstore(
-    request: pytest.FixtureRequest, tmp_path: Path, redis_server: RedisProcess
+    request: pytest.FixtureRequest, tmp_path: Path, redis_url: str
 ) -> Iterator[tuple[str, list[str], dict[str, Any]]]:
     """A real job store with the jobs above: its URL, the extra CLI options, the triggers."""
     if request.param == "sqlite":
@@ -127,10 +126,10 @@ def jobstore(
         yield url, [], fill(store)
         return
     key = f"aps{uuid.uuid4().hex[:8]}"
-    where: dict[str, Any] = parse_url(redis_server.url)  # type: ignore[no-untyped-call]
+    where: dict[str, Any] = parse_url(redis_url)  # type: ignore[no-untyped-call]
     store = RedisJobStore(jobs_key=f"{key}.jobs", run_times_key=f"{key}.times", **where)
     triggers = fill(store)
-    yield redis_server.url, ["--jobs-key", f"{key}.jobs"], triggers
+    yield redis_url, ["--jobs-key", f"{key}.jobs"], triggers
     store.redis.delete(f"{key}.jobs", f"{key}.times")
     store.redis.close()
 
@@ -255,9 +254,9 @@ def differences(spec: Spec, trigger: Any) -> tuple[set[int], set[int]]:
 
 
 @pytest.fixture
-def service(redis_server: RedisProcess, tmp_path: Path) -> Iterator[tuple[Service, str]]:
+def service(redis_url: str, tmp_path: Path) -> Iterator[tuple[Service, str]]:
     prefix = f"imp{uuid.uuid4().hex[:8]}"
-    running = Service(tmp_path / "data", redis_url=redis_server.url, CRONSTREAM_KEY_PREFIX=prefix)
+    running = Service(tmp_path / "data", redis_url=redis_url, CRONSTREAM_KEY_PREFIX=prefix)
     try:
         yield running.wait_healthy(), prefix
     finally:
@@ -268,7 +267,7 @@ def test_import_apply_runs_the_jobs_in_a_running_service(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
-    redis_server: RedisProcess,
+    redis_url: str,
     service: tuple[Service, str],
 ) -> None:
     running, prefix = service
@@ -292,7 +291,7 @@ def test_import_apply_runs_the_jobs_in_a_running_service(
     finally:
         scheduler.shutdown(wait=False)
 
-    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("CRONSTREAM_KEY_PREFIX", prefix)
     code, out, err = run(capsys, "import", "apscheduler", "--jobstore", url, "--apply")
     assert code == 0, err
