@@ -75,12 +75,22 @@ class Api:
         if body is not None:
             data = orjson.dumps(body)
             sent["Content-Type"] = "application/json"
-        async with self.session.request(
-            method, self.base + path, params=params, data=data, headers=sent
-        ) as response:
-            raw = await response.read()
-            parsed = orjson.loads(raw) if raw and "json" in response.content_type else None
-            return Answer(response.status, parsed, dict(response.headers))
+        try:
+            async with self.session.request(
+                method, self.base + path, params=params, data=data, headers=sent
+            ) as response:
+                raw = await response.read()
+                parsed = orjson.loads(raw) if raw and "json" in response.content_type else None
+                return Answer(response.status, parsed, dict(response.headers))
+        except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
+            # the API did not answer in time, or not in JSON: the page says so, as a 503
+            return Answer(
+                503,
+                {
+                    "title": "Service unavailable",
+                    "detail": f"the API did not answer ({type(exc).__name__})",
+                },
+            )
 
     async def get(self, path: str, **params: str | None) -> Answer:
         given = {k: v for k, v in params.items() if v}

@@ -18,8 +18,9 @@ from redis.asyncio import Redis
 from service.api.app import create_app
 from service.clock import FixedClock
 from service.config import Settings
-from service.console import pages
+from service.console import client, pages
 from service.domain.tokens import Scope
+from service.store.embedded import free_port
 from tests.integration.api.helpers import put_workflow
 from tests.tokens import bearer, make_token
 
@@ -298,3 +299,13 @@ async def test_a_queued_run_can_be_cancelled_from_its_page(api: TestClient) -> N
         assert time.monotonic() < deadline, "the run was not cancelled"
         await asyncio.sleep(0.02)
     assert "Cancel run" not in await (await api.get(f"/console/runs/{run_id}")).text()
+
+
+async def test_an_api_that_cannot_be_reached_is_a_503_page(
+    api: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the console's calls go to a port where nothing listens
+    monkeypatch.setattr(client, "base_url", lambda request: f"http://127.0.0.1:{free_port()}")
+    r = await api.get("/console/schedules")
+    assert r.status == 503
+    assert "the API did not answer" in await r.text()
