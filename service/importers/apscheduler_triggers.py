@@ -11,7 +11,7 @@ into exclusions. Instants are epoch milliseconds; sub-millisecond parts are drop
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, time, timedelta, timezone, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -21,7 +21,17 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from service.domain.timeutil import format_duration, to_rfc3339
-from service.importers.apscheduler_cron import Unconvertible, cron_parts, filter_exclusions
+from service.importers.apscheduler_cron import (
+    WEEKDAYS,
+    Unconvertible,
+    cron_parts,
+    filter_exclusions,
+)
+
+try:  # APScheduler 3.11 and later
+    from apscheduler.triggers.calendarinterval import CalendarIntervalTrigger
+except ImportError:  # APScheduler 3.10 has none
+    CalendarIntervalTrigger = None
 
 _DAY_MS = 86_400_000
 
@@ -143,6 +153,38 @@ def _date(trigger: DateTrigger) -> SpecParts:
     return parts
 
 
+def _calendar(trigger: Any) -> SpecParts:
+    """Every day, week, month or year at a wall-clock time, from the start date's weekday,
+    day or day and month: a cron expression (longer calendar intervals have none)."""
+    state = trigger.__getstate__()
+    years, months, weeks, days = state["interval"]
+    if sorted((years, months, weeks, days)) != [0, 0, 0, 1]:
+        raise Unconvertible(
+            f"a calendar interval of {years} years, {months} months, {weeks} weeks and "
+            f"{days} days: only one day, week, month or year is a cron expression"
+        )
+    start, end = state["start_date"], state["end_date"]
+    hour, minute, second = state["time"]
+    dom, month, dow = "*", "*", "*"
+    if weeks:
+        dow = WEEKDAYS[start.weekday()]
+    elif months or years:
+        dom = str(start.day)
+        month = str(start.month) if years else "*"
+    clock = f"{minute} {hour}" if second == 0 else f"{second} {minute} {hour}"
+    zone = zone_name(trigger.timezone)
+    after_end = (
+        None if end is None else _ms(datetime.combine(end + timedelta(1), time(), ZoneInfo(zone)))
+    )
+    return SpecParts(
+        cron=[f"{clock} {dom} {month} {dow}"],
+        zone=zone,
+        jitter_ms=_jitter(trigger),
+        start_ms=_ms(datetime.combine(start, time(), ZoneInfo(zone))),
+        end_ms=None if after_end is None else after_end - 1,
+    )
+
+
 def spec_parts(trigger: Any, now_ms: int) -> SpecParts:
     """The spec of ``trigger``; raises ``Unconvertible`` with the reason when there is none."""
     if isinstance(trigger, CronTrigger):
@@ -151,6 +193,8 @@ def spec_parts(trigger: Any, now_ms: int) -> SpecParts:
         return _interval(trigger)
     if isinstance(trigger, DateTrigger):
         return _date(trigger)
+    if CalendarIntervalTrigger is not None and isinstance(trigger, CalendarIntervalTrigger):
+        return _calendar(trigger)
     if isinstance(trigger, OrTrigger):
         return _union(trigger, now_ms)
     if isinstance(trigger, AndTrigger):

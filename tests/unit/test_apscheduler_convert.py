@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from apscheduler.triggers.calendarinterval import CalendarIntervalTrigger
 from apscheduler.triggers.combining import AndTrigger, OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
@@ -409,3 +410,27 @@ def test_the_file_writer_escapes_what_yaml_reads_otherwise() -> None:
     tricky = ["a\x7fb", "\u2028x\u2029", "\x85", "\ufeffz", "\ud800x", "yes", "1e16", "null", "*a"]
     document = {"input": tricky, "yes": 1e16, "on": [{}, []]}
     assert yaml.safe_load(dump(document)) == document
+
+
+@pytest.mark.parametrize("unit", ["days", "weeks", "months", "years"])
+def test_a_calendar_interval_of_one_unit_is_a_cron_expression(unit: str) -> None:
+    trigger = CalendarIntervalTrigger(
+        **{unit: 1}, hour=10, minute=15, start_date="2026-01-31", timezone=BERLIN
+    )
+    expected = apscheduler_times(trigger, AFTER, 20)
+    assert len(expected) == 20
+    assert cronstream_times(trigger, AFTER, 20) == expected
+
+
+def test_a_daily_calendar_interval_runs_on_the_day_of_a_gap() -> None:
+    """APScheduler skips the day whose time falls in the spring gap; cronstream runs at the
+    end of the gap, as for a cron job."""
+    trigger = CalendarIntervalTrigger(
+        days=1, hour=2, minute=30, start_date="2026-03-21", timezone=BERLIN
+    )
+    assert _difference(trigger, datetime(2026, 3, 20, tzinfo=UTC)) == (
+        [],
+        ["2026-03-29T01:00:00+00:00"],
+    )
+    with pytest.raises(Unconvertible, match="only one day, week, month or year"):
+        spec_parts(CalendarIntervalTrigger(months=2, timezone=BERLIN), NOW_MS)
