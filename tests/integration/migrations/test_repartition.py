@@ -35,6 +35,8 @@ VIEWS = (
     "/v1/schedules/c",
     "/v1/workflows/wf",
 )
+KEY = {"Idempotency-Key": "make-e"}
+KEYED = {"id": "e", "workflow_id": "wf", "spec": {"cron": ["0 * * * *"]}}  # partition 4 of 5
 Events = dict[str, list[tuple[bytes, bytes, bytes, bytes]]]
 
 
@@ -81,6 +83,9 @@ async def test_a_keyspace_moves_to_five_partitions_whole(
 ) -> None:
     await check_keyspace(redis, keys)
     await history(api, redis, keys, clock)
+    created = await api.post("/v1/schedules", json=KEYED, headers=KEY)
+    assert created.status == 201, await created.text()
+    first_answer = await created.json()
     before, _ = await events_by_aggregate(redis, keys)
     sids = sorted(before)
     model = await write_model(redis, keys, sids)
@@ -116,6 +121,10 @@ async def test_a_keyspace_moves_to_five_partitions_whole(
     try:
         for path in paths:
             assert await (await client.get(path)).json() == views[path], path
+        # the idempotency record moved with its schedule: a retry is answered, not applied
+        again = await client.post("/v1/schedules", json=KEYED, headers=KEY)
+        assert (again.status, await again.json()) == (201, first_answer)
+        assert len((await events_by_aggregate(redis, five))[0]["e"]) == len(before["e"])
     finally:
         await client.close()
 
@@ -124,7 +133,7 @@ async def test_a_keyspace_moves_to_five_partitions_whole(
         assert await lease.acquire() and lease.state.epoch > old_epoch
     # the write model put every active schedule due at Redis's now, as a restore does
     due = {s: await redis.zscore(five.due(five.partition_of(s)), s) for s in sids}
-    assert {s for s, at in due.items() if at is not None} == {"a", "d"}
+    assert {s for s, at in due.items() if at is not None} == {"a", "d", "e"}
 
 
 async def test_refused_while_a_lease_is_held_and_nothing_changes(
