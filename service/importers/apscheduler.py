@@ -84,9 +84,9 @@ def convert_jobs(
         except Unconvertible as exc:
             result.skipped.append(Skipped(job.id, str(exc)))
             continue
-        if schedule["id"] in taken:
-            reason = f"its id maps to {schedule['id']!r}, as job {taken[schedule['id']]!r}'s does"
-            result.skipped.append(Skipped(job.id, reason))
+        clash = _clash(schedule, workflow, taken, workflows)
+        if clash:
+            result.skipped.append(Skipped(job.id, clash))
             continue
         taken[schedule["id"]] = job.id
         workflows.setdefault(workflow["id"], workflow)
@@ -94,6 +94,21 @@ def convert_jobs(
         result.notes += [(job.id, note) for note in notes]
     result.workflows = [workflows[key] for key in sorted(workflows)]
     return result
+
+
+def _clash(
+    schedule: dict[str, Any],
+    workflow: dict[str, Any],
+    taken: dict[str, str],
+    workflows: dict[str, dict[str, Any]],
+) -> str | None:
+    """Why a converted job cannot join the others: its ids are another job's."""
+    if schedule["id"] in taken:
+        return f"its id maps to {schedule['id']!r}, as job {taken[schedule['id']]!r}'s does"
+    other = workflows.get(workflow["id"])
+    if other is not None and other["name"] != workflow["name"]:
+        return f"its function's workflow id {workflow['id']!r} is also {other['name']}'s"
+    return None
 
 
 def convert_job(

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from service.domain.spec import Spec, next_fire_times
 from service.importers.apscheduler import (
     HANDLER,
+    Skipped,
     convert_job,
     convert_jobs,
     cronstream_id,
@@ -434,3 +435,15 @@ def test_a_daily_calendar_interval_runs_on_the_day_of_a_gap() -> None:
     )
     with pytest.raises(Unconvertible, match="only one day, week, month or year"):
         spec_parts(CalendarIntervalTrigger(months=2, timezone=BERLIN), NOW_MS)
+
+
+def test_two_functions_never_share_a_workflow() -> None:
+    jobs = [
+        StoredJob("a", state(DAILY, id="a", func="x:y-z")),
+        StoredJob("b", state(DAILY, id="b", func="x-y:z")),
+    ]
+    result = convert_jobs(jobs, NOW_MS)
+    assert [s["id"] for s in result.schedules] == ["a"]
+    assert result.skipped == [
+        Skipped("b", "its function's workflow id 'x-y-z' is also x:y-z's"),
+    ]
