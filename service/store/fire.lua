@@ -59,6 +59,10 @@
 -- `versions` (event type -> schema version) is set in front of the prelude at load, from
 -- the event models (service/store/fires.py: fire_source).
 
+-- The chain's head as this call's appends left it (nil until the first): written to
+-- KEYS[7] once, at the end of the call (see the end of the file).
+local head = nil
+
 -- One request: KEYS and ARGV as above, or as built by the batch below; h its decoded
 -- header. fenced: the batch checked the lease already, once for all its requests.
 local function fire_one(KEYS, ARGV, h, fenced)
@@ -117,7 +121,11 @@ local function fire_one(KEYS, ARGV, h, fenced)
   end
 
   local function append(event_type, data)
-    chain_append(KEYS[6], KEYS[7], KEYS[11], event_type, versions[event_type], sid, data, meta)
+    if head == nil then head = redis.call('GET', KEYS[7]) or '' end
+    local id
+    id, head = chain_append_after(head, KEYS[6], event_type, versions[event_type], sid, data,
+      meta)
+    redis.call('RPUSH', KEYS[11], id)
   end
 
   local trigger_type = scheduled and 'schedule' or mode
@@ -300,5 +308,14 @@ local function fire_batch()
   return replies
 end
 
-if ARGV[1] == 'batch' then return fire_batch() end
-return fire_one(KEYS, ARGV, cjson.decode(ARGV[1]), false)
+-- The chain's head is written once, after the requests, and also when one failed
+-- halfway (its appends stay, as Redis keeps a failed script's writes): the chain then
+-- still ends at the last entry, and the error is raised again.
+local batch = ARGV[1] == 'batch'
+local ok, reply = pcall(function()
+  if batch then return fire_batch() end
+  return fire_one(KEYS, ARGV, cjson.decode(ARGV[1]), false)
+end)
+if head ~= nil then redis.call('SET', batch and KEYS[6] or KEYS[7], head) end
+if not ok then error(reply) end
+return reply

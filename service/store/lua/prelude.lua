@@ -22,6 +22,18 @@ local function chain_append(log_key, chain_key, index_key, event_type, version, 
   return id
 end
 
+-- chain_append for a script that appends many events in a row: it passes the chain's
+-- head (prev), keeps the new one (the hash returned with the entry id) and writes it
+-- once at its end, rather than reading and writing it for each event; it then notes the
+-- entry in the aggregate's event index itself. Same entry and hash as chain_append.
+local function chain_append_after(prev, log_key, event_type, version, sid, data, meta)
+  local hash = redis.sha1hex(prev .. '\31' .. event_type .. '\31' .. version .. '\31' .. sid ..
+    '\31' .. data .. '\31' .. meta)
+  local id = redis.call('XADD', log_key, '*', 'type', event_type, 'v', version, 'sid', sid,
+    'data', data, 'meta', meta, 'prev', prev, 'hash', hash)
+  return id, hash
+end
+
 -- Operation records make a script safe to retry. The caller makes one token per
 -- logical call and keeps it across the client's retries; the first execution records
 -- its reply under the token, and a repeat gets that reply back and changes nothing.

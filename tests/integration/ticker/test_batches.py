@@ -10,7 +10,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
+from service.audit.verify import verify
 from service.clock import FixedClock
 from service.domain.fire import FireRequest
 from service.store.fires import FireReply
@@ -207,3 +209,26 @@ async def test_a_batch_fired_before_redis_failed_is_counted(
     with pytest.raises(RedisConnectionError):
         await ticker.tick(0)
     assert ticker.stats.fired == 4  # the first batch: its replies came back before
+
+
+async def test_a_batch_that_fails_halfway_leaves_the_chain_whole(
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+) -> None:
+    await setup(api, "s00", target="none")
+    for i in range(1, 3):
+        await create(api, f"s{i:02d}")
+    ticker = await leader(redis, keys, clock)
+    await ticker.tick(0)
+    clock.advance(MINUTE)
+    # the second schedule's event index is not a list: its first append fails after
+    # XADD, halfway through the call; Redis keeps what the call wrote until then
+    await redis.delete(keys.aggregate_events(0, "schedule", "s01"))
+    await redis.set(keys.aggregate_events(0, "schedule", "s01"), "not a list")
+    batch = await ticker.due.read(0)
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await ticker.script.run_many(await ticker._requests(0, batch))
+    assert await fired(redis, keys, "s00") == ["2026-01-15T12:01:00Z"]
+    report = await verify(redis, keys)
+    assert report.intact, report.breaks  # the head is the last entry's hash
+    [(_, fields)] = await redis.xrevrange(keys.log(0), count=1)
+    assert fields[b"sid"] == b"s01" and await redis.get(keys.chain(0)) == fields[b"hash"]
