@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import telemetry
@@ -328,7 +329,7 @@ class Ticker:
     async def run(self, stop: asyncio.Event) -> None:
         """Take a fair share of the partitions' leases and fire while holding them, until
         ``stop``; then free them and leave the membership so the others take them at once."""
-        with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+        with contextlib.suppress(RedisError, OSError):
             await self.membership.beat()  # be counted before taking any lease
         tasks = [
             asyncio.create_task(self._listen(stop), name="ticker-wake"),
@@ -346,9 +347,11 @@ class Ticker:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                for lease in self.leases:
+            # each on its own: on a cluster with a node down, the others' leases still go
+            for lease in self.leases:
+                with contextlib.suppress(RedisError, OSError):
                     await lease.release()
+            with contextlib.suppress(RedisError, OSError):
                 await self.membership.leave()
 
     def held(self) -> list[int]:
@@ -372,7 +375,10 @@ class Ticker:
                         wake.set()
                 failures = 0
                 pause = self.membership.interval_s
-            except (RedisConnectionError, RedisTimeoutError, OSError):
+            except (RedisError, OSError) as exc:
+                # any error (a cluster that is down answers CLUSTERDOWN): a ticker whose
+                # heartbeats stop is dropped by the others and its share given away
+                log.warning("tickers: heartbeat failed (%s)", exc)
                 pause = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
                 failures += 1
             with contextlib.suppress(TimeoutError):
