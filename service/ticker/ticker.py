@@ -20,9 +20,7 @@ from typing import Any, ClassVar
 
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import telemetry
 from service.activity import ActivityLog
@@ -438,8 +436,11 @@ class Ticker:
                 if earliest is not None:
                     pause = min(pause, max(0.0, (earliest - now) / 1000))
                 await self._sleep(partition, pause)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+            except (RedisError, OSError) as exc:
+                # unavailable, or a cluster that is down (CLUSTERDOWN) or moving slots:
+                # the loop lives on and tries again, in time to renew its lease
+                backoff = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                delay = min(backoff, lease.ttl_ms / 3000)
                 failures += 1
                 log.warning("ticker partition %d: redis unavailable (%s)", partition, exc)
                 await self._sleep(partition, delay)
@@ -466,6 +467,6 @@ class Ticker:
                         )
                         if message is not None:
                             self._wake[channels[as_text(message["channel"])]].set()
-            except (RedisConnectionError, RedisTimeoutError, OSError):
+            except (RedisError, OSError):
                 failures += 1
                 await asyncio.sleep(RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)])
