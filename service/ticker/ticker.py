@@ -373,9 +373,9 @@ class Ticker:
                         wake.set()
                 failures = 0
                 pause = self.membership.interval_s
-            except (RedisError, OSError) as exc:
-                # any error (a cluster that is down answers CLUSTERDOWN): a ticker whose
-                # heartbeats stop is dropped by the others and its share given away
+            except Exception as exc:
+                # whatever fails (a cluster that is down answers CLUSTERDOWN), the heartbeat
+                # goes on: a ticker whose heartbeats stop loses its share to the others
                 log.warning("tickers: heartbeat failed (%s)", exc)
                 pause = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
                 failures += 1
@@ -437,13 +437,21 @@ class Ticker:
                     pause = min(pause, max(0.0, (earliest - now) / 1000))
                 await self._sleep(partition, pause)
             except (RedisError, OSError) as exc:
-                # unavailable, or a cluster that is down (CLUSTERDOWN) or moving slots:
-                # the loop lives on and tries again, in time to renew its lease
-                backoff = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
-                delay = min(backoff, lease.ttl_ms / 3000)
-                failures += 1
+                # unavailable, or a cluster that is down (CLUSTERDOWN) or moving slots
                 log.warning("ticker partition %d: redis unavailable (%s)", partition, exc)
-                await self._sleep(partition, delay)
+                await self._back_off(lease, failures)
+                failures += 1
+            except Exception:
+                # a client library's own failure (seen: redis-py's cluster connections
+                # after a node restart) must not end the partition's firing for good
+                log.exception("ticker partition %d: unexpected error; trying again", partition)
+                await self._back_off(lease, failures)
+                failures += 1
+
+    async def _back_off(self, lease: Lease, failures: int) -> None:
+        """Wait before trying again, never past the lease's renewal time."""
+        backoff = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+        await self._sleep(lease.partition, min(backoff, lease.ttl_ms / 3000))
 
     async def _sleep(self, partition: int, seconds: float) -> None:
         wake = self._wake[partition]
