@@ -56,8 +56,9 @@ def route(event_type: str) -> tuple[tuple[Reads, Handler], ...]:
     return found
 
 
-BATCH_SIZE = 1000
+BATCH_SIZE = 500
 PIPELINED_BATCHES = 32
+YIELD_EVERY = 100
 """Batches one ``step`` applies back to back at most before it looks at its stop event."""
 BLOCK_MS = 1000
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -101,16 +102,23 @@ class Projector:
         self, partition: int, events: list[StoredEvent], previous: ViewBatch | None
     ) -> ViewBatch:
         """The view changes of ``events``, from the records ``previous`` left and the views."""
+        batch = await self._prepare(partition, events, previous)
+        await _fold(batch, events)
+        return batch
+
+    async def _prepare(
+        self, partition: int, events: list[StoredEvent], previous: ViewBatch | None
+    ) -> ViewBatch:
+        """A batch for ``events`` holding every record they read: those ``previous`` left,
+        the others fetched in one round trip (none of them is one ``previous`` writes)."""
         batch = ViewBatch(
             self.redis,
             self.keys.view_prefix(partition, self.namespace),
             previous.carried() if previous is not None else None,
         )
-        routed = [(e, route(e.type)) for e in events]
-        await batch.prefetch(name for e, views in routed for reads, _ in views for name in reads(e))
-        for event, views in routed:
-            for _, handler in views:
-                await handler(batch, event)
+        await batch.prefetch(
+            name for e in events for reads, _ in route(e.type) for name in reads(e)
+        )
         return batch
 
     def _call(
@@ -183,41 +191,49 @@ class Projector:
 
     async def _advance(self, partition: int, block_ms: int | None) -> int:
         """Events applied by the next batches (up to ``PIPELINED_BATCHES``), or HELD when
-        the first was held. Each batch is read and computed while the one before it is
-        applied; the run stops at the log's end, or at a refused batch."""
+        the first was held. The run stops at the log's end, or at a refused batch.
+
+        Redis and this process work side by side: the next batch's entries are read, and
+        its records fetched, before a batch's script call is sent; its changes are
+        computed while the call runs."""
         start = await self.checkpoint(partition)
         events = await self._read(partition, start, block_ms)
         if not events:
             return 0
-        writer = uuid.uuid4().hex
-        batch = await self._compute(partition, events, None)
-        total = 0
-        for n in range(PIPELINED_BATCHES):
-            call = asyncio.ensure_future(
-                self._call(partition, start, events, batch, writer, continuing=n > 0)
-            )
-            last = n == PIPELINED_BATCHES - 1
-            following, upcoming = await _meanwhile(call, self._next(partition, events, batch, last))
-            applied = await call
-            if applied <= 0:
-                return HELD if applied == HELD and total == 0 else total
-            total += len(events)
-            if self.on_applied is not None:
-                self.on_applied(partition, events[-1].position)
-            if upcoming is None:
-                break
-            start, events, batch = events[-1].position, following, upcoming
-        return total
-
-    async def _next(
-        self, partition: int, events: list[StoredEvent], batch: ViewBatch, last: bool
-    ) -> tuple[list[StoredEvent], ViewBatch | None]:
-        """The batch after ``events``, computed on top of ``batch`` (None at the log's end,
-        or when ``batch`` is the ``last`` of this run)."""
-        following = [] if last else await self._read(partition, events[-1].position, None)
-        if not following:
-            return following, None
-        return following, await self._compute(partition, following, batch)
+        ahead: asyncio.Future[list[StoredEvent]] | None = asyncio.ensure_future(
+            self._read(partition, events[-1].position, None)
+        )
+        try:
+            batch = await self._compute(partition, events, None)
+            writer, total = uuid.uuid4().hex, 0
+            for n in range(PIPELINED_BATCHES):
+                following = await ahead if ahead is not None else []
+                ahead = None
+                more = bool(following) and n < PIPELINED_BATCHES - 1
+                if more:
+                    ahead = asyncio.ensure_future(
+                        self._read(partition, following[-1].position, None)
+                    )
+                    upcoming = await self._prepare(partition, following, batch)
+                call = asyncio.ensure_future(
+                    self._call(partition, start, events, batch, writer, continuing=n > 0)
+                )
+                if more:
+                    await _meanwhile(call, _fold(upcoming, following))
+                applied = await call
+                if applied <= 0:
+                    return HELD if applied == HELD and total == 0 else total
+                total += len(events)
+                if self.on_applied is not None:
+                    self.on_applied(partition, events[-1].position)
+                if not more:
+                    break
+                start, events, batch = events[-1].position, following, upcoming
+            return total
+        finally:
+            if ahead is not None:  # a read ahead is never left in flight
+                with contextlib.suppress(Exception):
+                    await ahead
 
     async def catch_up(self, partition: int, max_batches: int = 1_000_000) -> int:
         """Apply everything in the log now; return the number of events applied (it stops
@@ -252,6 +268,18 @@ class Projector:
 
 
 T = TypeVar("T")
+
+
+async def _fold(batch: ViewBatch, events: list[StoredEvent]) -> None:
+    """Apply ``events`` to ``batch`` through the handlers of the views they change.
+
+    It steps aside every ``YIELD_EVERY`` events: the handlers rarely wait on Redis, and
+    the script call of the batch before this one must get sent meanwhile."""
+    for i, event in enumerate(events):
+        if i % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        for _, handler in route(event.type):
+            await handler(batch, event)
 
 
 async def _meanwhile(call: asyncio.Future[int], work: Awaitable[T]) -> T:
