@@ -15,6 +15,7 @@ from redis.exceptions import ResponseError
 from service.audit.verify import verify
 from service.clock import FixedClock
 from service.domain.fire import FireRequest
+from service.store import fires
 from service.store.fires import FireReply
 from service.store.keys import Keyspace
 from service.ticker.ticker import Ticker
@@ -232,3 +233,27 @@ async def test_a_batch_that_fails_halfway_leaves_the_chain_whole(
     assert report.intact, report.breaks  # the head is the last entry's hash
     [(_, fields)] = await redis.xrevrange(keys.log(0), count=1)
     assert fields[b"sid"] == b"s01" and await redis.get(keys.chain(0)) == fields[b"hash"]
+
+
+async def test_a_backlog_is_fired_in_calls_of_bounded_size(
+    api: TestClient,
+    redis: Redis,
+    keys: Keyspace,
+    clock: FixedClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(fires, "BATCH_FIRES_MAX", 25)
+    await setup(api, "s00", target="none", policy={"catchup": "all"})
+    for i in range(1, 12):
+        await create(api, f"s{i:02d}", policy={"catchup": "all"})
+    ticker = await leader(redis, keys, clock)
+    await ticker.tick(0)
+    clock.advance(10 * MINUTE)  # ten times due per schedule
+    calls = await script_calls(redis)
+    await ticker.tick(0)
+    # the due read, then six calls of two schedules' twenty fires each, where one call
+    # would hold Redis for all 120
+    assert await script_calls(redis) - calls == 1 + 6
+    assert ticker.stats.fired == 120
+    for i in range(12):
+        assert len(await fired(redis, keys, f"s{i:02d}")) == 10
