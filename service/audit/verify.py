@@ -40,6 +40,8 @@ MISSING = "missing or out of order"
 MISSING_AT_END = "missing at the end"
 PAGE = 1000
 MAX_PAGES = 1 << 40
+HEAD_ROUNDS = 100
+"""How often the live walk goes on after entries appended while it read (a busy log)."""
 LIVE = "live log"
 
 
@@ -157,18 +159,15 @@ def _walk_archive(walker: _Walker, directory: Path, report: PartitionChain) -> N
 
 
 async def _walk_live(redis: Redis, keys: Keyspace, walker: _Walker, report: PartitionChain) -> None:
-    log = keys.log(walker.partition)
-    start = f"({walker.last_id}" if walker.last_id else "-"
-    for _ in range(MAX_PAGES):
-        page: Any = await redis.xrange(log, min=start, count=PAGE)
-        for raw_id, raw_fields in page:
-            walker.step(as_text(raw_id), segments.as_str_fields(raw_fields), LIVE)
-        report.live += len(page)
-        if len(page) < PAGE:
+    # an append moves the head with its entry (one script): a head read after the walk
+    # that is not the last entry walked means entries came since, unless none did
+    for _ in range(HEAD_ROUNDS):
+        walked = await _walk_pages(redis, keys.log(walker.partition), walker)
+        report.live += walked
+        stored = await redis.get(keys.chain(walker.partition))
+        head = as_text(stored) if stored is not None else ""
+        if head == walker.prev or not await _appended_since(redis, keys, walker):
             break
-        start = f"({walker.last_id}"
-    stored = await redis.get(keys.chain(walker.partition))
-    head = as_text(stored) if stored is not None else ""
     if head != walker.prev:
         detail = (
             "the chain head is not the newest entry's hash: entries after it were removed"
@@ -179,6 +178,25 @@ async def _walk_live(redis: Redis, keys: Keyspace, walker: _Walker, report: Part
         found = ChainBreak(walker.partition, walker.last_id or "-", where, MISSING_AT_END, detail)
         raise _Broken(found)
     report.head = head
+
+
+async def _walk_pages(redis: Redis, log: str, walker: _Walker) -> int:
+    """Step the walker over the live entries after its last one; how many there were."""
+    start, walked = (f"({walker.last_id}" if walker.last_id else "-"), 0
+    for _ in range(MAX_PAGES):
+        page: Any = await redis.xrange(log, min=start, count=PAGE)
+        for raw_id, raw_fields in page:
+            walker.step(as_text(raw_id), segments.as_str_fields(raw_fields), LIVE)
+        walked += len(page)
+        if len(page) < PAGE:
+            break
+        start = f"({walker.last_id}"
+    return walked
+
+
+async def _appended_since(redis: Redis, keys: Keyspace, walker: _Walker) -> bool:
+    start = f"({walker.last_id}" if walker.last_id else "-"
+    return bool(await redis.xrange(keys.log(walker.partition), min=start, count=1))
 
 
 async def _archive_to_walk(

@@ -204,3 +204,33 @@ async def test_commands_exit_codes_and_summaries(
 
     bad = await run("archive", "--before", "yesterday", "--to", str(tmp_path))
     assert bad.returncode == 2 and "--before" in bad.stderr
+
+
+class AppendsBeforeTheHeadIsRead:
+    """The test's Redis, where entries are appended just before verify first reads the
+    chain head: what a live log does between verify's last page and that read."""
+
+    def __init__(self, redis: Redis, keys: Keyspace) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.appended = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.redis, name)
+
+    async def get(self, key: str) -> bytes | None:
+        if key == self.keys.chain(0) and not self.appended:
+            self.appended = True
+            await fill_log(self.redis, self.keys, 3, start_ms=START_MS + 100)
+        return await self.redis.get(key)  # type: ignore[no-any-return]
+
+
+async def test_entries_appended_while_verify_reads_are_walked_not_reported(
+    redis: Redis, keys: Keyspace
+) -> None:
+    await fill_log(redis, keys, 5)
+    busy = AppendsBeforeTheHeadIsRead(redis, keys)
+    report = await verify(busy, keys, None)  # type: ignore[arg-type]
+    assert busy.appended
+    assert report.intact, summary(report)
+    assert report.partitions[0].live == 8
