@@ -8,24 +8,37 @@ and each transaction runs on one node.
 
 The cluster client is handed to the rest of the service as a ``Redis``: it answers
 the same commands, and the few calls that differ (a probe on one connection, reads
-of several partitions' streams) ask ``is_cluster`` and take the cluster's way.
+of several partitions' streams) ask ``is_cluster`` and take the cluster's way. A
+cluster that is down (CLUSTERDOWN, uncovered slots) is reported as a lost connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Generator, Iterable
-from typing import Any, cast
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterable
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, ClusterPubSub, RedisCluster
 from redis.asyncio.connection import SSLConnection, parse_url
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import (
+    ClusterDownError,
+    ClusterError,
+    NoScriptError,
+    ResponseError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+OUTAGES = (ClusterDownError, ClusterError, SlotNotCoveredError, TryAgainError)
+"""What a cluster answers while a node is down or slots move (after the client's own
+retries): an outage, as a refused connection is, not a bug."""
 DEFAULT_PORT = 6379
+T = TypeVar("T")
 
 
 class ClusterUrlInvalid(ValueError):
@@ -82,8 +95,49 @@ def _connection_options(url: str) -> dict[str, Any]:
     return options
 
 
+TRANSPORT_FILES = (
+    "redis/asyncio/connection.py",
+    "asyncio/selector_events.py",
+    "asyncio/streams.py",
+)
+
+
+def lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` is a connection the peer closed, surfacing from the transport as
+    its own TypeError or AttributeError instead of a ConnectionError: redis-py lets a
+    write on such a connection fail that way, which a node going down sets off in every
+    task using it."""
+    if not isinstance(exc, TypeError | AttributeError):
+        return False
+    tb, innermost = exc.__traceback__, ""
+    while tb is not None:
+        innermost, tb = tb.tb_frame.f_code.co_filename, tb.tb_next
+    return innermost.endswith(TRANSPORT_FILES)
+
+
+def as_outage(exc: BaseException) -> BaseException:
+    """A cluster outage or a lost connection as redis-py's ConnectionError, which every
+    loop of the service rides out (retry, back off) and the store turns into
+    ``StoreUnavailable`` (503); anything else as it is."""
+    if isinstance(exc, OUTAGES) or lost_connection(exc):
+        return RedisConnectionError(f"redis cluster: {exc}")
+    return exc
+
+
+async def _guarded(call: Awaitable[T]) -> T:
+    """``call``'s result; an outage raised as a lost connection (``as_outage``)."""
+    try:
+        return await call
+    except Exception as exc:
+        mapped = as_outage(exc)
+        if mapped is exc:
+            raise
+        raise mapped from exc
+
+
 class ScriptingCluster(RedisCluster):
-    """A cluster client whose pipelines may call scripts.
+    """A cluster client as the service needs it: pipelines that may call scripts, a
+    SCAN that walks every primary, and outages that look like lost connections.
 
     redis-py refuses EVALSHA in a cluster pipeline because it cannot load a missing
     script there. The store pipelines its scripts (a batch of fires, of appends, of
@@ -98,6 +152,13 @@ class ScriptingCluster(RedisCluster):
         super().__init__(**options)
         self._scripts: dict[str, AsyncScript] = {}
         self._loaded: set[str] = set()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """The command; an outage raised as a lost connection (``as_outage``)."""
+        return await _guarded(super().execute_command(*args, **kwargs))
+
+    def pubsub(self, **options: Any) -> ClusterPubSub:  # type: ignore[override]
+        return GuardedPubSub(self, **options)
 
     def register_script(self, script: str | bytes) -> AsyncScript:  # type: ignore[override]
         registered: AsyncScript = super().register_script(script)
@@ -175,16 +236,20 @@ class Queued:
 
 
 class ScriptPipeline(ClusterPipeline):
-    __slots__ = ("_shas",)
+    """A cluster pipeline that may call scripts: they are loaded on every primary first,
+    and a call a node refused for want of its script (the node restarted or failed
+    over since) is sent again once the script is loaded there."""
+
+    __slots__ = ("_calls",)
 
     def __init__(self, client: ScriptingCluster, transaction: Any | None = None) -> None:
         super().__init__(client, transaction)
-        self._shas: set[str] = set()
+        self._calls: list[tuple[int, tuple[Any, ...]]] = []
 
     def evalsha(self, sha: str, numkeys: int, *keys_and_args: Any) -> Queued:
         """Queue the call; awaiting what this returns (as a script object does) leaves the
         pipeline as it is, where awaiting the pipeline itself would empty it."""
-        self._shas.add(sha)
+        self._calls.append((len(self), (sha, numkeys, *keys_and_args)))
         self.execute_command("EVALSHA", sha, numkeys, *keys_and_args)
         return Queued(self)
 
@@ -192,16 +257,36 @@ class ScriptPipeline(ClusterPipeline):
         self, raise_on_error: bool = True, allow_redirections: bool = True
     ) -> list[Any]:
         client = cast(ScriptingCluster, self.cluster_client)
-        await client.load_scripts(self._shas)
-        self._shas.clear()
-        try:
-            replies: list[Any] = await super().execute(raise_on_error, allow_redirections)
-        except NoScriptError:
+        calls, self._calls = self._calls, []
+        await client.load_scripts(args[0] for _, args in calls)
+        replies: list[Any] = await _guarded(super().execute(False, allow_redirections))
+        refused = [(at, args) for at, args in calls if isinstance(replies[at], NoScriptError)]
+        if refused:
             client.forget_scripts()
-            raise
-        if any(isinstance(reply, NoScriptError) for reply in replies):
-            client.forget_scripts()
+            await client.load_scripts(args[0] for _, args in refused)
+            for at, args in refused:
+                replies[at] = await _reply_or_error(client.evalsha(*args))
+        errors = [reply for reply in replies if isinstance(reply, Exception)]
+        if raise_on_error and errors:
+            raise errors[0]
         return replies
+
+
+class GuardedPubSub(ClusterPubSub):
+    """Pub/sub whose outages are lost connections too (the ticker's wake-ups)."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        return await _guarded(super().execute_command(*args, **kwargs))
+
+    async def get_message(self, *args: Any, **kwargs: Any) -> Any:
+        return await _guarded(super().get_message(*args, **kwargs))
+
+
+async def _reply_or_error(call: Any) -> Any:
+    try:
+        return await call
+    except ResponseError as exc:
+        return exc
 
 
 def cluster_client(url: str, **options: Any) -> Redis:

@@ -34,6 +34,9 @@ PORT_TRIES = 200
 @dataclass
 class LocalCluster:
     nodes: list[RedisProcess]
+    data_dir: Path
+    appendonly: bool
+    args: list[str]
 
     @property
     def addresses(self) -> list[str]:
@@ -47,6 +50,20 @@ class LocalCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.stop()
+
+    def kill(self, i: int) -> None:
+        """SIGKILL node ``i``: nothing is flushed on the way down."""
+        process = self.nodes[i].process
+        assert process is not None
+        process.kill()
+        process.wait(timeout=10)
+
+    def restart(self, i: int) -> None:
+        """Start node ``i`` again on its port and files (nodes.conf, AOF): it rejoins."""
+        port = int(self.addresses[i].rsplit(":", 1)[1])
+        self.nodes[i] = start_redis_server(
+            self.data_dir / f"node{i}", port, appendonly=self.appendonly, extra_args=self.args
+        )
 
 
 def _bindable(port: int) -> bool:
@@ -74,29 +91,29 @@ def slot_ranges(nodes: int) -> list[tuple[int, int]]:
 
 
 def start_local_cluster(
-    data_dir: Path, nodes: int = 3, *, appendonly: bool = False, extra_args: Sequence[str] = ()
+    data_dir: Path,
+    nodes: int = 3,
+    *,
+    appendonly: bool = False,
+    node_timeout_ms: int = 15_000,
+    extra_args: Sequence[str] = (),
 ) -> LocalCluster:
-    """Start ``nodes`` primaries (no replicas), give each a slot range, wait until formed."""
+    """Start ``nodes`` primaries (no replicas), give each a slot range, wait until formed.
+
+    ``node_timeout_ms`` is how long a node may not answer before the others count it
+    failed (and, without replicas, the cluster down): Redis's default, since on a busy
+    machine a node can miss shorter deadlines."""
     started: list[RedisProcess] = []
+    args = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    args += ["--cluster-node-timeout", str(node_timeout_ms), *extra_args]
     try:
         for i in range(nodes):
             started.append(
                 start_redis_server(
-                    data_dir / f"node{i}",
-                    cluster_port(),
-                    appendonly=appendonly,
-                    extra_args=[
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--cluster-node-timeout",
-                        "5000",
-                        *extra_args,
-                    ],
+                    data_dir / f"node{i}", cluster_port(), appendonly=appendonly, extra_args=args
                 )
             )
-        cluster = LocalCluster(started)
+        cluster = LocalCluster(started, data_dir, appendonly, args)
         _form(cluster)
         return cluster
     except BaseException:

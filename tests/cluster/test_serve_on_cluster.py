@@ -17,13 +17,14 @@ import orjson
 import pytest
 from redis.cluster import RedisCluster
 
+from service.cli.main import main
 from service.domain.timeutil import parse_instant, to_rfc3339
 from service.store.keys import Keyspace
 from service.store.local_cluster import LocalCluster
 from service.store.tokens import new_token
 from tests.cluster.conftest import flush, node_of
 from tests.fault.target_thread import ThreadTarget, thread_target
-from tests.process import Service, cli, wait_until
+from tests.process import Service, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -77,6 +78,20 @@ def served(
         yield service, Api(service.url, token)
     finally:
         assert service.stop() == 0, service.output()
+
+
+@pytest.fixture
+def cli_env(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's direct commands, run in this process, talk to the cluster."""
+    monkeypatch.setenv("REDIS_URL", cluster.url)
+    monkeypatch.setenv("CRONSTREAM_PARTITIONS", str(PARTITIONS))
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """The CLI in this process: exit code, and what it printed."""
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out + err
 
 
 def fires_by_schedule(client: RedisCluster) -> dict[str, list[int]]:
@@ -175,44 +190,37 @@ def test_the_event_stream_follows_every_partition(served: tuple[Service, Api]) -
 
 
 def test_tokens_made_by_the_cli_are_checked_and_rate_limited_on_the_cluster(
-    served: tuple[Service, Api], cluster: LocalCluster
+    served: tuple[Service, Api], cli_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, api = served
-    made = cli(
-        "token",
-        "create",
-        "--scopes",
-        "schedules:read",
-        "--rate",
-        "3/min",
-        REDIS_URL=cluster.url,
-    )
-    assert made.returncode == 0, made.stderr
-    limited = Api(api.url, TOKEN.findall(made.stdout)[0])
+    code, out = run(capsys, "token", "create", "--scopes", "schedules:read", "--rate", "3/min")
+    assert code == 0, out
+    limited = Api(api.url, TOKEN.findall(out)[0])
     statuses = [limited.call("GET", "/v1/schedules")[0] for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
     assert Api(api.url, new_token()).call("GET", "/v1/schedules")[0] == 401
 
 
 def test_archive_and_verify_on_the_cluster(
-    served: tuple[Service, Api], cluster: LocalCluster, tmp_path: Path, cluster_client: RedisCluster
+    served: tuple[Service, Api],
+    cli_env: None,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    cluster_client: RedisCluster,
 ) -> None:
     before = sum(cluster_client.xlen(KEYS.log(p)) for p in range(PARTITIONS))
     directory = tmp_path / "archive"
-    env = {"REDIS_URL": cluster.url, "CRONSTREAM_PARTITIONS": str(PARTITIONS)}
     cutoff = to_rfc3339(int(time.time() * 1000))
-    archived = cli("archive", "--before", cutoff, "--to", str(directory), **env)
-    assert archived.returncode == 0, archived.stderr
+    code, out = run(capsys, "archive", "--before", cutoff, "--to", str(directory))
+    assert code == 0, out
     after = sum(cluster_client.xlen(KEYS.log(p)) for p in range(PARTITIONS))
     assert after < before, "the archive trimmed the logs"
-    verified = cli("verify", "--archive", str(directory), **env)
-    assert verified.returncode == 0, verified.stdout + verified.stderr
+    code, out = run(capsys, "verify", "--archive", str(directory))
+    assert code == 0, out
 
 
 def test_migrate_takes_its_lock_on_the_cluster(
-    served: tuple[Service, Api], cluster: LocalCluster
+    served: tuple[Service, Api], cli_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    migrated = cli(
-        "migrate", "--wait", "5", REDIS_URL=cluster.url, CRONSTREAM_PARTITIONS=str(PARTITIONS)
-    )
-    assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+    code, out = run(capsys, "migrate", "--wait", "5")
+    assert code == 0, out

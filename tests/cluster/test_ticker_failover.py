@@ -4,28 +4,17 @@ every nominal second fires exactly once."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 from redis.cluster import RedisCluster
 
-from migrations.keyspace import check_keyspace
-from service.commands import SCHEDULES, WORKFLOWS, CommandService, ProjectionWaiter, RequestContext
-from service.domain import schedule as sched
-from service.domain import workflow as wf
-from service.domain.spec import Spec
-from service.domain.timeutil import parse_instant
-from service.server import connect
-from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
 from service.store.local_cluster import LocalCluster
-from tests.cluster.conftest import flush, node_of
+from tests.cluster.conftest import assert_exactly_once, create_schedules, fires, flush, node_of
 from tests.process import Service, wait_until
 
 pytestmark = pytest.mark.slow
@@ -37,35 +26,9 @@ SCHEDULES_N = 24
 
 
 @pytest.fixture
-def schedules(cluster: LocalCluster) -> Iterator[list[str]]:
+def schedules(cluster: LocalCluster) -> list[str]:
     flush(cluster)
-
-    async def create() -> list[str]:
-        client = connect(cluster.url, 5.0)
-        try:
-            await check_keyspace(client, KEYS)
-            commands = CommandService(
-                EventStore(client, KEYS), ProjectionWaiter(client, KEYS), wait_timeout_s=0
-            )
-            workflow = wf.WorkflowConfig.model_validate({"target": {"type": "none"}})
-            await commands.execute(WORKFLOWS, "w", wf.PutWorkflow("w", workflow), RequestContext())
-            config = sched.ScheduleConfig.model_validate(
-                {
-                    "workflow_id": "w",
-                    "spec": Spec(cron=["* * * * * *"]).model_dump(mode="json"),
-                    "policy": {"catchup": "all", "overlap": "allow_all"},
-                }
-            )
-            sids = [f"s{i:03d}" for i in range(SCHEDULES_N)]
-            for sid in sids:
-                await commands.execute(
-                    SCHEDULES, sid, sched.CreateSchedule(sid, config), RequestContext()
-                )
-            return sids
-        finally:
-            await client.aclose()
-
-    yield asyncio.run(create())
+    return create_schedules(cluster.url, KEYS, SCHEDULES_N)
 
 
 def ticker(tmp_path: Path, url: str, name: str) -> Service:
@@ -84,23 +47,10 @@ def holders(client: RedisCluster) -> list[int | None]:
     return [int(r.decode().split(":")[1]) if r else None for r in raw]
 
 
-def fires(client: RedisCluster) -> dict[str, list[tuple[int, int]]]:
-    """(nominal ms, epoch) of every fire, per schedule, from every partition's log."""
-    out: dict[str, list[tuple[int, int]]] = {}
-    for p in range(PARTITIONS):
-        for _eid, fields in client.xrange(KEYS.log(p)):
-            if fields[b"type"] in (b"ScheduleFired", b"FiresMissed", b"FireSkipped"):
-                assert fields[b"type"] == b"ScheduleFired", fields
-                data = orjson.loads(fields[b"data"])
-                nominal = parse_instant(str(data["nominal_time"]))
-                out.setdefault(fields[b"sid"].decode(), []).append((nominal, int(data["epoch"])))
-    return out
-
-
 def last_epochs(client: RedisCluster) -> dict[int, int]:
     """The newest fire's epoch in each partition."""
     newest: dict[int, int] = {}
-    for sid, records in fires(client).items():
+    for sid, records in fires(client, KEYS).items():
         p = KEYS.partition_of(sid)
         newest[p] = max(newest.get(p, 0), max(epoch for _, epoch in records))
     return newest
@@ -143,9 +93,4 @@ def test_kill_9_a_ticker_its_partitions_fire_again_within_the_ttl(
     finally:
         codes = [p.stop() for p in procs]
     assert codes[1] == 0
-    records = fires(cluster_client)
-    for sid in schedules:
-        nominals = [n for n, _ in records.get(sid, [])]
-        assert len(nominals) == len(set(nominals)), f"{sid} fired a nominal time twice"
-        hwm = int(cluster_client.hget(KEYS.hwm(KEYS.partition_of(sid)), sid) or 0)
-        assert sorted(nominals) == list(range(min(nominals), hwm + 1, 1000)), f"{sid} lost one"
+    assert_exactly_once(cluster_client, KEYS, schedules)
