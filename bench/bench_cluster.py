@@ -49,24 +49,28 @@ PERIOD_MS = 5000
 POLL_S = 0.02
 
 
-def write_files(directory: Path, count: int, per_file: int = 10_000) -> None:
-    """Workflow ``w`` (target none) and ``count`` schedules due every 5 s, for apply."""
+def write_files(directory: Path, count: int, start_at: str, per_file: int = 10_000) -> None:
+    """Workflow ``w`` (target none) and ``count`` schedules due every 5 s from
+    ``start_at``, for apply."""
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "workflows.yaml").write_text("workflows:\n  - id: w\n    target: {type: none}\n")
     for f, first in enumerate(range(0, count, per_file)):
         body = "".join(
             f"  - id: s{i:06d}\n"
             f"    workflow_id: w\n"
-            f"    spec: {{intervals: [{{every: 5s, offset: {(i * PERIOD_MS) // count}ms}}]}}\n"
+            f"    spec: {{intervals: [{{every: 5s, offset: {(i * PERIOD_MS) // count}ms}}],"
+            f" start_at: '{start_at}'}}\n"
             f"    policy: {{catchup: all, overlap: allow_all}}\n"
             for i in range(first, min(first + per_file, count))
         )
         (directory / f"schedules-{f:03d}.yaml").write_text("schedules:\n" + body)
 
 
-def create(tmp: Path, url: str, partitions: int, count: int) -> float:
+def create(tmp: Path, url: str, partitions: int, count: int, start_ms: int) -> float:
     """The schedules, made by ``cronstream apply`` (batched, pipelined appends)."""
-    write_files(tmp / "files", count)
+    from service.domain.timeutil import to_rfc3339
+
+    write_files(tmp / "files", count, to_rfc3339(start_ms))
     env = {**os.environ, "REDIS_URL": url, "CRONSTREAM_PARTITIONS": str(partitions)}
     started = time.perf_counter()
     done = subprocess.run(
@@ -184,10 +188,12 @@ def wait(seconds: float) -> None:
         time.sleep(min(0.2, deadline.remaining()))
 
 
-def steady(args: argparse.Namespace, client: Any, tickers: Tickers) -> tuple[int, int]:
+def steady(
+    args: argparse.Namespace, client: Any, tickers: Tickers, start_ms: int
+) -> tuple[int, int]:
     for _ in range(args.tickers):
         tickers.start()
-    wait(args.warmup)
+    wait(max(0.0, (start_ms - time.time() * 1000) / 1000) + args.warmup)
     t0 = redis_ms(client)
     wait(args.seconds)
     t1 = redis_ms(client)
@@ -269,7 +275,7 @@ def main() -> int:
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--tickers", type=int, default=1)
     parser.add_argument("--seconds", type=float, default=30.0, help="measured window")
-    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=10.0, help="after the first due time")
     parser.add_argument("--lease-ttl-ms", type=int, default=5000)
     parser.add_argument("--after", type=float, default=10.0, help="run on after the kill")
     args = parser.parse_args()
@@ -281,14 +287,17 @@ def main() -> int:
         local_cluster(Path(tmp)) as cluster,
     ):
         print(f"cluster: 3 primaries {', '.join(cluster.addresses)}, AOF everysec")
-        created_s = create(Path(tmp), cluster.url, args.partitions, args.schedules)
+        # the schedules start firing once all exist and the tickers have started: a
+        # backlog of fires since the first was made would be measured as lateness
+        start_ms = int(time.time() * 1000) + int(args.schedules / 700 * 1000) + 10_000
+        created_s = create(Path(tmp), cluster.url, args.partitions, args.schedules, start_ms)
         rate = args.schedules / created_s
         print(f"created {args.schedules} schedules in {created_s:.1f}s ({rate:,.0f}/s), by apply")
         host, port = cluster.addresses[0].rsplit(":", 1)
         client = RedisCluster(host=host, port=int(port), socket_timeout=60)
         tickers = Tickers(Path(tmp), cluster.url, args.partitions, args.lease_ttl_ms)
         try:
-            t0, _ = steady(args, client, tickers)
+            t0, _ = steady(args, client, tickers, start_ms)
             failover(args, client, tickers)
             end = redis_ms(client) - 2 * PERIOD_MS  # due times the survivors had time for
         finally:
