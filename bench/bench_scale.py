@@ -171,18 +171,51 @@ def wait_projected(client: Any, timeout_s: float) -> bool:
 KINDS = (
     ("state hash", b"cs:{0}:state:schedule:"),
     ("event index", b"cs:{0}:events:schedule:"),
-    ("views", b"cs:{0}:view:"),
+    ("view record", b"cs:{0}:view:schedule:"),
+    ("view indexes", b"cs:{0}:view:schedules"),
+    ("idempotency records (expire in 24 h)", b"cs:{0}:idem:"),
 )
+WHOLE = (("log (ScheduleCreated)", LOG), ("due index", DUE), ("hwm", "cs:{0}:hwm"))
 
 
-def memory(client: Any, count: int, before: int) -> None:
-    """Redis memory per idle schedule: the whole delta, then by kind of key."""
-    info = client.info("memory")
-    used = int(info["used_memory"])
-    print(f"memory: {count} idle schedules, used_memory +{(used - before) / 2**20:.1f} MiB")
-    print(
-        f"  per schedule, everything (log, state, indexes, views): {(used - before) / count:.0f} B"
-    )
+def memory(args: argparse.Namespace, work: Path) -> float:
+    """Redis memory per idle schedule (a yearly spec: created, seen by the ticker, in the
+    views, waiting): the whole delta, then by kind of key. Returns the creation rate."""
+    import redis as sync_redis
+
+    with redis_server(work / "redis-memory", appendonly=True) as server:
+        client = sync_redis.Redis.from_url(server.url)
+        configure(client, args.redis_config)
+        before = int(client.info("memory")["used_memory"])
+        yearly = {"cron": ["0 0 1 1 *"]}
+        with (
+            serve(server.url, "projector", work, REPO_ROOT),
+            serve(server.url, "ticker", work, args.ticker_tree),
+        ):
+            created_s = asyncio.run(create(server.url, args.schedules, lambda _i: yearly))
+            if not wait_projected(client, 300):
+                print("memory: the projector did not catch up in 300 s")
+            wait(2.0)  # the ticker sees the last ones
+        print(
+            f"created {args.schedules} schedules in {created_s:.1f}s "
+            f"({args.schedules / created_s:,.0f}/s)"
+        )
+        used = int(client.info("memory")["used_memory"])
+        count = args.schedules
+        print(f"memory: {count} idle schedules, used_memory +{(used - before) / 2**20:.1f} MiB")
+        print(f"  per schedule, every key: {(used - before) / count:.0f} B")
+        parts = by_kind(client, count)
+        for name, per in parts.items():
+            print(f"  {name}: {per:.0f} B/schedule")
+        idle = sum(parts[k] for k in ("state hash", "due index", "view record", "view indexes"))
+        print(f"  state hash + due index entry + views: {idle:.0f} B/schedule")
+        client.close()
+    return float(args.schedules / created_s)
+
+
+def by_kind(client: Any, count: int) -> dict[str, float]:
+    """Bytes per schedule of each kind of key: MEMORY USAGE of up to 2,000 of a kind's
+    keys, times how many there are."""
     sampled: dict[str, list[int]] = {name: [] for name, _ in KINDS}
     keys_of: dict[str, int] = dict.fromkeys(sampled, 0)
     for key in client.scan_iter(count=5000):
@@ -191,17 +224,15 @@ def memory(client: Any, count: int, before: int) -> None:
                 keys_of[name] += 1
                 if len(sampled[name]) < 2000:
                     sampled[name].append(int(client.memory_usage(key, samples=0) or 0))
-    parts: dict[str, float] = {}
-    for name, values in sampled.items():
-        if values:
-            parts[name] = sum(values) / len(values) * keys_of[name] / count
-    for key, name in ((LOG, "log (ScheduleCreated)"), (DUE, "due index"), ("cs:{0}:hwm", "hwm")):
-        size = int(client.memory_usage(key, samples=0) or 0)
-        parts[name] = size / count
-    for name, per in parts.items():
-        print(f"  {name}: {per:.0f} B/schedule")
-    idle = parts["state hash"] + parts["due index"] + parts.get("views", 0.0)
-    print(f"  state hash + due index entry + views: {idle:.0f} B/schedule")
+                break
+    parts = {
+        name: sum(values) / len(values) * keys_of[name] / count
+        for name, values in sampled.items()
+        if values
+    }
+    for name, key in WHOLE:
+        parts[name] = int(client.memory_usage(key, samples=0) or 0) / count
+    return parts
 
 
 # -- steady ------------------------------------------------------------------------------
@@ -274,32 +305,66 @@ def slow_calls(client: Any) -> str:
     return ", ".join(f"{name} {len(ms)} (max {max(ms)} ms)" for name, ms in sorted(found.items()))
 
 
-def steady(client: Any, url: str, args: argparse.Namespace, work: Path) -> None:
-    with contextlib.ExitStack() as stack:
-        if args.projector:
-            stack.enter_context(serve(url, "projector", work, REPO_ROOT))
-            if not wait_projected(client, 300):
-                print("steady: the projector did not catch up in 300 s")
-        ticker = stack.enter_context(serve(url, "ticker", work, args.ticker_tree))
-        wait(args.warmup)
-        client.config_set("slowlog-log-slower-than", 10_000)
-        client.slowlog_reset()
-        t0, cpu0 = redis_ms(client), cpu_seconds(ticker.pid) or 0.0
-        rcpu0, (calls0, usec0) = redis_cpu(client), script_usec(client)
-        lags: list[int] = []
-        window = Deadline(args.seconds)
-        while not window.expired():
+def steady(args: argparse.Namespace, work: Path) -> float:
+    """The ticker (and projector) running, then N schedules every 5 s created; after a
+    warm-up, a measured window. Returns the creation rate."""
+    import redis as sync_redis
+
+    def every_5s(i: int) -> dict[str, Any]:
+        return {"intervals": [{"every": "5s", "offset": f"{offset_of(i, args.schedules)}ms"}]}
+
+    with redis_server(work / "redis-steady", appendonly=True) as server:
+        client = sync_redis.Redis.from_url(server.url)
+        configure(client, args.redis_config)
+        with contextlib.ExitStack() as processes:
             if args.projector:
-                lags.append(projector_lag_ms(client))
-            time.sleep(min(0.5, window.remaining()))
-        t1, cpu1 = redis_ms(client), cpu_seconds(ticker.pid) or 0.0
-        rcpu1, (calls1, usec1) = redis_cpu(client), script_usec(client)
-        slow = slow_calls(client)
-        wait(3.0)  # the window's last nominal times land
-        rss = peak_rss_kb(ticker.pid)
-    result = analyse(client, args.schedules, t0, t1)
-    lateness, seconds = result["lateness"], (t1 - t0) / 1000
-    fires = len(lateness)
+                processes.enter_context(serve(server.url, "projector", work, REPO_ROOT))
+            ticker = processes.enter_context(serve(server.url, "ticker", work, args.ticker_tree))
+            created_s = asyncio.run(create(server.url, args.schedules, every_5s))
+            print(
+                f"created {args.schedules} schedules in {created_s:.1f}s "
+                f"({args.schedules / created_s:,.0f}/s), the ticker firing them meanwhile"
+            )
+            wait(args.warmup)
+            measured = window(client, ticker.pid, args)
+        report(client, args, measured)
+        client.close()
+    return float(args.schedules / created_s)
+
+
+def window(client: Any, pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    """What happens over the measured window: times, CPU, script time, projector lag."""
+    client.config_set("slowlog-log-slower-than", 10_000)
+    client.slowlog_reset()
+    t0, cpu0 = redis_ms(client), cpu_seconds(pid) or 0.0
+    rcpu0, (calls0, usec0) = redis_cpu(client), script_usec(client)
+    lags: list[int] = []
+    deadline = Deadline(args.seconds)
+    while not deadline.expired():
+        if args.projector:
+            lags.append(projector_lag_ms(client))
+        time.sleep(min(0.5, deadline.remaining()))
+    t1, cpu1 = redis_ms(client), cpu_seconds(pid) or 0.0
+    rcpu1, (calls1, usec1) = redis_cpu(client), script_usec(client)
+    slow = slow_calls(client)
+    wait(3.0)  # the window's last nominal times land
+    return {
+        "t0": t0,
+        "t1": t1,
+        "ticker_cpu": cpu1 - cpu0,
+        "redis_cpu": rcpu1 - rcpu0,
+        "calls": calls1 - calls0,
+        "usec": usec1 - usec0,
+        "lags": lags,
+        "slow": slow,
+        "rss": peak_rss_kb(pid),
+    }
+
+
+def report(client: Any, args: argparse.Namespace, m: dict[str, Any]) -> None:
+    result = analyse(client, args.schedules, m["t0"], m["t1"])
+    lateness, seconds = result["lateness"], (m["t1"] - m["t0"]) / 1000
+    fires, lags = len(lateness), m["lags"]
     print(
         f"steady: {args.schedules} schedules every 5s, 1 ticker process"
         + (", 1 projector process" if args.projector else ", no projector")
@@ -320,14 +385,13 @@ def steady(client: Any, url: str, args: argparse.Namespace, work: Path) -> None:
             f"  projector lag ms (sampled every 0.5 s): p50 {percentile(lags, 50):.0f}  "
             f"max {max(lags)}"
         )
-    per_fire = (usec1 - usec0) / max(fires, 1)
     print(
-        f"  where the time goes: ticker CPU {(cpu1 - cpu0) / seconds:.2f} s/s, "
-        f"redis CPU {(rcpu1 - rcpu0) / seconds:.2f} s/s, scripts "
-        f"{per_fire:.0f} us/fire in {(calls1 - calls0) / seconds:,.0f} calls/s; "
-        f"ticker peak RSS {mib(rss)}"
+        f"  where the time goes: ticker CPU {m['ticker_cpu'] / seconds:.2f} s/s, "
+        f"redis CPU {m['redis_cpu'] / seconds:.2f} s/s; Redis ran scripts "
+        f"{m['usec'] / max(fires, 1):.0f} us per fire in {m['calls'] / seconds:,.0f} calls/s; "
+        f"ticker peak RSS {mib(m['rss'])}"
     )
-    print(f"  redis calls of 10 ms or more: {slow}")
+    print(f"  redis calls of 10 ms or more: {m['slow']}")
 
 
 # -- herd --------------------------------------------------------------------------------
@@ -376,7 +440,8 @@ def herd(args: argparse.Namespace, work: Path, rate: float) -> None:
 
 def herd_fires(client: Any, at: int) -> tuple[int, int, bytes]:
     """The herd's fires: how many, of how many schedules, and the last one's entry id."""
-    count, sids, last = 0, set(), b""
+    count, last = 0, b""
+    sids: set[bytes] = set()
     start = f"{at}-0"
     while True:
         entries = client.xrange(LOG, min=start, count=20_000)
@@ -432,33 +497,14 @@ def main() -> int:
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
-    import redis as sync_redis
-
     print(machine_line())
     rate = 1500.0  # schedules created per second, until measured
     with tempfile.TemporaryDirectory(prefix="cs-bench-scale-") as tmp:
         work = Path(tmp)
-        if parts & {"memory", "steady"}:
-            with redis_server(work / "redis", appendonly=True) as server:
-                client = sync_redis.Redis.from_url(server.url)
-                configure(client, args.redis_config)
-                before = int(client.info("memory")["used_memory"])
-
-                def every_5s(i: int) -> dict[str, Any]:
-                    offset = offset_of(i, args.schedules)
-                    return {"intervals": [{"every": "5s", "offset": f"{offset}ms"}]}
-
-                created_s = asyncio.run(create(server.url, args.schedules, every_5s))
-                rate = args.schedules / created_s
-                print(f"created {args.schedules} schedules in {created_s:.1f}s ({rate:,.0f}/s)")
-                if "memory" in parts:
-                    with serve(server.url, "projector", work, REPO_ROOT):
-                        if not wait_projected(client, 300):
-                            print("memory: the projector did not catch up in 300 s")
-                    memory(client, args.schedules, before)
-                if "steady" in parts:
-                    steady(client, server.url, args, work)
-                client.close()
+        if "memory" in parts:
+            rate = memory(args, work)
+        if "steady" in parts:
+            rate = min(rate, steady(args, work))
         if "herd" in parts:
             herd(args, work, rate)
     print(machine_line().replace("machine:", "after:"))
