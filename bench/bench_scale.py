@@ -404,7 +404,7 @@ def herd(args: argparse.Namespace, work: Path, rate: float) -> None:
     with redis_server(work / "redis-herd", appendonly=True) as server:
         client = sync_redis.Redis.from_url(server.url)
         configure(client, args.redis_config)
-        lead_ms = int((args.schedules / rate * 1.6 + 20) * 1000)
+        lead_ms = int((args.schedules / rate * 2 + 20) * 1000)
         at = redis_ms(client) + lead_ms
         spec = {"intervals": [{"every": "1h", "offset": f"{at % HOUR_MS}ms"}]}
         with (
@@ -417,6 +417,8 @@ def herd(args: argparse.Namespace, work: Path, rate: float) -> None:
                 f"herd: {args.schedules} schedules due at one instant, "
                 f"created {ahead / 1000:.1f}s ahead of it"
             )
+            if ahead < 0:
+                print("  the creation overran the instant: the figures below are not the herd's")
             deadline = Deadline(lead_ms / 1000 + 120)
             while client.zcount(DUE, "-inf", at) or redis_ms(client) < at:
                 if deadline.expired():
