@@ -25,6 +25,7 @@ from redis.connection import parse_url
 from service.cli.main import main
 from service.domain.spec import Spec, next_fire_times
 from service.manifests.files import load_files
+from service.store.embedded import free_port
 from tests.process import Service, http_status, wait_until
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -312,3 +313,24 @@ def test_import_apply_runs_the_jobs_in_a_running_service(
     code, out, err = run(capsys, "import", "apscheduler", "--jobstore", url, "--apply")
     assert code == 0, err
     assert "Applied: no changes; 0 events appended" in out
+
+
+def test_a_store_that_cannot_be_read_is_one_line_and_exit_1(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "none.sqlite"
+    code, out, err = run(capsys, "import", "apscheduler", "--jobstore", f"sqlite:///{missing}")
+    assert (code, out) == (1, "")
+    assert err == f"cronstream: no SQLite job store at {missing}\n"
+    assert not missing.exists()  # reading never creates a store
+    empty = tmp_path / "empty.sqlite"
+    sqlite3.connect(empty).close()
+    code, _, err = run(capsys, "import", "apscheduler", "--jobstore", f"sqlite:///{empty}")
+    assert code == 1 and err.startswith("cronstream: cannot read table 'apscheduler_jobs'")
+    code, _, err = run(capsys, "import", "apscheduler", "--jobstore", "nosuchdb://x")
+    assert code == 1 and err.startswith("cronstream: job store URL 'nosuchdb://x'")
+    port = free_port()  # nothing listens there
+    code, _, err = run(capsys, "import", "apscheduler", "--jobstore", f"redis://127.0.0.1:{port}/0")
+    assert code == 1 and err.startswith(
+        f"cronstream: cannot read the job store at redis://127.0.0.1:{port}/0"
+    )
