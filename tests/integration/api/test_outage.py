@@ -42,6 +42,13 @@ CALLS: dict[tuple[str, str], tuple[str, Any, dict[str, str], int]] = {
         {},
         200,
     ),
+    ("POST", "/v1/specs/describe"): (
+        "/v1/specs/describe",
+        {"spec": {"cron": ["0 * * * *"]}, "at": ["2026-01-01T00:00:00Z"]},
+        {},
+        200,
+    ),
+    ("GET", "/v1/forecast"): ("/v1/forecast", None, {}, 503),
     ("GET", "/readyz"): ("/readyz", None, {}, 503),
     ("GET", "/metrics"): ("/metrics", None, {}, 503),
     ("GET", "/v1/events"): ("/v1/events", None, {}, 503),
