@@ -50,10 +50,14 @@ def read_jobstore(
 
 def _redis_rows(url: str, jobs_key: str) -> list[tuple[str, bytes]]:
     from apscheduler.jobstores.redis import RedisJobStore
+    from redis.backoff import NoBackoff
     from redis.exceptions import RedisError
+    from redis.retry import Retry
 
     try:
         options: dict[str, Any] = parse_url(url)  # type: ignore[no-untyped-call]
+        # one read, told at once when the server is not there: no retries with backoff
+        options.update(retry=Retry(NoBackoff(), 0), socket_connect_timeout=10)
         store = RedisJobStore(jobs_key=jobs_key, **options)
     except ValueError as exc:
         raise JobStoreError(f"job store URL {url!r}: {exc}") from None
