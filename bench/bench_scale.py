@@ -407,10 +407,10 @@ def herd(args: argparse.Namespace, work: Path, rate: float) -> None:
         lead_ms = int((args.schedules / rate * 2 + 20) * 1000)
         at = redis_ms(client) + lead_ms
         spec = {"intervals": [{"every": "1h", "offset": f"{at % HOUR_MS}ms"}]}
-        with (
-            serve(server.url, "projector", work, REPO_ROOT),
-            serve(server.url, "ticker", work, args.ticker_tree),
-        ):
+        with contextlib.ExitStack() as processes:
+            if args.projector:
+                processes.enter_context(serve(server.url, "projector", work, REPO_ROOT))
+            ticker = processes.enter_context(serve(server.url, "ticker", work, args.ticker_tree))
             asyncio.run(create(server.url, args.schedules, lambda _i: spec))
             ahead = at - redis_ms(client)
             print(
@@ -419,25 +419,50 @@ def herd(args: argparse.Namespace, work: Path, rate: float) -> None:
             )
             if ahead < 0:
                 print("  the creation overran the instant: the figures below are not the herd's")
-            deadline = Deadline(lead_ms / 1000 + 120)
-            while client.zcount(DUE, "-inf", at) or redis_ms(client) < at:
-                if deadline.expired():
-                    print("  not all fired within 120 s of the instant")
-                    return
-                time.sleep(0.01)
+            cpu = herd_cpu(client, ticker.pid, at, lead_ms / 1000 + 120)
+            if cpu is None:
+                print("  not all fired within 120 s of the instant")
+                return
             fired, schedules, last_id = herd_fires(client, at)
             applied = Deadline(120)
-            while not applied.expired() and not projected_past(client, last_id):
+            while args.projector and not applied.expired():
+                if projected_past(client, last_id):
+                    break
                 time.sleep(0.02)
             viewed = redis_ms(client)
         last_fire = int(last_id.split(b"-")[0]) if last_id else at
         print(
             f"  fired {fired} (duplicates {fired - schedules}, "
             f"missed {args.schedules - schedules}); the last fire appended "
-            f"{(last_fire - at) / 1000:.2f}s after the instant, the last view updated "
-            f"{(viewed - at) / 1000:.2f}s after it"
+            f"{(last_fire - at) / 1000:.2f}s after the instant"
+            + (
+                f", the last view updated {(viewed - at) / 1000:.2f}s after it"
+                if args.projector
+                else " (no projector)"
+            )
+        )
+        per = 1e6 / max(fired, 1)
+        print(
+            f"  CPU per fire until the last: ticker {cpu[0] * per:.0f} us, redis "
+            f"{cpu[1] * per:.0f} us"
+            + (" (the projector's calls too)" if args.projector else "")
+            + (f" (ticker from {args.ticker_tree})" if args.ticker_tree != REPO_ROOT else "")
         )
         client.close()
+
+
+def herd_cpu(client: Any, pid: int, at: int, timeout_s: float) -> tuple[float, float] | None:
+    """Wait for the instant, then until nothing is due at it any more: the CPU seconds
+    the ticker and Redis used meanwhile (None: not all fired in time)."""
+    deadline = Deadline(timeout_s)
+    while redis_ms(client) < at and not deadline.expired():
+        time.sleep(0.005)
+    ticker0, redis0 = cpu_seconds(pid) or 0.0, redis_cpu(client)
+    while client.zcount(DUE, "-inf", at):
+        if deadline.expired():
+            return None
+        time.sleep(0.01)
+    return (cpu_seconds(pid) or 0.0) - ticker0, redis_cpu(client) - redis0
 
 
 def herd_fires(client: Any, at: int) -> tuple[int, int, bytes]:
@@ -488,7 +513,7 @@ def main() -> int:
         "--no-projector",
         dest="projector",
         action="store_false",
-        help="steady: the ticker alone (no projector process competing for Redis and CPU)",
+        help="steady and herd: the ticker alone (no projector competing for Redis and CPU)",
     )
     parser.add_argument(
         "--redis-config",
