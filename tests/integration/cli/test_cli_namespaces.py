@@ -13,16 +13,20 @@ from tests.integration.cli.conftest import run
 def test_the_flag_and_the_variable_send_the_namespace_header(
     service: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # only default holds resources: naming another namespace is refused, saying which
-    code, _, err = run(capsys, "schedule", "list", "--url", service, "--namespace", "team-a")
-    assert code == 1 and "namespace team-a" in err, err
-    code, _, err = run(capsys, "schedule", "list", "--url", service, "--namespace", "default")
+    url = ("--url", service)
+    code, _, err = run(capsys, "workflow", "put", "w", "--none", "--namespace", "team-a", *url)
     assert code == 0, err
-    monkeypatch.setenv("CRONSTREAM_NAMESPACE", "team-b")
-    code, _, err = run(capsys, "runs", "list", "--url", service)
-    assert code == 1 and "namespace team-b" in err, err
-    code, _, err = run(capsys, "runs", "list", "--url", service, "--namespace", "default")
-    assert code == 0, err
+
+    def workflows(*flags: str) -> list[str]:
+        code, out, err = run(capsys, "workflow", "list", "-o", "json", *flags, *url)
+        assert code == 0, err
+        return [w["id"] for w in orjson.loads(out)["items"]]
+
+    assert workflows("--namespace", "team-a") == ["w"]
+    assert workflows("--namespace", "default") == [] == workflows()
+    monkeypatch.setenv("CRONSTREAM_NAMESPACE", "team-a")
+    assert workflows() == ["w"]
+    assert workflows("--namespace", "team-b") == []  # the flag wins over the variable
 
 
 def test_namespace_set_and_show_keep_a_quota_in_redis(
