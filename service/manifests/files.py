@@ -239,6 +239,12 @@ def read_file(text: bytes, source: str, into: Manifest) -> list[FileError]:
         return []  # an empty file declares nothing
     if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict):
         return [_at(source, node, "", "a file must be a mapping with workflows: and schedules:")]
+    twice = yaml_nodes.duplicate_keys(node)
+    if twice:
+        return [
+            _at(source, again, str(again.value), f"given twice (first at line {_line(first)})")
+            for first, again in twice
+        ]
     errors = [
         _at(source, key, str(key.value), f"unknown section: expected one of {', '.join(SECTIONS)}")
         for key, _ in node.value
@@ -329,6 +335,10 @@ def _node_at(node: yaml.Node, loc: Sequence[Any]) -> yaml.Node:
         else:
             return node
     return node
+
+
+def _line(node: yaml.Node) -> int:
+    return int(node.start_mark.line) + 1
 
 
 def _at(source: str, node: yaml.Node, name: str, message: str) -> FileError:

@@ -46,3 +46,26 @@ def load(text: bytes) -> tuple[yaml.Node | None, Any]:
         return node, (loader.construct_document(node) if node is not None else None)
     finally:
         loader.dispose()
+
+
+def duplicate_keys(root: yaml.Node) -> list[tuple[yaml.Node, yaml.Node]]:
+    """(first, again) key nodes of each key a mapping holds twice: YAML loaders keep
+    the last silently, so a file that says ``spec:`` twice would apply the second."""
+    found: list[tuple[yaml.Node, yaml.Node]] = []
+    stack, seen = [root], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue  # an alias of a node already looked at
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, yaml.Node] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in first:
+                        found.append((first[key.value], key))
+                    first.setdefault(key.value, key)
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return sorted(found, key=lambda pair: (pair[1].start_mark.line, pair[1].start_mark.column))

@@ -132,3 +132,16 @@ def test_dump_yaml_writes_what_load_files_reads(tmp_path: Path) -> None:
     assert [w.id for w in manifest.workflows] == ["w"]
     [schedule] = manifest.schedules
     assert schedule.config.spec.intervals[0].every == 90_000 and schedule.config.input == {"n": 1}
+
+
+def test_a_key_given_twice_is_an_error_not_the_last_one_silently(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "a.yaml",
+        "schedules:\n  - id: s\n    workflow_id: w\n    spec: {cron: ['0 2 * * *']}\n"
+        "    spec: {cron: ['0 3 * * *']}\n    policy: {overlap: skip, overlap: allow_all}\n",
+    )
+    assert errors_of(tmp_path) == [
+        "a.yaml:5:5: spec: given twice (first at line 4)",
+        "a.yaml:6:29: overlap: given twice (first at line 6)",
+    ]
