@@ -215,14 +215,14 @@ def _from_json(blob: bytes, source: str, into: Manifest) -> None:
 
 @cache
 def code_digest() -> bytes:
-    """A digest of the code that validates files (this module, the API's models, the
+    """A digest of the code that validates files (this package, the API's models, the
     domain): a file validated by other code is validated again."""
     digest = hashlib.sha256(b"cronstream files v1\0")
-    here = Path(__file__).resolve().parent.parent
+    service = Path(__file__).resolve().parent.parent
     for path in [
-        Path(__file__),
-        here / "api" / "models.py",
-        *sorted((here / "domain").rglob("*.py")),
+        *sorted((service / "manifests").glob("*.py")),
+        service / "api" / "models.py",
+        *sorted((service / "domain").rglob("*.py")),
     ]:
         digest.update(path.read_bytes())
     return digest.digest()
