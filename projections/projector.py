@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import orjson
 from opentelemetry.trace import SpanKind
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -31,6 +32,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from projections import runs, schedules, workflows
 from projections.batch import ViewBatch
 from service import telemetry
+from service.domain.upcasters import upcast
 from service.store.eventstore import EventStore, StoredEvent, decode_entry
 from service.store.keys import PROJECTION_VIEWS, Keyspace
 from service.store.scripts import load_script
@@ -183,11 +185,11 @@ class Projector:
         if block_ms is None:
             start = "-" if after in ("", "0", "0-0") else f"({after}"
             reply = await self.redis.xrange(log_key, min=start, count=self.batch_size)
-            return [decode_entry(partition, eid, fields) for eid, fields in reply]
+            return [_decode(partition, eid, fields) for eid, fields in reply]
         reply = await self.redis.xread(
             {log_key: after or "0-0"}, count=self.batch_size, block=block_ms
         )
-        return [decode_entry(partition, eid, f) for _stream, entries in reply for eid, f in entries]
+        return [_decode(partition, eid, f) for _stream, entries in reply for eid, f in entries]
 
     async def _advance(self, partition: int, block_ms: int | None) -> int:
         """Events applied by the next batches (up to ``PIPELINED_BATCHES``), or HELD when
@@ -268,6 +270,26 @@ class Projector:
 
 
 T = TypeVar("T")
+
+
+def _decode(partition: int, entry_id: Any, fields: dict[Any, Any]) -> StoredEvent:
+    """``decode_entry``, shortened for the bytes a client without ``decode_responses``
+    answers: the projector decodes every event of the log, and the general version's
+    per-field lookups cost it a fifth of its time."""
+    if not isinstance(entry_id, bytes):
+        return decode_entry(partition, entry_id, fields)
+    event_type = fields[b"type"].decode()
+    data = orjson.loads(fields.get(b"data") or b"{}")
+    version, data = upcast(event_type, int(fields.get(b"v") or 1), data)
+    return StoredEvent(
+        position=entry_id.decode(),
+        partition=partition,
+        type=event_type,
+        v=version,
+        sid=fields.get(b"sid", b"").decode(),
+        data=data,
+        meta=orjson.loads(fields.get(b"meta") or b"{}"),
+    )
 
 
 async def _fold(batch: ViewBatch, events: list[StoredEvent]) -> None:
