@@ -19,7 +19,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from projections.projector import Projector
+from projections.projector import Projector, _decode
 from projections.rebuild import SHADOW, SHADOW_NAMESPACE, SHADOW_PROJECTION
 from projections.switch import Views, switch_views
 from service.api.context import KEYS, REDIS
@@ -27,7 +27,7 @@ from service.commands import SCHEDULES, CommandService, ProjectionWaiter, Reques
 from service.domain import schedule as sched
 from service.domain.managed import Managed
 from service.domain.spec import Spec
-from service.store.eventstore import EventStore
+from service.store.eventstore import EventStore, decode_entry
 from service.store.keys import Keyspace
 from service.worker.worker import Worker
 from tests.integration.api.helpers import SPEC
@@ -152,6 +152,8 @@ async def test_batches_of_any_size_build_the_views_one_by_one_application_builds
     assert any(n.startswith("runs:schedule:") for n in names)
     assert b'"divergence":{"tags"' in live["schedule:m"] and b"files/m.yaml" in live["schedule:m"]
     events = int(await redis.xlen(keys.log(0)))
+    entries: Any = await redis.xrange(keys.log(0))
+    assert [_decode(0, i, f) for i, f in entries] == [decode_entry(0, i, f) for i, f in entries]
     built = {}
     for label, size in (("one", 1), ("all", 10_000), ("small", 4), ("odd", 7)):
         projector = Projector(redis, keys, name=f"test-{label}", namespace=label, batch_size=size)
