@@ -7,11 +7,12 @@ period, workflow target ``none``) over P partitions with ``cronstream apply``, a
 
 1. **steady**: ``--tickers`` processes for a measured window: fires per second,
    lateness (the fire's stream id, Redis's clock, minus its nominal time)
-   p50/p99/max, duplicates and misses.
+   p50/p99/max, duplicates, lost fires (decided but not fired) and fires the ticker
+   has not reached yet.
 2. **failover**: one more ticker joins; once the partitions are shared, the process
    holding the most is killed (SIGKILL). Prints the time until every one of its
-   partitions has a new holder and until each has fired again, then duplicates and
-   misses over the whole run (steady window to the end of the failover).
+   partitions has a new holder and until each has fired again, then duplicates, lost
+   and not yet fired nominal times over the whole run (steady window to the end).
 
     python bench/bench_cluster.py                           # 100k schedules, 12 partitions
     python bench/bench_cluster.py --schedules 20000 --seconds 15
@@ -161,16 +162,33 @@ def read_fires(client: Any, partitions: int, t0: int, t1: int) -> dict[str, Any]
     return {"seen": seen, "lateness": sorted(lateness)}
 
 
-def duplicates_and_misses(
-    seen: dict[str, list[int]], count: int, t0: int, t1: int
-) -> tuple[int, int]:
+def marks(client: Any, partitions: int) -> dict[str, int]:
+    """Each schedule's high-water mark: every nominal time up to it has been decided."""
+    from service.store.keys import Keyspace
+
+    keys = Keyspace("cs", partitions)
+    out: dict[str, int] = {}
+    for p in range(partitions):
+        out.update({k.decode(): int(v) for k, v in client.hgetall(keys.hwm(p)).items()})
+    return out
+
+
+def tally(
+    seen: dict[str, list[int]], decided: dict[str, int], count: int, t0: int, t1: int
+) -> tuple[int, int, int]:
+    """Duplicates; nominal times lost (decided, as the mark says, yet never fired: with
+    catch-up ``all`` there must be none); and those not decided yet (the ticker behind)."""
     duplicates = sum(len(n) - len(set(n)) for n in seen.values())
-    missed = 0
+    lost = pending = 0
     for i in range(count):
+        sid = f"s{i:06d}"
         offset = (i * PERIOD_MS) // count
         first = ((t0 - offset + PERIOD_MS - 1) // PERIOD_MS) * PERIOD_MS + offset
-        missed += len(set(range(first, t1, PERIOD_MS)) - set(seen.get(f"s{i:06d}", [])))
-    return duplicates, missed
+        due = set(range(first, t1, PERIOD_MS))
+        mark = decided.get(sid, 0)
+        lost += len({n for n in due if n <= mark} - set(seen.get(sid, [])))
+        pending += sum(1 for n in due if n > mark)
+    return duplicates, lost, pending
 
 
 def holders(client: Any, partitions: int) -> list[int | None]:
@@ -199,9 +217,10 @@ def steady(
     t1 = redis_ms(client)
     wait(3.0)  # the fires of the window's last nominal times land
     rss = [peak_rss_kb(p.pid) for p in tickers.procs]
+    decided = marks(client, args.partitions)  # first: a fire appends before its mark moves
     fires = read_fires(client, args.partitions, t0, t1)
     lateness = fires["lateness"]
-    duplicates, missed = duplicates_and_misses(fires["seen"], args.schedules, t0, t1)
+    duplicates, lost, pending = tally(fires["seen"], decided, args.schedules, t0, t1)
     seconds = (t1 - t0) / 1000
     print(
         f"steady: {args.schedules} schedules every 5s over {args.partitions} partitions, "
@@ -209,7 +228,7 @@ def steady(
     )
     print(
         f"fires {len(lateness)} = {len(lateness) / seconds:,.0f}/s sustained; "
-        f"duplicates {duplicates}; missed {missed}"
+        f"duplicates {duplicates}; lost {lost}; not fired by the window's end + 3 s {pending}"
     )
     if lateness:
         print(
@@ -302,10 +321,14 @@ def main() -> int:
             end = redis_ms(client) - 2 * PERIOD_MS  # due times the survivors had time for
         finally:
             tickers.stop()
+        decided = marks(client, args.partitions)
         seen = read_fires(client, args.partitions, t0, end)["seen"]
-        duplicates, missed = duplicates_and_misses(seen, args.schedules, t0, end)
+        duplicates, lost, pending = tally(seen, decided, args.schedules, t0, end)
         span = (end - t0) / 1000
-        print(f"whole run ({span:.1f}s of due times): duplicates {duplicates}; missed {missed}")
+        print(
+            f"whole run ({span:.1f}s of due times): duplicates {duplicates}; lost {lost}; "
+            f"not fired when the tickers stopped {pending}"
+        )
         memory = client.info("memory", target_nodes=RedisCluster.PRIMARIES)
         used = sum(int(node["used_memory"]) for node in memory.values())
         print(f"redis used_memory, all nodes: {used / 2**20:.1f} MiB")
