@@ -94,6 +94,23 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
     return code, out + err
 
 
+@pytest.fixture(scope="module")
+def scheduled(served: tuple[Service, Api], target: ThreadTarget) -> Api:
+    """Workflow ``hook`` (a webhook to the local target) and schedules firing every
+    second, spread over every partition."""
+    _, api = served
+    port = target.url.rsplit(":", 1)[1]
+    workflow = {"target": {"type": "http", "url": f"http://localhost:{port}/hook"}}
+    assert api.call("PUT", "/v1/workflows/hook", workflow)[0] in (200, 201)
+    spec = {"cron": ["* * * * * *"]}
+    for sid in SCHEDULES:
+        body = {"id": sid, "workflow_id": "hook", "spec": spec}
+        status, reply = api.call("POST", "/v1/schedules", body)
+        assert status == 201, reply
+    assert {KEYS.partition_of(sid) for sid in SCHEDULES} == set(range(PARTITIONS))
+    return api
+
+
 def fires_by_schedule(client: RedisCluster) -> dict[str, list[int]]:
     """Every nominal time each schedule fired, from the partitions' logs."""
     fired: dict[str, list[int]] = {}
@@ -123,21 +140,9 @@ def test_the_partitions_live_on_every_node(cluster_client: RedisCluster) -> None
 
 
 def test_schedules_fire_runs_run_and_views_follow(
-    served: tuple[Service, Api], target: ThreadTarget, cluster_client: RedisCluster
+    scheduled: Api, target: ThreadTarget, cluster_client: RedisCluster
 ) -> None:
-    _, api = served
-    workflow = {
-        "target": {"type": "http", "url": f"http://localhost:{target.url.rsplit(':', 1)[1]}/hook"}
-    }
-    assert api.call("PUT", "/v1/workflows/hook", workflow)[0] in (200, 201)
-    spec = {"cron": ["* * * * * *"]}
-    for sid in SCHEDULES:
-        status, body = api.call(
-            "POST", "/v1/schedules", {"id": sid, "workflow_id": "hook", "spec": spec}
-        )
-        assert status == 201, body
-    assert {KEYS.partition_of(sid) for sid in SCHEDULES} == set(range(PARTITIONS))
-
+    api = scheduled
     wait_until(
         lambda: all(len(ids) >= 2 for ids in succeeded(cluster_client).values()),
         15,
@@ -168,7 +173,9 @@ def test_schedules_fire_runs_run_and_views_follow(
         assert sorted(nominals) == list(range(min(nominals), max(nominals) + 1, 1000)), sid
 
 
-def test_the_event_stream_follows_every_partition(served: tuple[Service, Api]) -> None:
+def test_the_event_stream_follows_every_partition(
+    served: tuple[Service, Api], scheduled: Api
+) -> None:
     """The stream replays each partition's log and then follows them all as they grow
     (each partition's log is on its node: one blocked read per partition)."""
     service, api = served
@@ -202,7 +209,7 @@ def test_tokens_made_by_the_cli_are_checked_and_rate_limited_on_the_cluster(
 
 
 def test_archive_and_verify_on_the_cluster(
-    served: tuple[Service, Api],
+    scheduled: Api,
     cli_env: None,
     capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
@@ -217,6 +224,28 @@ def test_archive_and_verify_on_the_cluster(
     assert after < before, "the archive trimmed the logs"
     code, out = run(capsys, "verify", "--archive", str(directory))
     assert code == 0, out
+
+
+def test_rebuild_replay_and_audit_on_the_cluster(
+    scheduled: Api, cli_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    api = scheduled
+
+    def actions() -> int:
+        status, view = api.call("GET", f"/v1/schedules/{SCHEDULES[0]}")
+        assert status == 200, view
+        return int(view["info"]["action_count"])
+
+    wait_until(lambda: actions() >= 2, 15, "two fires in the view")
+    before = actions()
+    code, out = run(capsys, "projections", "rebuild")
+    assert code == 0 and f"rebuilt {PARTITIONS} partition(s)" in out, out
+    assert actions() >= before  # dropped and built again from the logs
+    code, out = run(capsys, "replay", "--at", to_rfc3339(int(time.time() * 1000)), "-o", "json")
+    assert code == 0, out
+    assert {item["id"] for item in json.loads(out)["items"]} == set(SCHEDULES)
+    code, out = run(capsys, "audit", SCHEDULES[0])
+    assert code == 0 and "ScheduleFired" in out, out
 
 
 def test_migrate_takes_its_lock_on_the_cluster(
