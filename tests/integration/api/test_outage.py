@@ -32,6 +32,9 @@ FIRES = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T03:00:00Z"}
 
 # (method, route path) -> (path to call, JSON body or None, query, expected status)
 SIGNING = "/v1/workflows/{id}/signing-secrets"
+NOTIFY = "/v1/notifications"
+CHANNEL = {"target": {"type": "slack", "url": "https://hooks.example.com/services/x"}}
+RULE = {"on": "run_failed", "channels": ["c"]}
 CALLS: dict[tuple[str, str], tuple[str, Any, dict[str, str], int]] = {
     ("GET", "/openapi.json"): ("/openapi.json", None, {}, 200),
     ("GET", "/docs"): ("/docs", None, {}, 200),
@@ -84,6 +87,15 @@ CALLS: dict[tuple[str, str], tuple[str, Any, dict[str, str], int]] = {
         {},
         503,
     ),
+    ("PUT", NOTIFY + "/channels/{id}"): (NOTIFY + "/channels/c", CHANNEL, {}, 503),
+    ("GET", NOTIFY + "/channels/{id}"): (NOTIFY + "/channels/c", None, {}, 503),
+    ("GET", NOTIFY + "/channels"): (NOTIFY + "/channels", None, {}, 503),
+    ("DELETE", NOTIFY + "/channels/{id}"): (NOTIFY + "/channels/c", None, {}, 503),
+    ("PUT", NOTIFY + "/rules/{id}"): (NOTIFY + "/rules/r", RULE, {}, 503),
+    ("GET", NOTIFY + "/rules/{id}"): (NOTIFY + "/rules/r", None, {}, 503),
+    ("GET", NOTIFY + "/rules"): (NOTIFY + "/rules", None, {}, 503),
+    ("DELETE", NOTIFY + "/rules/{id}"): (NOTIFY + "/rules/r", None, {}, 503),
+    ("GET", NOTIFY): (NOTIFY, None, {}, 503),
 }
 REQUEST_TIMEOUT_S = 5.0
 # the event stream keeps its connection open and retries on its own
