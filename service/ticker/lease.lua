@@ -1,12 +1,14 @@
 -- Leases for the ticker of one partition, with a fencing epoch.
 --
 -- KEYS[1]  cs:{p}:lease   KEYS[2]  cs:{p}:epoch
+-- KEYS[3]  the partition's wake channel (pub/sub)  cs:{p}:due:wake, told of a release
 -- ARGV[1]  'acquire' | 'renew' | 'release'   ARGV[2] owner token   ARGV[3] TTL ms
 --
 -- acquire: if nobody holds the lease, take it (SET NX PX) and increment the epoch;
 --          returns the new epoch, or 0 if another owner holds it.
 -- renew:   extend the lease if this owner still holds it; returns the epoch or 0.
--- release: drop the lease if this owner holds it; returns 1 or 0.
+-- release: drop the lease if this owner holds it, and say so on the wake channel, so
+--          a ticker below its share takes it at once (not at its next look); 1 or 0.
 -- Every fire script checks owner and epoch, so a holder that lost its lease
 -- (expired, taken over) cannot append, whatever its own clock believes.
 
@@ -29,6 +31,7 @@ elseif action == 'renew' then
 elseif action == 'release' then
   if redis.call('GET', KEYS[1]) == ARGV[2] then
     redis.call('DEL', KEYS[1])
+    redis.call('PUBLISH', KEYS[3], 'released')
     return 1
   end
   return 0

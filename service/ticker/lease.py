@@ -68,7 +68,8 @@ class Lease:
         return time.monotonic() - self.state.renewed_at >= self.ttl_ms / 3000
 
     async def _call(self, action: str) -> int:
-        keys = [self.keys.lease(self.partition), self.keys.epoch(self.partition)]
+        p = self.partition
+        keys = [self.keys.lease(p), self.keys.epoch(p), self.keys.wake(p)]
         return int(await self._script(keys=keys, args=[action, self.owner, self.ttl_ms]))
 
     async def acquire(self) -> bool:

@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.store.keys import Keyspace
+from service.ticker.lease import Lease
 from service.ticker.membership import Membership, fair_share
 from service.ticker.ticker import Ticker
 
@@ -94,3 +95,17 @@ async def test_a_joining_ticker_gets_half_and_a_leaving_one_gives_all_back(redis
         await task_first
     assert await holders(redis) == [None] * 4
     assert await redis.zcard(KEYS.members("tickers")) == 0
+
+
+async def test_a_released_lease_is_announced_on_the_partitions_wake_channel(
+    redis: Redis,
+) -> None:
+    lease = Lease(redis, KEYS, 2, TTL_MS, "giver")
+    assert await lease.acquire()
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(KEYS.wake(2))
+        await pubsub.get_message(timeout=1)  # the subscription's confirmation
+        await lease.release()
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+    assert message is not None and message["data"] == b"released"
+    assert await redis.get(KEYS.lease(2)) is None
