@@ -2,22 +2,22 @@
 
 N schedules (default 1,000,000), each due every ``--period`` seconds with its offset
 spread evenly over the period (workflow target ``none``, catch-up ``all``), in a
-keyspace of P partitions. For each count of ``serve --roles ticker`` processes, in
-turn: start them, note how long until the partitions' leases are spread (each holds
-at most ceil(P/M)), warm up, then measure a window: fires appended per second,
-lateness (append time, Redis's clock, minus nominal time) p50/p99/max of the fires
-appended in the window, duplicates (a fire id twice), how far behind the due index
-is at the end, and the CPU each process used (tickers and redis-server), which is
-what says where the scaling flattens on a small machine. Then the scaling ratio of
-each count's fires per second to one ticker's.
+keyspace of P partitions, none due before they are all made. For each count of
+``serve --roles ticker`` processes, in turn, started ``--gap`` seconds after the
+last count stopped (so each starts on the same backlog):
 
-When the demand (N / period fires per second) is above what the tickers can do,
-the window measures their capacity: fires per second is the throughput, and
-lateness is the age of the backlog. Between counts the tickers stop for a few
-seconds; catch-up ``all`` fires what fell due meanwhile (the warm-up absorbs it).
+- how long until the partitions' leases are spread (each holds at most ceil(P/M));
+- catch-up: fires appended per second while the due index is behind (at most
+  ``--catchup`` seconds), which is the tickers' capacity, and its ratio to one
+  ticker's: the scaling;
+- a steady window: fires per second, lateness (append time, Redis's clock, minus
+  nominal time) p50/p99/max, how far behind the due index is at the end;
+- duplicates (a fire id appended twice) in both, and the CPU each process used
+  (tickers and redis-server) as a share of one core, which says where the scaling
+  flattens on a small machine.
 
-    python bench/bench_partitions.py                                 # 1,000,000 schedules
-    python bench/bench_partitions.py --schedules 100000 --window 15  # smaller, faster
+    python bench/bench_partitions.py                                  # 1,000,000 schedules
+    python bench/bench_partitions.py --schedules 100000 --period 10   # smaller, faster
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ async def prepare(url: str, partitions: int) -> None:
 
 
 async def create_slice(
-    url: str, count: int, partitions: int, period_s: int, first: int, last: int
+    url: str, count: int, partitions: int, period_s: int, first: int, last: int, start: str
 ) -> None:
     """Schedules ``first`` .. ``last - 1`` of ``count``, by the event store's pipelined
     appends (append.lua, as every command writes them)."""
@@ -90,12 +90,15 @@ async def create_slice(
     store = EventStore(client, Keyspace("cs", partitions))
     period_ms = period_s * 1000
     policy = {"catchup": "all", "overlap": "allow_all"}
-    for start in range(first, last, CHUNK):
+    for chunk in range(first, last, CHUNK):
         pending = []
-        for i in range(start, min(start + CHUNK, last)):
+        for i in range(chunk, min(chunk + CHUNK, last)):
             sid = f"s{i:07d}"
             offset = f"{(i * period_ms) // count}ms"
-            spec = {"intervals": [{"every": f"{period_s}s", "offset": offset}]}
+            spec = {
+                "intervals": [{"every": f"{period_s}s", "offset": offset}],
+                "start_at": start,
+            }
             config = sched.ScheduleConfig.model_validate(
                 {"workflow_id": "w", "spec": spec, "policy": policy}
             )
@@ -123,16 +126,22 @@ async def create_slice(
     await client.aclose()
 
 
-def _load(job: tuple[str, int, int, int, int, int]) -> None:
+def _load(job: tuple[str, int, int, int, int, int, str]) -> None:
     asyncio.run(create_slice(*job))
 
 
-def create(url: str, count: int, partitions: int, period_s: int, loaders: int) -> float:
-    """Every schedule, by ``loaders`` processes side by side; the seconds it took."""
+def create(
+    url: str, count: int, partitions: int, period_s: int, loaders: int, start_ms: int
+) -> float:
+    """Every schedule, by ``loaders`` processes side by side, none due before
+    ``start_ms`` (so creating them leaves no backlog); the seconds it took."""
+    from service.domain.timeutil import to_rfc3339
+
     asyncio.run(prepare(url, partitions))
     started = time.perf_counter()
     bounds = [count * k // loaders for k in range(loaders + 1)]
-    jobs = [(url, count, partitions, period_s, a, b) for a, b in itertools.pairwise(bounds)]
+    start = to_rfc3339(start_ms)
+    jobs = [(url, count, partitions, period_s, a, b, start) for a, b in itertools.pairwise(bounds)]
     with ProcessPoolExecutor(max_workers=loaders) as pool:
         list(pool.map(_load, jobs))
     return time.perf_counter() - started
@@ -150,24 +159,33 @@ def cpu_s(pid: int) -> float:
 
 
 @dataclass
-class Round:
-    tickers: int
+class Fires:
+    """The ScheduleFired events appended in a span of Redis time."""
+
     seconds: float = 0.0
-    fires: int = 0
     duplicates: int = 0
     lateness: list[int] = field(default_factory=list)
-    spread_s: float | None = None
-    behind_ms: int = 0
-    cpu: dict[str, float] = field(default_factory=dict)
-    rss: list[int | None] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
-        return self.fires / self.seconds if self.seconds else 0.0
+        return len(self.lateness) / self.seconds if self.seconds else 0.0
 
 
-def window_fires(client: Any, partitions: int, t0: int, t1: int, out: Round) -> None:
-    """Every ScheduleFired appended in [t0, t1): count, lateness, duplicate fire ids."""
+@dataclass
+class Round:
+    tickers: int
+    spread_s: float | None = None
+    catchup: Fires = field(default_factory=Fires)
+    caught_up: bool = False
+    steady: Fires = field(default_factory=Fires)
+    behind_ms: int = 0
+    cpu_catchup: dict[str, float] = field(default_factory=dict)
+    cpu_steady: dict[str, float] = field(default_factory=dict)
+    rss: list[int | None] = field(default_factory=list)
+
+
+def window_fires(client: Any, partitions: int, t0: int, t1: int, out: Fires) -> None:
+    """Every ScheduleFired appended in [t0, t1): lateness, duplicate fire ids."""
     seen: set[str] = set()
     for p in range(partitions):
         start = f"{t0}-0"
@@ -186,7 +204,7 @@ def window_fires(client: Any, partitions: int, t0: int, t1: int, out: Round) -> 
                 out.lateness.append(int(eid.split(b"-")[0]) - int(fire_id.split(":")[1]))
             ms, seq = entries[-1][0].decode().split("-")
             start = f"{ms}-{int(seq) + 1}"
-    out.fires = len(out.lateness)
+    out.seconds = (t1 - t0) / 1000
 
 
 def spread(client: Any, partitions: int, pids: list[int]) -> bool:
@@ -232,7 +250,29 @@ def wait(seconds: float) -> None:
         time.sleep(min(0.2, deadline.remaining()))
 
 
+def behind_ms(client: Any, partitions: int) -> int:
+    """How long the earliest due schedule of any partition has waited."""
+    now = redis_ms(client)
+    oldest = [client.zrange(f"cs:{{{p}}}:due", 0, 0, withscores=True) for p in range(partitions)]
+    return max([max(0, now - int(o[0][1])) for o in oldest if o] or [0])
+
+
+class Cpu:
+    """CPU each process used between two marks, as a share of one core."""
+
+    def __init__(self, pids: dict[int, str]) -> None:
+        self.pids = pids
+        self.at = (time.monotonic(), {pid: cpu_s(pid) for pid in pids})
+
+    def since(self) -> dict[str, float]:
+        then, used = self.at
+        self.at = (time.monotonic(), {pid: cpu_s(pid) for pid in self.pids})
+        elapsed = self.at[0] - then
+        return {name: (self.at[1][pid] - used[pid]) / elapsed for pid, name in self.pids.items()}
+
+
 def one_round(args: argparse.Namespace, tmp: Path, server: Any, client: Any, n: int) -> Round:
+    """Start ``n`` tickers on a backlog; measure their catch-up, then a steady window."""
     out = Round(n)
     procs = start_tickers(tmp, server.url, args.partitions, n, args.ttl_ms)
     pids = [p.pid for p, _ in procs]
@@ -243,45 +283,61 @@ def one_round(args: argparse.Namespace, tmp: Path, server: Any, client: Any, n: 
             time.sleep(0.05)
         if spread(client, args.partitions, pids):
             out.spread_s = time.monotonic() - started
-        wait(args.warmup)
+        cpu = Cpu({**{pid: f"ticker {pid}" for pid in pids}, server.process.pid: "redis"})
+        t_a = redis_ms(client)
+        catching = Deadline(args.catchup)
+        while not catching.expired() and not out.caught_up:
+            out.caught_up = behind_ms(client, args.partitions) < 1000
+            time.sleep(0.25)
         t0 = redis_ms(client)
-        before = {str(pid): cpu_s(pid) for pid in [*pids, server.process.pid]}
+        out.cpu_catchup = cpu.since()
         wait(args.window)
         t1 = redis_ms(client)
-        after = {str(pid): cpu_s(pid) for pid in [*pids, server.process.pid]}
-        for pid, used in after.items():
-            name = "redis" if pid == str(server.process.pid) else f"ticker {pid}"
-            out.cpu[name] = (used - before[pid]) / ((t1 - t0) / 1000)
+        out.cpu_steady = cpu.since()
         out.rss = [peak_rss_kb(pid) for pid in pids]
-        oldest = [
-            client.zrange(f"cs:{{{p}}}:due", 0, 0, withscores=True) for p in range(args.partitions)
-        ]
-        out.behind_ms = max([max(0, t1 - int(o[0][1])) for o in oldest if o] or [0])
+        out.behind_ms = behind_ms(client, args.partitions)
     finally:
         for proc, log in procs:
             stop_process(proc)
             log.close()
-    out.seconds = (t1 - t0) / 1000
-    window_fires(client, args.partitions, t0, t1, out)
+    window_fires(client, args.partitions, t_a, t0, out.catchup)
+    window_fires(client, args.partitions, t0, t1, out.steady)
     return out
 
 
-def report(r: Round, base: Round | None) -> None:
-    lateness = sorted(r.lateness)
-    spread_s = f"{r.spread_s:.1f}s" if r.spread_s is not None else "not within 60s"
-    ratio = f"; scaling x{r.rate / base.rate:.2f} of one ticker" if base and base.rate else ""
-    print(f"-- {r.tickers} ticker process(es): leases spread in {spread_s}")
-    print(
-        f"   fires {r.fires} in {r.seconds:.1f}s = {r.rate:,.0f}/s{ratio}; "
-        f"duplicates {r.duplicates}; due index {r.behind_ms / 1000:.1f}s behind at the end"
+def _lateness(fires: Fires) -> str:
+    lateness = sorted(fires.lateness)
+    if not lateness:
+        return "no fires"
+    return (
+        f"lateness ms p50 {percentile(lateness, 50):.0f} p99 {percentile(lateness, 99):.0f} "
+        f"max {lateness[-1]}"
     )
-    if lateness:
-        print(
-            f"   lateness ms: p50 {percentile(lateness, 50):.0f}  "
-            f"p99 {percentile(lateness, 99):.0f}  max {lateness[-1]}"
-        )
-    cpu = ", ".join(f"{name} {share * 100:.0f}%" for name, share in r.cpu.items())
-    print(f"   CPU (of one core): {cpu}; total {sum(r.cpu.values()) * 100:.0f}%")
+
+
+def _cpu(shares: dict[str, float]) -> str:
+    each = ", ".join(f"{name} {share * 100:.0f}%" for name, share in shares.items())
+    return f"{each}; total {sum(shares.values()) * 100:.0f}% of one core"
+
+
+def report(r: Round, base: Round | None) -> None:
+    spread_s = f"{r.spread_s:.1f}s" if r.spread_s is not None else "not within 60s"
+    print(f"-- {r.tickers} ticker process(es): leases spread in {spread_s}")
+    ratio = ""
+    if base is not None and base.catchup.rate:
+        ratio = f" = x{r.catchup.rate / base.catchup.rate:.2f} of one ticker"
+    state = "caught up" if r.caught_up else "still behind"
+    print(
+        f"   catch-up: {len(r.catchup.lateness)} fires in {r.catchup.seconds:.1f}s = "
+        f"{r.catchup.rate:,.0f}/s{ratio} ({state}); duplicates {r.catchup.duplicates}"
+    )
+    print(f"      CPU: {_cpu(r.cpu_catchup)}")
+    print(
+        f"   steady window: {len(r.steady.lateness)} fires in {r.steady.seconds:.1f}s = "
+        f"{r.steady.rate:,.0f}/s; {_lateness(r.steady)}; duplicates {r.steady.duplicates}; "
+        f"{r.behind_ms / 1000:.1f}s behind at the end"
+    )
+    print(f"      CPU: {_cpu(r.cpu_steady)}")
     print("   ticker peak RSS: " + ", ".join(mib(kb) for kb in r.rss))
 
 
@@ -292,9 +348,17 @@ def main() -> int:
     parser.add_argument("--schedules", type=int, default=1_000_000)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--tickers", default="1,2,4", help="ticker process counts, in turn")
-    parser.add_argument("--period", type=int, default=30, help="seconds between a schedule's fires")
-    parser.add_argument("--window", type=float, default=20.0, help="measured seconds per count")
-    parser.add_argument("--warmup", type=float, default=8.0)
+    parser.add_argument("--period", type=int, default=60, help="seconds between a schedule's fires")
+    parser.add_argument(
+        "--gap",
+        type=float,
+        default=10.0,
+        help="seconds without a ticker before each count (its backlog)",
+    )
+    parser.add_argument("--catchup", type=float, default=30.0, help="at most this long to catch up")
+    parser.add_argument(
+        "--window", type=float, default=10.0, help="steady seconds measured per count"
+    )
     parser.add_argument("--loaders", type=int, default=2, help="processes creating schedules")
     parser.add_argument("--ttl-ms", type=int, default=5000, help="the tickers' lease TTL")
     parser.add_argument("--appendonly", choices=("yes", "no"), default="yes")
@@ -308,22 +372,35 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="cs-bench-partitions-") as tmp,
         redis_server(Path(tmp) / "redis", appendonly=args.appendonly == "yes") as server,
     ):
-        created_s = create(server.url, args.schedules, args.partitions, args.period, args.loaders)
+        client = sync_redis.Redis.from_url(server.url, socket_timeout=120)
+        # none due until well after they are all made: the first count starts on a
+        # backlog of ``gap`` seconds, like the others
+        start_ms = redis_ms(client) + int((args.schedules / 2000 + 20) * 1000)
+        created_s = create(
+            server.url, args.schedules, args.partitions, args.period, args.loaders, start_ms
+        )
         print(
             f"created {args.schedules:,} schedules in {args.partitions} partitions in "
             f"{created_s:.1f}s ({args.schedules / created_s:,.0f}/s); demand "
             f"{args.schedules / args.period:,.0f} fires/s (every {args.period}s each)"
         )
-        client = sync_redis.Redis.from_url(server.url, socket_timeout=120)
+        print(
+            f"each count starts {args.gap:g}s after the last (a backlog of "
+            f"{args.schedules / args.period * args.gap:,.0f} fires), catches up (measured: "
+            f"fires/s while behind) for at most {args.catchup:g}s, then a {args.window:g}s window"
+        )
+        wait(max(0.0, (start_ms - redis_ms(client)) / 1000) + args.gap)
         rounds: list[Round] = []
         for n in counts:
             rounds.append(one_round(args, Path(tmp), server, client, n))
             report(rounds[-1], rounds[0] if len(rounds) > 1 else None)
+            wait(args.gap)
         info = client.info("memory")
         print(f"redis used_memory {info['used_memory'] / 2**20:,.0f} MiB")
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         client.close()
-    return 0 if all(r.duplicates == 0 for r in rounds) else 1
+    duplicates = sum(r.catchup.duplicates + r.steady.duplicates for r in rounds)
+    return 0 if duplicates == 0 else 1
 
 
 if __name__ == "__main__":
