@@ -375,7 +375,7 @@ def main() -> int:
         client = sync_redis.Redis.from_url(server.url, socket_timeout=120)
         # none due until well after they are all made: the first count starts on a
         # backlog of ``gap`` seconds, like the others
-        start_ms = redis_ms(client) + int((args.schedules / 2000 + 20) * 1000)
+        start_ms = redis_ms(client) + int((args.schedules / 3000 + 30) * 1000)
         created_s = create(
             server.url, args.schedules, args.partitions, args.period, args.loaders, start_ms
         )
