@@ -6,12 +6,13 @@ projectors on one partition never apply an event twice, and a view is always a
 deterministic function of the log up to its checkpoint. While a rebuild holds the
 projection (projections/switch.py) nothing is applied: the projector waits.
 
-Batches are pipelined: while one batch's script call runs in Redis, the next batch
-is read, its records fetched and its changes computed here. It starts from the
-records the previous batch left (``ViewBatch.carried``) and fetches only the others,
-which that call does not write; it is sent only once that call has applied, and
-only if no other writer moved the checkpoint in between (apply.lua's writer check),
-else it is dropped and the projector starts again from the checkpoint.
+Batches are pipelined: the next batch's entries and records are read before a
+batch's script call is sent, and its changes are computed here while that call runs
+in Redis. It starts from the records the previous batch left (``ViewBatch.carried``)
+and fetches only the others, which that call does not write; it is sent only once
+that call has applied, and only if no other writer moved the checkpoint in between
+(apply.lua's writer check), else it is dropped and the projector starts again from
+the checkpoint.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ def route(event_type: str) -> tuple[tuple[Reads, Handler], ...]:
 
 BATCH_SIZE = 500
 PIPELINED_BATCHES = 32
-YIELD_EVERY = 100
 """Batches one ``step`` applies back to back at most before it looks at its stop event."""
+YIELD_EVERY = 100
 BLOCK_MS = 1000
 RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 HELD = -1
