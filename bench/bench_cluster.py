@@ -47,6 +47,7 @@ from bench.common import (
 )
 
 PERIOD_MS = 5000
+SETTLE_MS = 3000
 POLL_S = 0.02
 
 
@@ -137,17 +138,19 @@ def redis_ms(client: Any) -> int:
     return int(seconds) * 1000 + int(micros) // 1000
 
 
-def read_fires(client: Any, partitions: int, t0: int, t1: int) -> dict[str, Any]:
-    """Every ScheduleFired of a nominal time in [t0, t1): per schedule, and the lateness."""
+def read_fires(client: Any, partitions: int, t0: int, t1: int, until: str = "+") -> dict[str, Any]:
+    """Every ScheduleFired of a nominal time in [t0, t1) appended by ``until`` (a stream
+    id): per schedule, and the lateness. A fire is appended at or after its nominal
+    time, so the logs are read from ``t0`` on."""
     from service.store.keys import Keyspace
 
     keys = Keyspace("cs", partitions)
     seen: dict[str, list[int]] = {}
     lateness: list[int] = []
     for p in range(partitions):
-        start = f"{t0 - 60_000}-0"
+        start = f"{t0 - 1000}-0"
         while True:
-            entries = client.xrange(keys.log(p), min=start, count=20_000)
+            entries = client.xrange(keys.log(p), min=start, max=until, count=20_000)
             if not entries:
                 break
             for eid, fields in entries:
@@ -173,22 +176,33 @@ def marks(client: Any, partitions: int) -> dict[str, int]:
     return out
 
 
-def tally(
-    seen: dict[str, list[int]], decided: dict[str, int], count: int, t0: int, t1: int
-) -> tuple[int, int, int]:
-    """Duplicates; nominal times lost (decided, as the mark says, yet never fired: with
-    catch-up ``all`` there must be none); and those not decided yet (the ticker behind)."""
-    duplicates = sum(len(n) - len(set(n)) for n in seen.values())
-    lost = pending = 0
+def due_times(count: int, t0: int, t1: int) -> Iterator[tuple[str, set[int]]]:
+    """Each schedule's nominal times in [t0, t1)."""
     for i in range(count):
-        sid = f"s{i:06d}"
         offset = (i * PERIOD_MS) // count
         first = ((t0 - offset + PERIOD_MS - 1) // PERIOD_MS) * PERIOD_MS + offset
-        due = set(range(first, t1, PERIOD_MS))
+        yield f"s{i:06d}", set(range(first, t1, PERIOD_MS))
+
+
+def duplicates_of(seen: dict[str, list[int]]) -> int:
+    return sum(len(n) - len(set(n)) for n in seen.values())
+
+
+def unfired(seen: dict[str, list[int]], count: int, t0: int, t1: int) -> int:
+    return sum(len(due - set(seen.get(sid, []))) for sid, due in due_times(count, t0, t1))
+
+
+def tally(
+    seen: dict[str, list[int]], decided: dict[str, int], count: int, t0: int, t1: int
+) -> tuple[int, int]:
+    """Nominal times lost (decided, as the mark says, yet never fired: with catch-up
+    ``all`` there must be none), and those not decided yet (the ticker behind)."""
+    lost = pending = 0
+    for sid, due in due_times(count, t0, t1):
         mark = decided.get(sid, 0)
         lost += len({n for n in due if n <= mark} - set(seen.get(sid, [])))
         pending += sum(1 for n in due if n > mark)
-    return duplicates, lost, pending
+    return lost, pending
 
 
 def holders(client: Any, partitions: int) -> list[int | None]:
@@ -215,12 +229,13 @@ def steady(
     t0 = redis_ms(client)
     wait(args.seconds)
     t1 = redis_ms(client)
-    wait(3.0)  # the fires of the window's last nominal times land
+    wait(SETTLE_MS / 1000)  # the fires of the window's last nominal times land
     rss = [peak_rss_kb(p.pid) for p in tickers.procs]
-    decided = marks(client, args.partitions)  # first: a fire appends before its mark moves
-    fires = read_fires(client, args.partitions, t0, t1)
+    # what was appended by then, however long reading it takes
+    fires = read_fires(client, args.partitions, t0, t1, until=f"{t1 + SETTLE_MS}-0")
     lateness = fires["lateness"]
-    duplicates, lost, pending = tally(fires["seen"], decided, args.schedules, t0, t1)
+    duplicates = duplicates_of(fires["seen"])
+    pending = unfired(fires["seen"], args.schedules, t0, t1)
     seconds = (t1 - t0) / 1000
     print(
         f"steady: {args.schedules} schedules every 5s over {args.partitions} partitions, "
@@ -228,7 +243,7 @@ def steady(
     )
     print(
         f"fires {len(lateness)} = {len(lateness) / seconds:,.0f}/s sustained; "
-        f"duplicates {duplicates}; lost {lost}; not fired by the window's end + 3 s {pending}"
+        f"duplicates {duplicates}; not fired by the window's end + 3 s {pending}"
     )
     if lateness:
         print(
@@ -321,9 +336,10 @@ def main() -> int:
             end = redis_ms(client) - 2 * PERIOD_MS  # due times the survivors had time for
         finally:
             tickers.stop()
-        decided = marks(client, args.partitions)
+        decided = marks(client, args.partitions)  # first: a fire appends as its mark moves
         seen = read_fires(client, args.partitions, t0, end)["seen"]
-        duplicates, lost, pending = tally(seen, decided, args.schedules, t0, end)
+        duplicates = duplicates_of(seen)
+        lost, pending = tally(seen, decided, args.schedules, t0, end)
         span = (end - t0) / 1000
         print(
             f"whole run ({span:.1f}s of due times): duplicates {duplicates}; lost {lost}; "
