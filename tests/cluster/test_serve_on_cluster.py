@@ -226,6 +226,19 @@ def test_archive_and_verify_on_the_cluster(
     assert code == 0, out
 
 
+def test_readiness_and_metrics_read_every_partition(served: tuple[Service, Api]) -> None:
+    service, api = served
+    status, ready = api.call("GET", "/readyz")
+    assert status == 200, ready
+    assert {f"ticker.{p}" for p in range(PARTITIONS)} <= set(ready["checks"])
+    request = urllib.request.Request(f"{service.url}/metrics")
+    request.add_header("Authorization", f"Bearer {api.token}")
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        text = answer.read().decode()
+    for p in range(PARTITIONS):
+        assert f'partition="{p}"' in text
+
+
 def test_rebuild_replay_and_audit_on_the_cluster(
     scheduled: Api, cli_env: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
