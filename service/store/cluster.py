@@ -9,7 +9,8 @@ and each transaction runs on one node.
 The cluster client is handed to the rest of the service as a ``Redis``: it answers
 the same commands, and the few calls that differ (a probe on one connection, reads
 of several partitions' streams) ask ``is_cluster`` and take the cluster's way. A
-cluster that is down (CLUSTERDOWN, uncovered slots) is reported as a lost connection.
+cluster that is down (CLUSTERDOWN, uncovered slots), or a connection a node closed
+under the client, is reported as a lost connection, which the service rides out.
 """
 
 from __future__ import annotations
