@@ -304,7 +304,7 @@ def slow_calls(client: Any) -> str:
         command = text.split()
         name = command[0].lower() if command else "?"
         if name == "evalsha" and len(command) > 1:
-            name = names.get(command[1], "other script (projector)")
+            name = names.get(command[1], "other script (the projector's, or an older ticker's)")
         found.setdefault(name, []).append(int(entry["duration"]) // 1000)
     if not found:
         return "none"
