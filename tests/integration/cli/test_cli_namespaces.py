@@ -23,10 +23,11 @@ def test_the_flag_and_the_variable_send_the_namespace_header(
         return [w["id"] for w in orjson.loads(out)["items"]]
 
     assert workflows("--namespace", "team-a") == ["w"]
-    assert workflows("--namespace", "default") == [] == workflows()
+    assert workflows("--namespace", "team-c") == []
+    assert "w" not in workflows("--namespace", "default") and "w" not in workflows()
     monkeypatch.setenv("CRONSTREAM_NAMESPACE", "team-a")
     assert workflows() == ["w"]
-    assert workflows("--namespace", "team-b") == []  # the flag wins over the variable
+    assert workflows("--namespace", "team-c") == []  # the flag wins over the variable
 
 
 def test_namespace_set_and_show_keep_a_quota_in_redis(
