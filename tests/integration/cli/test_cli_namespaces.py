@@ -14,7 +14,7 @@ def test_the_flag_and_the_variable_send_the_namespace_header(
     service: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = ("--url", service)
-    code, _, err = run(capsys, "workflow", "put", "w", "--none", "--namespace", "team-a", *url)
+    code, _, err = run(capsys, "workflow", "put", "ns-only", "--none", "--namespace", "team-a", *url)
     assert code == 0, err
 
     def workflows(*flags: str) -> list[str]:
@@ -22,11 +22,11 @@ def test_the_flag_and_the_variable_send_the_namespace_header(
         assert code == 0, err
         return [w["id"] for w in orjson.loads(out)["items"]]
 
-    assert workflows("--namespace", "team-a") == ["w"]
+    assert workflows("--namespace", "team-a") == ["ns-only"]
     assert workflows("--namespace", "team-c") == []
-    assert "w" not in workflows("--namespace", "default") and "w" not in workflows()
+    assert "ns-only" not in workflows("--namespace", "default") + workflows()
     monkeypatch.setenv("CRONSTREAM_NAMESPACE", "team-a")
-    assert workflows() == ["w"]
+    assert workflows() == ["ns-only"]
     assert workflows("--namespace", "team-c") == []  # the flag wins over the variable
 
 
