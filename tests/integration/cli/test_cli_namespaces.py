@@ -14,7 +14,8 @@ def test_the_flag_and_the_variable_send_the_namespace_header(
     service: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url = ("--url", service)
-    code, _, err = run(capsys, "workflow", "put", "ns-only", "--none", "--namespace", "team-a", *url)
+    put = ("workflow", "put", "ns-only", "--none", "--namespace", "team-a")
+    code, _, err = run(capsys, *put, *url)
     assert code == 0, err
 
     def workflows(*flags: str) -> list[str]:
