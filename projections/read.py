@@ -148,12 +148,17 @@ class ViewReader:
             low = f"[{owner}{_AFTER_SEPARATOR}" if sep else f"({last}"
         return found[:limit]
 
-    async def _records(self, prefix: str, ids: list[str]) -> list[Record]:
+    async def _records(
+        self, prefix: str, ids: list[str], partitions: list[int] | None = None
+    ) -> list[Record]:
+        """The live records of ``ids``: each in its own id's partition, or in the one
+        ``partitions`` names (a run's record is kept in its schedule's or workflow's)."""
         if not ids:
             return []
+        where = partitions or [self.keys.partition_of(ident) for ident in ids]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for ident in ids:
-                pipe.get(self._key(self.keys.partition_of(ident), f"{prefix}:{ident}"))
+            for ident, p in zip(ids, where, strict=True):
+                pipe.get(self._key(p, f"{prefix}:{ident}"))
             raws = await pipe.execute()
         out = []
         for raw in raws:
@@ -208,26 +213,32 @@ class ViewReader:
         cursor = before
         scanned = 0
         while len(found) < limit and scanned < SCAN_BOUND:
-            members = await self._newest(where.index(), cursor, limit)
-            if not members:
+            newest = await self._newest(where.index(), cursor, limit)
+            if not newest:
                 return found, None
-            scanned += len(members)
+            scanned += len(newest)
+            members = [member for member, _ in newest]
             ids = [m.split(":", 1)[1] for m in members]
-            for record in await self._records("run", ids):
+            kept_in = [p for _, p in newest]
+            for record in await self._records("run", ids, kept_in):
                 if where.matches(record) and len(found) < limit:
                     found.append(record)
             cursor = members[-1] if len(found) < limit else _member(found[-1])
         more = await self._newest(where.index(), _member(found[-1]), 1) if found else []
         return found, (_member(found[-1]) if found and more else None)
 
-    async def _newest(self, index: str, before: str | None, limit: int) -> list[str]:
+    async def _newest(
+        self, index: str, before: str | None, limit: int
+    ) -> list[tuple[str, int]]:
+        """The ``limit`` newest members of ``index`` over every partition, each with the
+        partition that holds it."""
         high = f"({before}" if before else "+"
         per_partition = []
         for p in range(self.keys.partitions):
             raw = await self.redis.zrevrangebylex(
                 self._key(p, index), high, "-", start=0, num=limit
             )
-            per_partition.append([m.decode() if isinstance(m, bytes) else m for m in raw])
+            per_partition.append([(m.decode() if isinstance(m, bytes) else m, p) for m in raw])
         return list(heapq.merge(*per_partition, reverse=True))[:limit]
 
     @translate_redis_errors
