@@ -81,3 +81,18 @@ async def api(redis: Redis, settings: Settings, clock: FixedClock) -> AsyncItera
     await client.start_server()
     yield client
     await client.close()
+
+
+SERIAL_DIRS = ("fault", "cluster", "browser")
+"""Tests that start processes (services, Redis nodes, a browser) and judge them by
+time: under ``pytest -n N --dist loadgroup`` they all run on one worker, one after
+another, while the other workers share the rest, so they never compete with each other
+for the CPU (scripts/test runs the suite that way)."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(root).parts
+        if parts and parts[0] in SERIAL_DIRS:
+            item.add_marker(pytest.mark.xdist_group("processes"))
