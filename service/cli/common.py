@@ -72,7 +72,7 @@ def settings(args: argparse.Namespace) -> Settings:
 
 def with_redis(args: argparse.Namespace, work: Work) -> int:
     """Run ``work`` on Redis (REDIS_URL, or the embedded one under --data-dir)."""
-    from service.server import redis_for
+    from service.connection import redis_for
 
     config = settings(args)
 

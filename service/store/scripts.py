@@ -16,7 +16,7 @@ from redis.commands.core import AsyncScript
 OP_TTL_MS = 60_000
 """How long a script remembers an operation's reply. The client's retries of one call
 are all sent within about 22 s (a 5 s socket timeout, 3 retries, backoff capped at
-0.5 s: see service/server.py's ``connect``); the record must outlive them, and no
+0.5 s: see service/connection.py's ``connect``); the record must outlive them, and no
 longer, since every worker start and finish leaves one (~100 bytes each)."""
 
 

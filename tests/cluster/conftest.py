@@ -14,11 +14,11 @@ from redis.cluster import RedisCluster
 
 from migrations.keyspace import check_keyspace
 from service.commands import SCHEDULES, WORKFLOWS, CommandService, ProjectionWaiter, RequestContext
+from service.connection import connect
 from service.domain import schedule as sched
 from service.domain import workflow as wf
 from service.domain.spec import Spec
 from service.domain.timeutil import parse_instant
-from service.server import connect
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
 from service.store.local_cluster import LocalCluster, start_local_cluster

@@ -1,6 +1,6 @@
 """The ticker's batch stays right when Redis executed it but the reply was lost.
 
-The service's own client (``service.server.connect``: it retries a call on a dropped
+The service's own client (``service.connection.connect``: it retries a call on a dropped
 connection) talks to Redis through a proxy that throws away the reply to one batch
 call after Redis executed it; the client sends the same call again, and the high-water
 mark of each schedule makes the repeat append nothing.
@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
 from service.clock import FixedClock
-from service.server import connect
+from service.connection import connect
 from service.store.fires import fire_source
 from service.store.keys import Keyspace
 from service.ticker.ticker import Ticker

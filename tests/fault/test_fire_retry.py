@@ -1,7 +1,7 @@
 """Triggers and backfills stay right when Redis executed the fire script but the reply
 was lost.
 
-The service's own client (``service.server.connect``: retries on a dropped connection
+The service's own client (``service.connection.connect``: retries on a dropped connection
 or a timeout) talks to Redis through a proxy that throws away one reply after Redis
 executed the call; the client then sends the same call again. Each fire must append
 its events once and answer the caller as the first execution would have.
@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from service.api.app import create_app
 from service.clock import FixedClock
 from service.config import Settings
-from service.server import connect
+from service.connection import connect
 from service.store.fires import fire_source
 from service.store.keys import Keyspace
 from tests.fault.proxy import DropReplyProxy

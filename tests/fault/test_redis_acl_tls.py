@@ -31,7 +31,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
 
-from service.server import TLS_HINT
+from service.connection import TLS_HINT
 from service.store.embedded import RedisProcess, find_redis_server, free_port, start_redis_server
 from tests.integration.runs.target import Target, local_target
 from tests.process import ROOT, Service, cli

@@ -28,7 +28,7 @@ from redis.backoff import ExponentialBackoff
 from service.api.app import create_app
 from service.commands import CommandService, ProjectionWaiter
 from service.config import Settings
-from service.server import connect
+from service.connection import connect
 from service.store.embedded import RedisProcess, start_redis_server
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace

@@ -1,6 +1,6 @@
 """Every run action stays right when Redis executed it but the reply was lost.
 
-The service's own client (``service.server.connect``: retries on a dropped
+The service's own client (``service.connection.connect``: retries on a dropped
 connection or a timeout) talks to Redis through a proxy that throws away one
 reply after Redis executed the call. The client then sends the same call again.
 Each action must append its events once and answer the caller as the first
@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from service.api.app import create_app
 from service.clock import FixedClock
 from service.config import Settings
-from service.server import connect
+from service.connection import connect
 from service.store.keys import Keyspace
 from service.store.runs import GROUP, RunStore
 from service.store.scripts import source
