@@ -63,7 +63,6 @@ BODY_RULES = {
     "PATCH /v1/schedules/{id}",
     "POST /v1/specs/preview",
     "POST /v1/specs/describe",
-    "POST /v1/specs/describe",
     "PUT /v1/workflows/{id}",
     "POST /v1/schedules/{id}/backfill",
     "POST /v1/schedules/{id}/trigger",
