@@ -101,6 +101,13 @@ def wait_for_fires(client: sync_redis.Redis, seconds_of_fires: int, what: str) -
     wait_until(lambda: fired_total(client) >= target, 15, what)
 
 
+def each_fired(client: sync_redis.Redis, sids: list[str], times: int) -> bool:
+    """Whether every schedule has fired at least ``times`` nominal seconds (the log's
+    total can pass a count while one partition's schedules are still behind)."""
+    records = fires(client)
+    return all(len(records.get(sid, [])) >= times for sid in sids)
+
+
 def fires(client: sync_redis.Redis) -> dict[str, list[tuple[int, int]]]:
     """(nominal ms, epoch) of every ScheduleFired, per schedule, from every partition's log."""
     out: dict[str, list[tuple[int, int]]] = {}
@@ -154,6 +161,7 @@ def test_a_joining_ticker_takes_half_and_a_leaving_one_gives_them_back(
         # freed at the clean stop, not expired: taken back within a lease TTL
         assert time.monotonic() - left_at < TTL_MS / 1000, time.monotonic() - left_at
         wait_for_fires(client, 1, "fires after the leave")
+        wait_until(lambda: each_fired(client, sids, 4), 15, "every schedule fired 4 times")
     finally:
         for proc in (second, first):
             if proc is not None:
@@ -184,6 +192,7 @@ def test_kill_9_a_ticker_the_survivor_takes_its_partitions_within_the_ttl(
         # free at its next look (a fifth of the TTL), allowing for a loaded machine
         assert takeover_s <= TTL_MS / 1000 + 0.5, takeover_s
         wait_for_fires(client, 1, "fires after the takeover")
+        wait_until(lambda: each_fired(client, sids, 4), 15, "every schedule fired 4 times")
     finally:
         codes = [p.stop() for p in procs]
     assert codes[1] == 0
