@@ -34,6 +34,7 @@ import contextlib
 import re
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -41,7 +42,7 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.api import render
+from service.api import auth, render
 from service.api.context import KEYS, REDIS, STORE, query_text
 from service.api.models import StreamEvent
 from service.api.namespaces import namespace
@@ -49,8 +50,8 @@ from service.api.params import A_FEED_POSITION, AN_ID, feed_cursor, feed_cursor_
 from service.api.routing import Param, Reply, route
 from service.domain import namespaces
 from service.domain.ids import ID_PATTERN
-from service.domain.tokens import Scope
-from service.errors import InvalidInput
+from service.domain.tokens import Scope, bearer_token
+from service.errors import InvalidInput, StoreUnavailable
 from service.store.cluster import xread_streams
 from service.store.eventstore import ArchivedEvents, StoredEvent, decode_entry, parse_position
 from service.store.feed import format_cursor, parse_cursor
@@ -58,6 +59,9 @@ from service.store.keys import Keyspace
 
 BLOCK_MS = 1000
 HEARTBEAT_S = 15.0
+STANDING_S = 5.0
+"""How often an open stream asks whether its token still stands: a revoked or expired
+token ends its streams within this long."""
 BATCH = 100
 WRITE_TIMEOUT_S = 30.0
 RETRY_DELAYS_S = (0.1, 0.25, 0.5, 1.0, 2.0)
@@ -239,10 +243,23 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     streams.add(stream)
     try:
         with contextlib.suppress(ConnectionResetError, TimeoutError):
-            await _pump(request, response, stream, first)
+            await _pump(request, response, stream, first, _standing(request))
     finally:
         streams.discard(stream)
     return response
+
+
+def _standing(request: web.Request) -> Callable[[], Awaitable[bool]] | None:
+    """Whether the request's token still stands (None: the API asks for no token)."""
+    if auth.ADMITTED not in request:
+        return None
+    token = bearer_token(request.headers.get(auth.AUTHORIZATION))
+    tokens, clock = request.app[auth.TOKENS], request.app.get(auth.AUTH_CLOCK)
+
+    async def check() -> bool:
+        return await tokens.standing(token, clock.now_ms() if clock else None)
+
+    return check
 
 
 async def _pump(
@@ -250,13 +267,20 @@ async def _pump(
     response: web.StreamResponse,
     stream: EventStream,
     first: list[StoredEvent],
+    standing: Callable[[], Awaitable[bool]] | None,
 ) -> None:
     redis = request.app[REDIS]
     stop = _stop_event(request.app)
     await _write(response, b": stream open\n\n" + stream.frames(first))
-    last_write = time.monotonic()
+    last_write = checked = time.monotonic()
     failures = 0
     while not stop.is_set() and not _gone(request):
+        if standing is not None and time.monotonic() - checked >= STANDING_S:
+            checked = time.monotonic()
+            with contextlib.suppress(StoreUnavailable):  # an outage is not a revocation
+                if not await standing():
+                    await _write(response, b": the token no longer stands\n\n")
+                    return
         try:
             events = await stream.read(redis)
             failures = 0

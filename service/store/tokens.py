@@ -203,6 +203,22 @@ class TokenStore:
             self._sender = asyncio.create_task(self._send(), name="token-admissions")
         return await waiting
 
+    @translate_redis_errors
+    async def standing(self, token: str, now_ms: int | None = None) -> bool:
+        """Whether ``token`` is still stored, unrevoked and unexpired (``now_ms`` None:
+        Redis's clock), without taking anything from its bucket: for a request that
+        outlives its admission (an open event stream)."""
+        digest = token_hash(token)
+        stored, expires, revoked = await self.redis.hmget(
+            self.keys.token(token_id(digest)), ["hash", "expires_ms", "revoked_ms"]
+        )
+        if stored is None or as_text(stored) != digest or revoked is not None:
+            return False
+        if now_ms is None:
+            seconds, micros = await self.redis.time()
+            now_ms = int(seconds) * 1000 + int(micros) // 1000
+        return not expires or int(expires) == 0 or now_ms < int(expires)
+
     def spend(self, token: str, now_ms: int | None = None) -> Admitted | None:
         """A request with ``token`` admitted from the permits this process leased for it,
         without a call and without awaiting anything; None: only ``admit`` can tell."""

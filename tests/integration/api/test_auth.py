@@ -6,6 +6,7 @@ before the handler: they say nothing about the resource asked for and append not
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -16,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from service.api import stream
 from service.api.app import create_app, metrics_app
 from service.api.auth import TOKENS
 from service.api.routing import ROUTES, Route
@@ -351,3 +353,27 @@ async def test_the_metrics_of_a_process_without_the_api_can_ask_for_a_token(
     open_ = metrics_app(replace(settings, auth=True), redis)
     async with TestClient(TestServer(open_, host="127.0.0.1")) as client:
         assert (await client.get("/metrics")).status == 200
+
+
+async def test_revoking_a_token_ends_its_open_event_streams(
+    secured: Secured, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream outlives its admission: it asks every STANDING_S whether its token still
+    stands, and ends when it was revoked; another token's stream stays open."""
+    monkeypatch.setattr(stream, "STANDING_S", 0.1)
+    revoked = await secured.token(Scope.EVENTS_READ)
+    kept = await secured.token(Scope.EVENTS_READ)
+    opened = []
+    for token in (revoked, kept):
+        answer = await secured.client.get("/v1/events/stream", headers=bearer(token))
+        assert answer.status == 200
+        assert (await answer.content.readline()).startswith(b": stream open")
+        opened.append(answer)
+    outcome, _ = await TokenStore(redis, Keyspace()).revoke(_id(revoked))
+    assert outcome == "revoked"
+    rest = await asyncio.wait_for(opened[0].content.read(), timeout=10)
+    assert b"the token no longer stands" in rest  # read to its end: the stream ended
+    with pytest.raises(TimeoutError):  # the other one is still open
+        await asyncio.wait_for(opened[1].content.read(), timeout=0.5)
+    for answer in opened:
+        answer.close()
