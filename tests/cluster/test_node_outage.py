@@ -14,7 +14,7 @@ from redis.cluster import RedisCluster
 
 from service.store.keys import Keyspace
 from service.store.local_cluster import LocalCluster, start_local_cluster
-from tests.cluster.conftest import assert_exactly_once, create_schedules, fires
+from tests.every_second import assert_exactly_once, create_schedules, fires
 from tests.process import Service, wait_until
 
 pytestmark = pytest.mark.slow

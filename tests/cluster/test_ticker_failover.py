@@ -14,7 +14,8 @@ from redis.cluster import RedisCluster
 
 from service.store.keys import Keyspace
 from service.store.local_cluster import LocalCluster
-from tests.cluster.conftest import assert_exactly_once, create_schedules, fires, flush, node_of
+from tests.cluster.conftest import flush, node_of
+from tests.every_second import assert_exactly_once, create_schedules, fires
 from tests.process import Service, wait_until
 
 pytestmark = pytest.mark.slow

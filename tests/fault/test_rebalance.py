@@ -3,26 +3,18 @@ duplicate and no lost fire (every schedule's every nominal second fired exactly 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
 import redis as sync_redis
 
-from migrations.keyspace import check_keyspace
-from service.commands import SCHEDULES, WORKFLOWS, CommandService, ProjectionWaiter, RequestContext
-from service.domain import schedule as sched
-from service.domain import workflow as wf
-from service.domain.spec import Spec
-from service.domain.timeutil import parse_instant
 from service.store.embedded import RedisProcess, start_redis_server
-from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
+from tests import every_second
 from tests.process import Service, wait_until
 
 pytestmark = pytest.mark.slow
@@ -38,37 +30,6 @@ def redis_proc(tmp_path: Path) -> Iterator[RedisProcess]:
     server = start_redis_server(tmp_path / "redis", appendonly=True)
     yield server
     server.stop()
-
-
-def create_schedules(url: str) -> list[str]:
-    async def go() -> list[str]:
-        from redis.asyncio import Redis
-
-        client = Redis.from_url(url)
-        try:
-            await check_keyspace(client, KEYS)
-            commands = CommandService(
-                EventStore(client, KEYS), ProjectionWaiter(client, KEYS), wait_timeout_s=0
-            )
-            workflow = wf.WorkflowConfig.model_validate({"target": {"type": "none"}})
-            await commands.execute(WORKFLOWS, "w", wf.PutWorkflow("w", workflow), RequestContext())
-            config = sched.ScheduleConfig.model_validate(
-                {
-                    "workflow_id": "w",
-                    "spec": Spec(cron=["* * * * * *"]).model_dump(mode="json"),
-                    "policy": {"catchup": "all", "overlap": "allow_all"},
-                }
-            )
-            sids = [f"s{i:03d}" for i in range(SCHEDULES_N)]
-            for sid in sids:
-                await commands.execute(
-                    SCHEDULES, sid, sched.CreateSchedule(sid, config), RequestContext()
-                )
-            return sids
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
 
 
 def ticker(tmp_path: Path, url: str, name: str) -> Service:
@@ -104,40 +65,22 @@ def wait_for_fires(client: sync_redis.Redis, seconds_of_fires: int, what: str) -
 def each_fired(client: sync_redis.Redis, sids: list[str], times: int) -> bool:
     """Whether every schedule has fired at least ``times`` nominal seconds (the log's
     total can pass a count while one partition's schedules are still behind)."""
-    records = fires(client)
+    records = every_second.fires(client, KEYS)
     return all(len(records.get(sid, [])) >= times for sid in sids)
 
 
-def fires(client: sync_redis.Redis) -> dict[str, list[tuple[int, int]]]:
-    """(nominal ms, epoch) of every ScheduleFired, per schedule, from every partition's log."""
-    out: dict[str, list[tuple[int, int]]] = {}
-    for p in range(PARTITIONS):
-        for _eid, fields in client.xrange(KEYS.log(p)):
-            if fields[b"type"] == b"ScheduleFired":
-                data = orjson.loads(fields[b"data"])
-                nominal = parse_instant(str(data["nominal_time"]))
-                out.setdefault(fields[b"sid"].decode(), []).append((nominal, int(data["epoch"])))
-    return out
-
-
 def assert_exactly_once(client: sync_redis.Redis, sids: list[str]) -> set[int]:
-    """Every nominal second up to each schedule's mark fired once; return the epochs seen."""
-    records = fires(client)
-    epochs: set[int] = set()
-    for sid in sids:
-        nominals = [n for n, _ in records.get(sid, [])]
-        assert len(nominals) == len(set(nominals)), f"{sid} fired a nominal time twice"
-        hwm = int(client.hget(KEYS.hwm(KEYS.partition_of(sid)), sid) or 0)
-        assert sorted(nominals) == list(range(min(nominals), hwm + 1, 1000)), f"{sid} lost one"
-        assert len(nominals) >= 4, (sid, len(nominals))
-        epochs |= {e for _, e in records[sid]}
+    """Every nominal second fired once, and every schedule fired in each phase."""
+    epochs = every_second.assert_exactly_once(client, KEYS, sids)
+    for sid, records in every_second.fires(client, KEYS).items():
+        assert len(records) >= 4, (sid, len(records))
     return epochs
 
 
 def test_a_joining_ticker_takes_half_and_a_leaving_one_gives_them_back(
     tmp_path: Path, redis_proc: RedisProcess
 ) -> None:
-    sids = create_schedules(redis_proc.url)
+    sids = every_second.create_schedules(redis_proc.url, KEYS, SCHEDULES_N)
     assert {KEYS.partition_of(s) for s in sids} == set(range(PARTITIONS))
     client = sync_redis.Redis.from_url(redis_proc.url)
     first = ticker(tmp_path, redis_proc.url, "first")
@@ -174,7 +117,7 @@ def test_a_joining_ticker_takes_half_and_a_leaving_one_gives_them_back(
 def test_kill_9_a_ticker_the_survivor_takes_its_partitions_within_the_ttl(
     tmp_path: Path, redis_proc: RedisProcess
 ) -> None:
-    sids = create_schedules(redis_proc.url)
+    sids = every_second.create_schedules(redis_proc.url, KEYS, SCHEDULES_N)
     client = sync_redis.Redis.from_url(redis_proc.url)
     procs = [ticker(tmp_path, redis_proc.url, name) for name in ("a", "b")]
     try:
