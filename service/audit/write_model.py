@@ -49,6 +49,7 @@ from service.domain.runs import (
     parse_event,
 )
 from service.domain.timeutil import parse_instant
+from service.store import snapshots
 from service.store.eventstore import StoredEvent, as_text, decode_entry
 from service.store.keys import Keyspace
 from service.store.runs import GROUP
@@ -303,7 +304,7 @@ async def _write_records(redis: Redis, keys: Keyspace, p: int, fold: _Fold, now:
                 continue  # fire or run events of an aggregate with no command: no state
             mapping: Any = {
                 "version": rec.version,
-                "state": orjson.dumps(rec.stored),
+                "state": orjson.dumps(snapshots.compact(kind, rec.stored)),
                 "status": rec.status,
             }
             if rec.actions is not None:

@@ -1,8 +1,9 @@
 """The event store on Redis Streams: append (one Lua script) and read.
 
 Each partition has one log stream. An append writes the events of one aggregate,
-its write-model snapshot and an idempotency record in one script call; a read
-decodes entries into ``StoredEvent`` and upcasts old payload versions.
+its write-model snapshot (compacted, ``snapshots.py``) and an idempotency record in
+one script call; a read decodes entries into ``StoredEvent`` and upcasts old payload
+versions.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from service import telemetry
 from service.domain.events import Event
 from service.domain.upcasters import upcast
 from service.errors import IdempotencyKeyReused, VersionMismatch
+from service.store import snapshots
 from service.store.boundary import translate_redis_errors
 from service.store.keys import Keyspace
 from service.store.scripts import load_script
@@ -145,7 +147,7 @@ class EventStore:
         state, version, status = await self.redis.hmget(
             self.keys.state(p, kind, aggregate_id), ["state", "version", "status"]
         )
-        return _snapshot(state, version, status)
+        return _snapshot(kind, state, version, status)
 
     @translate_redis_errors
     async def load_many(
@@ -163,7 +165,7 @@ class EventStore:
                 keys = [self.keys.state(p, kind, aggregate_ids[i]) for i in part]
                 replies: list[Any] = await self._load_many(keys=keys)
                 for i, reply in zip(part, replies, strict=True):
-                    out[i] = _snapshot(*reply)
+                    out[i] = _snapshot(kind, *reply)
         return out
 
     @translate_redis_errors
@@ -295,7 +297,7 @@ class EventStore:
             pending.expected_version,
             idempotency.fingerprint,
             idempotency.ttl_ms,
-            orjson.dumps(pending.snapshot),
+            orjson.dumps(snapshots.compact(kind, pending.snapshot)),
             aggregate_id,
             pending.due,
             pending.status,
@@ -387,10 +389,12 @@ class EventStore:
         return eid.decode() if isinstance(eid, bytes) else str(eid)
 
 
-def _snapshot(state: Any, version: Any, status: Any) -> tuple[dict[str, Any] | None, int]:
+def _snapshot(
+    kind: str, state: Any, version: Any, status: Any
+) -> tuple[dict[str, Any] | None, int]:
     if state is None:
         return None, 0
-    snapshot: dict[str, Any] = orjson.loads(state)
+    snapshot = snapshots.expand(kind, orjson.loads(state))
     if status and as_text(status) in ("active", "paused", "completed"):
         # the fire script completes a schedule by setting this field alone
         snapshot["status"] = as_text(status)

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from service.clock import Clock
 from service.domain.fire import DueSchedule
 from service.domain.schedule import ScheduleConfig
+from service.store import snapshots
 from service.store.eventstore import as_text
 from service.store.keys import Keyspace
 from service.store.scripts import load_script
@@ -93,10 +94,11 @@ class DueReader:
                     self.keys.state(partition, "schedule", d.schedule_id),
                     ["version", "state", "traceparent"],
                 )
-            snapshots: list[Any] = await pipe.execute()
-        for d, (version, snapshot, traceparent) in zip(missing, snapshots, strict=True):
+            rows: list[Any] = await pipe.execute()
+        for d, (version, snapshot, traceparent) in zip(missing, rows, strict=True):
             if snapshot is not None:
-                config = ScheduleConfig.model_validate(orjson.loads(snapshot)["config"])
+                stored = snapshots.expand("schedule", orjson.loads(snapshot))
+                config = ScheduleConfig.model_validate(stored["config"])
                 self._configs[(d.schedule_id, int(version))] = config
                 self._traces[d.schedule_id] = as_text(traceparent) if traceparent else None
 
@@ -115,5 +117,6 @@ class DueReader:
             raws: list[Any] = await pipe.execute()
         for wid, raw in zip(ordered, raws, strict=True):
             if raw is not None:
-                self._targets[wid] = orjson.loads(raw)["config"]["target"]["type"]
+                stored = snapshots.expand("workflow", orjson.loads(raw))
+                self._targets[wid] = stored["config"]["target"]["type"]
         return self._targets

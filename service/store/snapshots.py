@@ -1,0 +1,180 @@
+"""How a write-model snapshot is stored in its state hash: compact, over frozen defaults.
+
+A snapshot as the application layer builds it (``commands.py``) holds every field of
+a config, and most of them keep their default. Stored whole, a schedule's snapshot
+is some 480 bytes, too long for Redis's small hash encoding, so each idle schedule
+pays the large per-field cost of a hash table. The store keeps only what differs
+from a defaults template and marks the result with ``"f": 1``.
+
+The templates below are frozen: they are the defaults as of this format, written out
+as values, not read from the pydantic models. A later change of a model's default
+must not change what an old stored snapshot means; such a change needs a new
+template under a new format number, and ``expand`` keeps reading this one.
+
+A snapshot without the mark (written before this format) is read as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import orjson
+
+FORMAT_KEY: Final = "f"
+COMPACT_V1: Final = 1
+_MISSING: Final = object()
+
+# A schedule's config with every field at its default, as ``model_dump(mode="json")``
+# wrote it when format 1 was made. Never edit: add a format instead.
+SCHEDULE_CONFIG_V1: Final[dict[str, Any]] = {
+    "name": "",
+    "description": "",
+    "spec": {
+        "cron": [],
+        "intervals": [],
+        "exclude_cron": [],
+        "timezone": "UTC",
+        "jitter": "0s",
+        "start_at": None,
+        "end_at": None,
+    },
+    "policy": {
+        "overlap": "skip",
+        "catchup": "latest",
+        "catchup_window": "365d",
+        "catchup_max": 100,
+        "buffer_max": 100,
+        "pause_on_failure": False,
+    },
+    "input": None,
+    "max_actions": None,
+    "tags": [],
+}
+
+SCHEDULE_V1: Final[dict[str, Any]] = {
+    "config": SCHEDULE_CONFIG_V1,
+    "status": "active",
+    "note": "",
+    "deleted": False,
+}
+
+WORKFLOW_V1: Final[dict[str, Any]] = {
+    "config": {
+        "name": "",
+        "description": "",
+        "input_schema": None,
+        "retry": {
+            "max_attempts": 3,
+            "initial_interval": "1s",
+            "max_interval": "5m",
+            "backoff": 2.0,
+        },
+        "timeout": "5m",
+    },
+    "deleted": False,
+}
+
+# A managed schedule's declared config is most often its config (after an apply):
+# then the compact form says so with ``true``, never a declared config's whole value.
+SAME_AS_CONFIG: Final = True
+
+# Keys that a snapshot may leave out, compacted against a template when present.
+# A managed schedule's declared config is a config like any other.
+_SCHEDULE_OPTIONAL: Final[dict[str, dict[str, Any]]] = {"declared": SCHEDULE_CONFIG_V1}
+
+_TEMPLATES: Final[dict[str, tuple[dict[str, Any], dict[str, dict[str, Any]]]]] = {
+    "schedule": (SCHEDULE_V1, _SCHEDULE_OPTIONAL),
+    "workflow": (WORKFLOW_V1, {}),
+}
+
+
+def compact(kind: str, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot as it is stored: only what differs from the kind's template.
+
+    A snapshot that the template cannot describe exactly (a kind without one, or a
+    snapshot missing a key the template has) is stored whole, so that ``expand``
+    always gives back an equal dict.
+    """
+    found = _TEMPLATES.get(kind)
+    if found is None:
+        return snapshot
+    template, optional = found
+    declared_as_config = "declared" in optional and _is_config(snapshot)
+    rest = (
+        {k: v for k, v in snapshot.items() if k != "declared"} if declared_as_config else snapshot
+    )
+    out = _difference(rest, template, optional)
+    if out is None:
+        return snapshot
+    if declared_as_config:
+        out["declared"] = SAME_AS_CONFIG
+    return {FORMAT_KEY: COMPACT_V1, **out}
+
+
+def expand(kind: str, stored: dict[str, Any]) -> dict[str, Any]:
+    """The whole snapshot from its stored form (compact or, from before, whole)."""
+    if stored.get(FORMAT_KEY) != COMPACT_V1:
+        return stored
+    template, optional = _TEMPLATES[kind]
+    body = {k: v for k, v in stored.items() if k != FORMAT_KEY}
+    out = _merged(body, template)
+    for key, base in optional.items():
+        if isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], base)
+    if out.get("declared") is SAME_AS_CONFIG:
+        out["declared"] = _fresh(out["config"])
+    return out
+
+
+def _is_config(snapshot: dict[str, Any]) -> bool:
+    declared, config = snapshot.get("declared"), snapshot.get("config")
+    if not isinstance(declared, dict):
+        return False
+    # as JSON, not by ==, which holds for True and 1 in an input
+    return declared is config or orjson.dumps(declared) == orjson.dumps(config)
+
+
+def _difference(
+    value: dict[str, Any], template: dict[str, Any], optional: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The keys of ``value`` that differ from ``template`` (None if one is missing)."""
+    if any(key not in value for key in template):
+        return None
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        base = template.get(key, optional.get(key))
+        if isinstance(base, dict) and isinstance(item, dict):
+            inner = _difference(item, base, {})
+            if inner is None:
+                return None
+            if inner or key not in template:
+                out[key] = inner
+        elif key not in template or not _same(item, base):
+            out[key] = item
+    return out
+
+
+def _merged(stored: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, base in template.items():
+        item = stored.get(key, _MISSING)
+        if item is _MISSING:
+            out[key] = _fresh(base)
+        elif isinstance(base, dict) and isinstance(item, dict):
+            out[key] = _merged(item, base)
+        else:
+            out[key] = item
+    out.update((key, item) for key, item in stored.items() if key not in template)
+    return out
+
+
+def _fresh(default: Any) -> Any:
+    """A copy of a template's value that its reader may change freely."""
+    if isinstance(default, dict):
+        return {key: _fresh(item) for key, item in default.items()}
+    return [_fresh(item) for item in default] if isinstance(default, list) else default
+
+
+def _same(value: Any, default: Any) -> bool:
+    # by type too: False == 0 and 1 == 1.0 in Python, but not in the stored JSON
+    return type(value) is type(default) and bool(value == default)
