@@ -185,6 +185,36 @@ async def test_the_ticker_reads_configs_and_targets_of_compact_and_old_snapshots
     assert await reader.targets({"w1"}) == {"w1": "none"}
 
 
+async def test_an_idle_schedules_state_hash_uses_the_small_encoding(
+    redis: Redis, keys: Keyspace
+) -> None:
+    store = EventStore(redis, keys)
+    applied = sched.ScheduleConfig(
+        name="daily backup of the orders database",
+        workflow_id="backup-orders",
+        spec={"cron": ["15 3 * * *"], "timezone": "Europe/Berlin"},
+        tags=["backup"],
+    )
+    managed = Managed(source="schedules/backups/orders.yaml")
+    states = {
+        "plain": sched.ScheduleState("plain", DEFAULTS),
+        "applied": sched.ScheduleState("applied", applied, managed=managed, declared=applied),
+    }
+    for sid, state in states.items():
+        await store.append(
+            "schedule",
+            sid,
+            [sched.ScheduleCreated(schedule=state.config)],
+            meta={"actor": "test", "traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+            expected_version=0,
+            snapshot=SCHEDULES.snapshot(state),
+            idempotency=Idempotency("a:" + uuid.uuid4().hex, "fp", 60_000),
+            status="active",
+        )
+        encoding = await redis.object("encoding", keys.state(0, "schedule", sid))
+        assert encoding in (b"listpack", b"ziplist"), (sid, encoding)
+
+
 async def test_a_compact_snapshot_means_what_its_template_says_not_a_model_default(
     redis: Redis, keys: Keyspace, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
