@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
-Record = dict[str, Any]
+from projections import records
+
+Record = records.Record
 
 _LENGTH = struct.Struct(">I")
 _HEAD = struct.Struct(">cI")
@@ -47,14 +47,13 @@ class ViewBatch:
         if not missing:
             return
         raws = await self.redis.mget([self.key(n) for n in missing])
-        loads = orjson.loads
         for name, raw in zip(missing, raws, strict=True):
-            self._records[name] = loads(raw) if raw is not None else None
+            self._records[name] = records.decode(name, raw) if raw is not None else None
 
     async def get(self, name: str) -> Record | None:
         if name not in self._records:
             raw = await self.redis.get(self.key(name))
-            self._records[name] = orjson.loads(raw) if raw is not None else None
+            self._records[name] = records.decode(name, raw) if raw is not None else None
         self._touched.add(name)
         record = self._records[name]
         return dict(record) if record is not None else None
@@ -78,14 +77,13 @@ class ViewBatch:
         Changes to different keys commute, so their order is free."""
         parts: list[bytes] = []
         head, length = _HEAD.pack, _LENGTH.pack
-        dumps, sort_keys = orjson.dumps, orjson.OPT_SORT_KEYS
         for name in self._dirty:
             record = self._records[name]
             encoded = name.encode()
             if record is None:
                 parts += (head(b"D", len(encoded)), encoded, length(1), b"-")
             else:
-                value = dumps(record, option=sort_keys)
+                value = records.encode(name, record)
                 parts += (head(b"S", len(encoded)), encoded, length(len(value)), value)
         grouped: dict[tuple[str, bool], list[bytes]] = {}
         for (name, member), present in self._index.items():

@@ -6,10 +6,9 @@ import heapq
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
-from projections import schedules, workflows
+from projections import records, schedules, workflows
 from service.domain.namespaces import DEFAULT, SEPARATOR, namespace_of
 from service.domain.policies import ScheduleStatus
 from service.store.boundary import translate_redis_errors
@@ -95,7 +94,7 @@ class ViewReader:
         raw = await self.redis.get(self._key(p, name))
         if raw is None:
             return None
-        record: Record = orjson.loads(raw)
+        record = records.decode(name, raw)
         return None if record.get("deleted") else record
 
     @translate_redis_errors
@@ -161,9 +160,9 @@ class ViewReader:
                 pipe.get(self._key(p, f"{prefix}:{ident}"))
             raws = await pipe.execute()
         out = []
-        for raw in raws:
+        for ident, raw in zip(ids, raws, strict=True):
             if raw is not None:
-                record = orjson.loads(raw)
+                record = records.decode(f"{prefix}:{ident}", raw)
                 if not record.get("deleted"):
                     out.append(record)
         return out

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 
+from projections import records
 from projections.projector import Projector
 from projections.switch import BATCH, Views, drop_views, scan_names, switch_views
 from service.errors import CronstreamError
@@ -193,8 +193,9 @@ async def _names(redis: Redis, keys: Keyspace, p: int, namespace: str) -> set[st
     return out
 
 
-async def _contents(redis: Redis, keys: list[str]) -> list[Any]:
-    """Each key's type and value, read in a form that does not depend on encoding."""
+async def _contents(redis: Redis, keys: list[str], names: list[str]) -> list[Any]:
+    """Each key's type and value, read in a form that does not depend on encoding (nor
+    on whether a record is stored compact)."""
     async with redis.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.type(key)
@@ -213,9 +214,9 @@ async def _contents(redis: Redis, keys: list[str]) -> list[Any]:
                 pipe.type(key)
         values = await pipe.execute()
     out: list[Any] = []
-    for kind, value in zip(kinds, values, strict=True):
+    for name, kind, value in zip(names, kinds, values, strict=True):
         if kind == "string" and value is not None:
-            value = orjson.loads(value)  # records are JSON: compare values, not bytes
+            value = records.decode(name, value)  # compare values, not bytes
         elif kind == "set":
             value = sorted(value)
         out.append((kind, value))
@@ -232,8 +233,8 @@ async def diff_views(redis: Redis, keys: Keyspace, p: int, d: PartitionDiff) -> 
     common = sorted(live & shadow)
     for start in range(0, len(common), READ_CHUNK):
         chunk = common[start : start + READ_CHUNK]
-        left = await _contents(redis, [keys.view(p, n, "view") for n in chunk])
-        right = await _contents(redis, [keys.view(p, n, SHADOW_NAMESPACE) for n in chunk])
+        left = await _contents(redis, [keys.view(p, n, "view") for n in chunk], chunk)
+        right = await _contents(redis, [keys.view(p, n, SHADOW_NAMESPACE) for n in chunk], chunk)
         differing += [n for n, a, b in zip(chunk, left, right, strict=True) if a != b]
     d.counts = {
         "only_live": len(only_live),

@@ -23,6 +23,7 @@ import orjson
 FORMAT_KEY: Final = "f"
 COMPACT_V1: Final = 1
 _MISSING: Final = object()
+_NONE: Final[dict[str, dict[str, Any]]] = {}
 
 # A schedule's config with every field at its default, as ``model_dump(mode="json")``
 # wrote it when format 1 was made. Never edit: add a format instead.
@@ -103,7 +104,7 @@ def compact(kind: str, snapshot: dict[str, Any]) -> dict[str, Any]:
     rest = (
         {k: v for k, v in snapshot.items() if k != "declared"} if declared_as_config else snapshot
     )
-    out = _difference(rest, template, optional)
+    out = difference(rest, template, optional)
     if out is None:
         return snapshot
     if declared_as_config:
@@ -117,10 +118,10 @@ def expand(kind: str, stored: dict[str, Any]) -> dict[str, Any]:
         return stored
     template, optional = _TEMPLATES[kind]
     body = {k: v for k, v in stored.items() if k != FORMAT_KEY}
-    out = _merged(body, template)
+    out = merged(body, template)
     for key, base in optional.items():
         if isinstance(out.get(key), dict):
-            out[key] = _merged(out[key], base)
+            out[key] = merged(out[key], base)
     if out.get("declared") is SAME_AS_CONFIG:
         out["declared"] = _fresh(out["config"])
     return out
@@ -134,38 +135,53 @@ def _is_config(snapshot: dict[str, Any]) -> bool:
     return declared is config or orjson.dumps(declared) == orjson.dumps(config)
 
 
-def _difference(
+def difference(
     value: dict[str, Any], template: dict[str, Any], optional: dict[str, dict[str, Any]]
 ) -> dict[str, Any] | None:
-    """The keys of ``value`` that differ from ``template`` (None if one is missing)."""
-    if any(key not in value for key in template):
+    """The keys of ``value`` that differ from ``template``, nested dicts compared key by
+    key; None if ``value`` lacks a key of ``template`` (then no merge gives it back).
+    ``optional`` keys may be absent; when present, they differ from their own template."""
+    if not template.keys() <= value.keys():
         return None
     out: dict[str, Any] = {}
     for key, item in value.items():
-        base = template.get(key, optional.get(key))
-        if isinstance(base, dict) and isinstance(item, dict):
-            inner = _difference(item, base, {})
+        base = template.get(key, _MISSING)
+        if base is _MISSING:
+            base = optional.get(key)
+            if isinstance(base, dict) and isinstance(item, dict):
+                inner = difference(item, base, _NONE)
+                if inner is None:
+                    return None
+                item = inner
+            out[key] = item
+        elif type(base) is dict and type(item) is dict:
+            inner = difference(item, base, _NONE)
             if inner is None:
                 return None
-            if inner or key not in template:
+            if inner:
                 out[key] = inner
-        elif key not in template or not _same(item, base):
+        elif type(item) is not type(base) or item != base:
+            # by type too: False == 0 and 1 == 1.0 in Python, but not in JSON
             out[key] = item
     return out
 
 
-def _merged(stored: dict[str, Any], template: dict[str, Any]) -> dict[str, Any]:
+def merged(
+    stored: dict[str, Any], template: dict[str, Any], *, sort_keys: bool = False
+) -> dict[str, Any]:
+    """``stored`` over ``template``, nested dicts merged too; with ``sort_keys`` each
+    merged dict's keys in sorted order (as a record written with sorted keys read)."""
     out: dict[str, Any] = {}
     for key, base in template.items():
         item = stored.get(key, _MISSING)
         if item is _MISSING:
             out[key] = _fresh(base)
         elif isinstance(base, dict) and isinstance(item, dict):
-            out[key] = _merged(item, base)
+            out[key] = merged(item, base, sort_keys=sort_keys)
         else:
             out[key] = item
     out.update((key, item) for key, item in stored.items() if key not in template)
-    return out
+    return {key: out[key] for key in sorted(out)} if sort_keys else out
 
 
 def _fresh(default: Any) -> Any:
@@ -175,6 +191,3 @@ def _fresh(default: Any) -> Any:
     return [_fresh(item) for item in default] if isinstance(default, list) else default
 
 
-def _same(value: Any, default: Any) -> bool:
-    # by type too: False == 0 and 1 == 1.0 in Python, but not in the stored JSON
-    return type(value) is type(default) and bool(value == default)
