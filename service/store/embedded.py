@@ -27,9 +27,10 @@ import redis as sync_redis
 START_TIMEOUT_S = 15.0
 STOP_TIMEOUT_S = 15.0
 # A schedule's state hash holds its compact snapshot (store/snapshots.py), most often
-# a few hundred bytes: under this limit Redis keeps the hash in its small encoding,
-# some 400 bytes less per schedule than the hash table the default 64 leaves it in.
-# hash-max-ziplist-value is the name 6.2 knows; 7 takes it for hash-max-listpack-value.
+# under a few hundred bytes: under this limit Redis keeps the hash in its small
+# encoding, 232 B for an idle schedule against 576 B (6.2) or 440 B (7.0) as the hash
+# table the default 64 leaves it in. hash-max-ziplist-value is the name 6.2 knows;
+# 7 takes it for hash-max-listpack-value.
 HASH_SMALL_VALUE_BYTES = 1024
 
 
