@@ -63,6 +63,18 @@
 -- KEYS[7] once, at the end of the call (see the end of the file).
 local head = nil
 
+-- The entry ids a request appended, for its schedule's event index (index_key): pushed in
+-- one call when the request ends (or when it failed halfway, with the chain's head), not
+-- one call per event; in calls of at most INDEX_PUSH ids, within unpack's stack.
+local INDEX_PUSH = 1000
+local index_key, indexed = nil, {}
+
+local function flush_index()
+  local ids = indexed
+  indexed = {}
+  if #ids > 0 then redis.call('RPUSH', index_key, unpack(ids)) end
+end
+
 -- One request: KEYS and ARGV as above, or as built by the batch below; h its decoded
 -- header. fenced: the batch checked the lease already, once for all its requests.
 local function fire_one(KEYS, ARGV, h, fenced)
@@ -125,7 +137,9 @@ local function fire_one(KEYS, ARGV, h, fenced)
     local id
     id, head = chain_append_after(head, KEYS[6], event_type, versions[event_type], sid, data,
       meta)
-    redis.call('RPUSH', KEYS[11], id)
+    index_key = KEYS[11]
+    indexed[#indexed + 1] = id
+    if #indexed >= INDEX_PUSH then flush_index() end
   end
 
   local trigger_type = scheduled and 'schedule' or mode
@@ -304,18 +318,23 @@ local function fire_batch()
       for i = 0, (#args - 1) / stride - 1 do k[h.runs_from + i] = ARGV[8] .. args[4 + i * stride] end
     end
     replies[#replies + 1] = fire_one(k, args, h, true)
+    flush_index()
   end
   return replies
 end
 
 -- The chain's head is written once, after the requests, and also when one failed
--- halfway (its appends stay, as Redis keeps a failed script's writes): the chain then
--- still ends at the last entry, and the error is raised again.
+-- halfway (its appends stay, as Redis keeps a failed script's writes, and so are noted
+-- in its event index when that can still be done): the chain then still ends at the
+-- last entry, and the error is raised again.
 local batch = ARGV[1] == 'batch'
 local ok, reply = pcall(function()
   if batch then return fire_batch() end
-  return fire_one(KEYS, ARGV, cjson.decode(ARGV[1]), false)
+  local one = fire_one(KEYS, ARGV, cjson.decode(ARGV[1]), false)
+  flush_index()
+  return one
 end)
+if not ok then pcall(flush_index) end
 if head ~= nil then redis.call('SET', batch and KEYS[6] or KEYS[7], head) end
 if not ok then error(reply) end
 return reply

@@ -155,3 +155,18 @@ async def test_a_backfill_sent_in_chunks_follows_itself(
     assert len(await of_type(redis, keys, SID, "RunQueued")) == 1
     for before, after in itertools.pairwise(runs):
         assert await finish(redis, keys, before) == after
+
+
+async def test_a_call_notes_every_entry_it_appends_in_the_schedules_event_index(
+    redis: Redis, keys: Keyspace
+) -> None:
+    """The index is pushed once per request, in parts of bounded size: a 500-time chunk of
+    a 'none' workflow appends 1,500 entries, past one part."""
+    await active(redis, keys)
+    nominal = [NOW_MS - (500 - i) * MINUTE for i in range(500)]
+    [request] = backfill_requests(SID, config("allow_all"), "none", nominal, NOW_MS, "api:t", {})
+    reply = await FireScript(redis, keys).run(request)
+    assert reply.status == "OK" and reply.fired == 500
+    appended = [eid for eid, fields in await redis.xrange(keys.log(0)) if fields[b"sid"] == b"s"]
+    assert len(appended) == 1500
+    assert await redis.lrange(keys.aggregate_events(0, "schedule", SID), 0, -1) == appended

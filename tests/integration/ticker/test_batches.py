@@ -221,8 +221,9 @@ async def test_a_batch_that_fails_halfway_leaves_the_chain_whole(
     ticker = await leader(redis, keys, clock)
     await ticker.tick(0)
     clock.advance(MINUTE)
-    # the second schedule's event index is not a list: its first append fails after
-    # XADD, halfway through the call; Redis keeps what the call wrote until then
+    # the second schedule's event index is not a list: noting its entries there fails
+    # after they were appended, halfway through the call; Redis keeps what the call
+    # wrote until then
     await redis.delete(keys.aggregate_events(0, "schedule", "s01"))
     await redis.set(keys.aggregate_events(0, "schedule", "s01"), "not a list")
     batch = await ticker.due.read(0)
