@@ -78,7 +78,7 @@ def add_config_dir(serve: argparse.ArgumentParser) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from service.server import serve
+    from service.server import serve, tune_gc
     from service.telemetry import setup_logging
 
     setup_logging(args.log_level, args.log_format)
@@ -106,5 +106,6 @@ def run_serve(args: argparse.Namespace) -> int:
         if not is_loopback(config.host):
             print(f"cronstream: {INSECURE_HOST.format(host=config.host)}", file=sys.stderr)
             return 2
+    tune_gc()
     asyncio.run(serve(config))
     return 0
