@@ -22,7 +22,7 @@ from service.errors import IdempotencyKeyReused, VersionMismatch
 from service.store import snapshots
 from service.store.boundary import translate_redis_errors
 from service.store.keys import Keyspace
-from service.store.scripts import load_script
+from service.store.scripts import call_pipelined, load_script
 
 ANY_VERSION = -1
 
@@ -268,11 +268,9 @@ class EventStore:
         results: list[AppendResult | VersionMismatch | IdempotencyKeyReused] = []
         for start in range(0, len(appends), chunk):
             part = appends[start : start + chunk]
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for pending in part:
-                    keys, args = self._script_call(pending)
-                    await self._append(keys=keys, args=args, client=pipe)
-                replies = await pipe.execute()
+            replies = await call_pipelined(
+                self.redis, self._append, [self._script_call(pending) for pending in part]
+            )
             for pending, reply in zip(part, replies, strict=True):
                 try:
                     results.append(

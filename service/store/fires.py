@@ -30,7 +30,7 @@ from service.domain.runs import RunCancelRequested, RunQueued, RunSucceeded
 from service.domain.timeutil import to_rfc3339
 from service.store.eventstore import as_text
 from service.store.keys import Keyspace
-from service.store.scripts import OP_TTL_MS, new_op, source
+from service.store.scripts import OP_TTL_MS, call_pipelined, new_op, source
 
 IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
 """How long a trigger's Idempotency-Key answers with its first run."""
@@ -104,11 +104,11 @@ class FireScript:
         calls = [
             (p, chunk) for p, indexes in batches.items() for chunk in _chunks(requests, indexes)
         ]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for p, indexes in calls:
-                keys, args = self._batch_call(p, [requests[i] for i in indexes])
-                await self._script(keys=keys, args=args, client=pipe)
-            raws = await pipe.execute()
+        raws = await call_pipelined(
+            self.redis,
+            self._script,
+            [self._batch_call(p, [requests[i] for i in indexes]) for p, indexes in calls],
+        )
         replies: list[FireReply] = [FireReply("FENCED")] * len(requests)
         for (_, indexes), raw in zip(calls, raws, strict=True):
             if as_text(raw[0]) == "BATCH":

@@ -258,3 +258,32 @@ async def test_a_backlog_is_fired_in_calls_of_bounded_size(
     assert ticker.stats.fired == 120
     for i in range(12):
         assert len(await fired(redis, keys, f"s{i:02d}")) == 10
+
+
+async def script_checks(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_script|exists", stats.get("cmdstat_script", {})).get("calls", 0))
+
+
+async def test_a_batch_is_sent_at_once_and_again_once_redis_lost_the_script(
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+) -> None:
+    """No round trip asking whether the script is loaded comes before a batch (it kept
+    the next batch's planning from overlapping this one's firing); a Redis that lost its
+    scripts (restarted, flushed) gets the script loaded and the batch sent again."""
+    await setup(api, "s00", target="none")
+    for i in range(1, 4):
+        await create(api, f"s{i:02d}")
+    ticker = await leader(redis, keys, clock)
+    await ticker.tick(0)
+    clock.advance(MINUTE)
+    checks = await script_checks(redis)
+    await ticker.tick(0)
+    assert ticker.stats.fired == 4
+    assert await script_checks(redis) == checks
+    await redis.script_flush()
+    clock.advance(MINUTE)
+    await ticker.tick(0)
+    assert ticker.stats.fired == 8
+    for i in range(4):
+        assert len(await fired(redis, keys, f"s{i:02d}")) == 2
