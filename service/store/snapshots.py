@@ -189,5 +189,3 @@ def _fresh(default: Any) -> Any:
     if isinstance(default, dict):
         return {key: _fresh(item) for key, item in default.items()}
     return [_fresh(item) for item in default] if isinstance(default, list) else default
-
-
