@@ -148,20 +148,26 @@ class Ticker:
 
     async def _tick(self, partition: int) -> tuple[int, int | None, int]:
         """One tick: (schedules looked at, earliest due ms before it, now). While one
-        batch is fired, the batch before it is counted and the next (strictly after it
-        in the due index) is read and planned; the tick ends at a short batch, once a
-        batch was fenced, or when the lease wants renewing."""
+        batch is fired, the batch before it is counted, the next (strictly after it in
+        the due index, read before) is planned, and the one after that is read; the tick
+        ends at a short batch, once a batch was fenced, or when the lease wants renewing."""
         batch = await self.due.read(partition)
         self._behind(partition, batch)
         earliest, now, looked = batch.earliest, batch.now, 0
-        following = (batch, await self._requests(partition, batch)) if batch.schedules else None
+        if not batch.schedules:
+            return looked, earliest, now
+        current: tuple[DueBatch, list[FireRequest]] | None = (
+            batch,
+            await self._requests(partition, batch),
+        )
+        ahead = await self._read_next(partition, batch)
         settle: Callable[[], bool] | None = None  # counts the batch fired before
-        while following is not None:
-            batch, requests = following
+        while current is not None:
+            batch, requests = current
             self.stats.ticks += 1
             looked += len(batch.schedules)
-            following, replies, fenced = await self._fire_and_plan(
-                partition, batch, requests, settle
+            current, ahead, replies, fenced = await self._fire_and_plan(
+                partition, batch, requests, ahead, settle
             )
             # after a fenced batch, the one fired meanwhile was fenced too: nothing to count
             at = batch.now
@@ -175,36 +181,42 @@ class Ticker:
         partition: int,
         batch: DueBatch,
         requests: list[FireRequest],
+        ahead: DueBatch | None,
         settle: Callable[[], bool] | None,
-    ) -> tuple[tuple[DueBatch, list[FireRequest]] | None, list[FireReply], bool]:
-        """Fire a batch and, while Redis runs it, count the one before and plan the next
-        (none once the one before was fenced: True). The next is read first: a read sent
-        after the fire would wait behind it in Redis."""
-        try:
-            following = await self._read_next(partition, batch)
-        except Exception:
-            if settle is not None:
-                settle()  # the batch before was fired: count it all the same
-            raise
+    ) -> tuple[tuple[DueBatch, list[FireRequest]] | None, DueBatch | None, list[FireReply], bool]:
+        """Fire a batch and read the one after ``ahead`` (the next, read before); while
+        Redis runs them, count the batch before and plan ``ahead`` (none once the one
+        before was fenced: True). A read waits in Redis behind the fire sent with it,
+        which costs nothing: it is wanted only once the next batch is fired."""
         firing = asyncio.ensure_future(self._run(requests))
+        reading = asyncio.ensure_future(self._read_next(partition, ahead))
         try:
-            await asyncio.sleep(0)  # the fire is sent before the CPU turns to the rest
+            await asyncio.sleep(0)  # both are sent before the CPU turns to the rest
             fenced = settle is not None and settle()
             planned = None
-            if following is not None and not fenced:
-                planned = following, await self._requests(partition, following)
+            if ahead is not None and not fenced:
+                planned = ahead, await self._requests(partition, ahead)
         except asyncio.CancelledError:
             firing.cancel()
+            reading.cancel()
             raise
         except Exception:
-            await asyncio.gather(firing, return_exceptions=True)
+            await asyncio.gather(firing, reading, return_exceptions=True)
             raise
-        return planned, await firing, fenced
+        replies = await firing
+        try:
+            following = await reading
+        except Exception:
+            self._settle(partition, requests, replies, batch.now)  # fired: count it
+            raise
+        return planned, None if fenced else following, replies, fenced
 
-    async def _read_next(self, partition: int, batch: DueBatch) -> DueBatch | None:
+    async def _read_next(self, partition: int, batch: DueBatch | None) -> DueBatch | None:
         """The batch after a full one, while the lease needs no renewing yet."""
         lease = self.leases[partition]
-        if len(batch.schedules) < self.due.batch_size or lease.renew_due() or not lease.held():
+        if batch is None or len(batch.schedules) < self.due.batch_size:
+            return None
+        if lease.renew_due() or not lease.held():
             return None
         following = await self.due.read(partition, after=batch)
         return following if following.schedules else None
