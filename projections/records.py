@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import orjson
 
-from service.store.snapshots import COMPACT_V1, FORMAT_KEY, difference, merged
+from service.store.snapshots import COMPACT_V1, FORMAT_KEY, difference
 
 Record = dict[str, Any]
 
@@ -66,10 +66,20 @@ SCHEDULE_RECORD_V1: Final[Record] = {
 }
 
 
+# The template as JSON: a fresh deep copy of it is one orjson.loads (a projector decodes
+# a record for nearly every fire); and each nested part's JSON, to pass over a part equal
+# to its default in one comparison.
+_TEMPLATE_JSON: Final = orjson.dumps(SCHEDULE_RECORD_V1)
+_PARTS_JSON: Final = {
+    key: orjson.dumps(part) for key, part in SCHEDULE_RECORD_V1.items() if type(part) is dict
+}
+_MISSING: Final = object()
+
+
 def encode(name: str, record: Record) -> bytes:
     """The stored value of view record ``name``."""
     if name.startswith(SCHEDULE_PREFIX):
-        out = difference(record, SCHEDULE_RECORD_V1, {})
+        out = _difference(record)
         if out is not None:
             record = {FORMAT_KEY: COMPACT_V1, **out}
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
@@ -81,4 +91,44 @@ def decode(name: str, raw: bytes | str) -> Record:
     if not name.startswith(SCHEDULE_PREFIX) or record.get(FORMAT_KEY) != COMPACT_V1:
         return record
     del record[FORMAT_KEY]
-    return merged(record, SCHEDULE_RECORD_V1, sort_keys=True)
+    return _overlay(orjson.loads(_TEMPLATE_JSON), record)
+
+
+def _difference(record: Record) -> Record | None:
+    """``difference(record, SCHEDULE_RECORD_V1, {})``, with a nested part equal to its
+    default (as JSON: by value and by type) passed over at once."""
+    if not SCHEDULE_RECORD_V1.keys() <= record.keys():
+        return None
+    out: Record = {}
+    for key, item in record.items():
+        base = SCHEDULE_RECORD_V1.get(key, _MISSING)
+        if base is _MISSING:
+            out[key] = item
+        elif type(base) is dict and type(item) is dict:
+            if orjson.dumps(item) == _PARTS_JSON[key]:
+                continue
+            inner = difference(item, base, {})
+            if inner is None:
+                return None
+            if inner:
+                out[key] = inner
+        elif type(item) is not type(base) or item != base:
+            out[key] = item
+    return out
+
+
+def _overlay(fresh: Record, stored: Record) -> Record:
+    """``stored`` over ``fresh`` (a copy of the template, in sorted key order), nested
+    dicts merged too; a dict that gained keys is put in sorted key order, as a record
+    written with sorted keys reads."""
+    grown = False
+    for key, item in stored.items():
+        base = fresh.get(key, _MISSING)
+        if base is _MISSING:
+            grown = True
+            fresh[key] = item
+        elif type(base) is dict and type(item) is dict:
+            fresh[key] = _overlay(base, item)
+        else:
+            fresh[key] = item
+    return {key: fresh[key] for key in sorted(fresh)} if grown else fresh
