@@ -47,6 +47,7 @@ class DueReader:
         self.batch_size = batch_size
         self._script = load_script(redis, "service.ticker", "due.lua")
         self._configs: dict[tuple[str, int], ScheduleConfig] = {}
+        self._parsed: dict[bytes, ScheduleConfig] = {}  # each distinct config, parsed
         self._traces: dict[str, str | None] = {}  # trace of each schedule's last command
         self._targets: dict[str, str] = {}
         self._targets_read_at = 0.0
@@ -88,6 +89,7 @@ class DueReader:
         if len(self._configs) + len(missing) > CONFIG_CACHE_SIZE:
             self._configs.clear()
             self._traces.clear()
+            self._parsed.clear()
         async with self.redis.pipeline(transaction=False) as pipe:
             for d in missing:
                 pipe.hmget(
@@ -98,9 +100,17 @@ class DueReader:
         for d, (version, snapshot, traceparent) in zip(missing, rows, strict=True):
             if snapshot is not None:
                 stored = snapshots.expand("schedule", orjson.loads(snapshot))
-                config = ScheduleConfig.model_validate(stored["config"])
-                self._configs[(d.schedule_id, int(version))] = config
+                self._configs[(d.schedule_id, int(version))] = self._parse(stored["config"])
                 self._traces[d.schedule_id] = as_text(traceparent) if traceparent else None
+
+    def _parse(self, raw: dict[str, Any]) -> ScheduleConfig:
+        """A config, parsed once for every schedule that has the same: a fleet's schedules
+        often share theirs, and each parsed config is some kilobytes of objects."""
+        key = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS)
+        config = self._parsed.get(key)
+        if config is None:
+            config = self._parsed[key] = ScheduleConfig.model_validate(raw)
+        return config
 
     async def targets(self, workflow_ids: set[str]) -> dict[str, str]:
         """The target type of each workflow ('none' runs complete at once), cached briefly:

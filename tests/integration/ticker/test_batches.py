@@ -287,3 +287,17 @@ async def test_a_batch_is_sent_at_once_and_again_once_redis_lost_the_script(
     assert ticker.stats.fired == 8
     for i in range(4):
         assert len(await fired(redis, keys, f"s{i:02d}")) == 2
+
+
+async def test_schedules_with_the_same_config_share_one_parsed_config(
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+) -> None:
+    await setup(api, "s00")
+    await create(api, "s01")
+    await create(api, "s02", spec={"cron": ["*/5 * * * *"]})
+    ticker = await leader(redis, keys, clock)
+    batch = await ticker.due.read(0)
+    await ticker.due.load_configs(0, batch.schedules)
+    first, second, other = (ticker.due.config(d) for d in batch.schedules)
+    assert first is not None and first is second and first.spec.cron == ["* * * * *"]
+    assert other is not None and other.spec.cron == ["*/5 * * * *"]
