@@ -79,7 +79,7 @@ _MISSING: Final = object()
 def encode(name: str, record: Record) -> bytes:
     """The stored value of view record ``name``."""
     if name.startswith(SCHEDULE_PREFIX):
-        out = _difference(record)
+        out = difference(record, SCHEDULE_RECORD_V1, {}, _PARTS_JSON)
         if out is not None:
             record = {FORMAT_KEY: COMPACT_V1, **out}
     return orjson.dumps(record, option=orjson.OPT_SORT_KEYS)
@@ -92,29 +92,6 @@ def decode(name: str, raw: bytes | str) -> Record:
         return record
     del record[FORMAT_KEY]
     return _overlay(orjson.loads(_TEMPLATE_JSON), record)
-
-
-def _difference(record: Record) -> Record | None:
-    """``difference(record, SCHEDULE_RECORD_V1, {})``, with a nested part equal to its
-    default (as JSON: by value and by type) passed over at once."""
-    if not SCHEDULE_RECORD_V1.keys() <= record.keys():
-        return None
-    out: Record = {}
-    for key, item in record.items():
-        base = SCHEDULE_RECORD_V1.get(key, _MISSING)
-        if base is _MISSING:
-            out[key] = item
-        elif type(base) is dict and type(item) is dict:
-            if orjson.dumps(item) == _PARTS_JSON[key]:
-                continue
-            inner = difference(item, base, {})
-            if inner is None:
-                return None
-            if inner:
-                out[key] = inner
-        elif type(item) is not type(base) or item != base:
-            out[key] = item
-    return out
 
 
 def _overlay(fresh: Record, stored: Record) -> Record:

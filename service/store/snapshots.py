@@ -136,11 +136,16 @@ def _is_config(snapshot: dict[str, Any]) -> bool:
 
 
 def difference(
-    value: dict[str, Any], template: dict[str, Any], optional: dict[str, dict[str, Any]]
+    value: dict[str, Any],
+    template: dict[str, Any],
+    optional: dict[str, dict[str, Any]],
+    parts: dict[str, bytes] | None = None,
 ) -> dict[str, Any] | None:
     """The keys of ``value`` that differ from ``template``, nested dicts compared key by
     key; None if ``value`` lacks a key of ``template`` (then no merge gives it back).
-    ``optional`` keys may be absent; when present, they differ from their own template."""
+    ``optional`` keys may be absent; when present, they differ from their own template.
+    ``parts``: the JSON of some of the template's nested dicts; a part of ``value`` with
+    the same JSON (equal by value and by type) is passed over in one comparison."""
     if not template.keys() <= value.keys():
         return None
     out: dict[str, Any] = {}
@@ -155,6 +160,8 @@ def difference(
                 item = inner
             out[key] = item
         elif type(base) is dict and type(item) is dict:
+            if parts is not None and orjson.dumps(item) == parts.get(key):
+                continue
             inner = difference(item, base, _NONE)
             if inner is None:
                 return None
