@@ -43,9 +43,10 @@ GC_THRESHOLDS = (50_000, 20, 20)
 """The cyclic collector's thresholds in a ``serve`` process. Python's defaults (700, 10,
 10) suit short scripts; a ticker holds the configs of every schedule of its partitions
 and makes thousands of short-lived requests a second, so young collections ran every
-few fires and older ones walked the whole cache: about 8 us of CPU a fire
-(bench/bench_scale.py). Objects without cycles are freed at once by reference counting
-whatever the thresholds; these only bound how much cyclic garbage waits (a few MB)."""
+few fires and older ones walked the whole cache: about 8 us of CPU a fire, measured
+in process on a herd of 30,000 schedules. Objects without cycles are freed at once by
+reference counting whatever the thresholds; these only bound how much cyclic garbage
+waits (a few MB)."""
 
 
 def tune_gc() -> None:
