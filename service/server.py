@@ -12,7 +12,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from migrations.keyspace import check_keyspace
-from projections.projector import Projector
+from projections.shared import SharedProjector
 from service import telemetry
 from service.api.app import create_app, metrics_app
 from service.commands import CommandService, ProjectionWaiter
@@ -161,7 +161,11 @@ def _start_loops(
 ) -> None:
     """The projector (when the API does not run it), ticker and worker loops of this process."""
     if "projector" in settings.roles and "api" not in settings.roles:
-        stack.push_async_callback(_cancel_all, _projector_tasks(redis, keys, stop))
+        # projector processes divide the partitions (projections/shared.py); an API's
+        # own projector follows them all, for the views its writes wait for
+        shared = SharedProjector(redis, keys, settings.lease_ttl_ms)
+        task = asyncio.create_task(shared.run(stop), name="projector")
+        stack.push_async_callback(_cancel_all, [task])
     if "ticker" in settings.roles:
         ticker = Ticker(redis, keys, lease_ttl_ms=settings.lease_ttl_ms)
         task = asyncio.create_task(ticker.run(stop), name="ticker")
@@ -220,11 +224,6 @@ def _start_config_watcher(
     watcher = ConfigWatcher(EventStore(redis, keys), watch)
     stack.push_async_callback(_cancel_all, [asyncio.create_task(watcher.run(stop))])
     log.info("applying %s at start and after each change", settings.config_dir)
-
-
-def _projector_tasks(redis: Redis, keys: Keyspace, stop: asyncio.Event) -> list[asyncio.Task[None]]:
-    projector = Projector(redis, keys)
-    return [asyncio.create_task(projector.run(p, stop)) for p in range(keys.partitions)]
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]], grace_s: float = 15.0) -> None:

@@ -69,11 +69,13 @@ class Keyspace:
     def hwm(self, p: int) -> str:
         return f"{self._p(p)}:hwm"
 
-    def lease(self, p: int) -> str:
-        return f"{self._p(p)}:lease"
+    def lease(self, p: int, role: str = "") -> str:
+        """The partition's lease: the ticker's, or (``role``) another role's, such as the
+        projector processes' that divide the partitions among them."""
+        return f"{self._p(p)}:lease:{role}" if role else f"{self._p(p)}:lease"
 
-    def epoch(self, p: int) -> str:
-        return f"{self._p(p)}:epoch"
+    def epoch(self, p: int, role: str = "") -> str:
+        return f"{self._p(p)}:epoch:{role}" if role else f"{self._p(p)}:epoch"
 
     def queue(self, p: int) -> str:
         return f"{self._p(p)}:queue"

@@ -42,11 +42,13 @@ class Lease:
         partition: int,
         ttl_ms: int = DEFAULT_TTL_MS,
         owner: str | None = None,
+        role: str = "",
     ) -> None:
         self.redis = redis
         self.keys = keys
         self.partition = partition
         self.ttl_ms = ttl_ms
+        self.role = role  # '' for the ticker's lease; another role's has keys of its own
         # the pid in the token lets operators (and fault tests) see who holds a lease
         self.owner = owner or self.new_owner()
         self.state = LeaseState()
@@ -68,8 +70,11 @@ class Lease:
         return time.monotonic() - self.state.renewed_at >= self.ttl_ms / 3000
 
     async def _call(self, action: str) -> int:
-        p = self.partition
-        keys = [self.keys.lease(p), self.keys.epoch(p), self.keys.wake(p)]
+        p, role = self.partition, self.role
+        lease = self.keys.lease(p, role)
+        # a freed ticker lease wakes the tickers; another role's has a channel of its own
+        told = f"{lease}:freed" if role else self.keys.wake(p)
+        keys = [lease, self.keys.epoch(p, role), told]
         return int(await self._script(keys=keys, args=[action, self.owner, self.ttl_ms]))
 
     async def acquire(self) -> bool:

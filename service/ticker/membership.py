@@ -17,11 +17,17 @@ many, never make two tickers fire the same partition.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Sequence
+
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from service.store.eventstore import as_text
 from service.store.keys import Keyspace
 from service.store.scripts import load_script
+from service.ticker.lease import Lease
 
 ROLE = "tickers"
 
@@ -34,8 +40,10 @@ def fair_share(partitions: int, members: int) -> int:
 class Membership:
     """One ticker's heartbeat and its view of the live members."""
 
-    def __init__(self, redis: Redis, keys: Keyspace, owner: str, ttl_ms: int) -> None:
-        self.key = keys.members(ROLE)
+    def __init__(
+        self, redis: Redis, keys: Keyspace, owner: str, ttl_ms: int, role: str = ROLE
+    ) -> None:
+        self.key = keys.members(role)
         self.partitions = keys.partitions
         self.owner = owner
         self.ttl_ms = ttl_ms
@@ -61,3 +69,27 @@ class Membership:
     async def leave(self) -> None:
         await self._script(keys=[self.key], args=["leave", self.owner, self.ttl_ms])
         self.members = [self.owner]
+
+
+async def hold_until_stopped(
+    membership: Membership,
+    leases: Sequence[Lease],
+    tasks: Sequence[asyncio.Task[None]],
+    stop: asyncio.Event,
+) -> None:
+    """Let a member's ``tasks`` run until ``stop``; then end them, free its leases and
+    leave, so the other members take its partitions at once rather than after the TTL."""
+    try:
+        await stop.wait()
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # each on its own: on a cluster with a node down, the others' leases still go
+        for lease in leases:
+            with contextlib.suppress(RedisError, OSError):
+                await lease.release()
+        with contextlib.suppress(RedisError, OSError):
+            await membership.leave()

@@ -33,7 +33,7 @@ from service.store.fires import FireReply, FireScript
 from service.store.keys import Keyspace
 from service.ticker.due import DueBatch, DueReader
 from service.ticker.lease import DEFAULT_TTL_MS, Lease
-from service.ticker.membership import Membership
+from service.ticker.membership import Membership, hold_until_stopped
 
 log = logging.getLogger(__name__)
 activity = ActivityLog(logging.getLogger("cronstream.fires"))
@@ -349,20 +349,7 @@ class Ticker:
                 for p in range(self.keys.partitions)
             ),
         ]
-        try:
-            await stop.wait()
-        finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            # each on its own: on a cluster with a node down, the others' leases still go
-            for lease in self.leases:
-                with contextlib.suppress(RedisError, OSError):
-                    await lease.release()
-            with contextlib.suppress(RedisError, OSError):
-                await self.membership.leave()
+        await hold_until_stopped(self.membership, self.leases, tasks, stop)
 
     def held(self) -> list[int]:
         """The partitions whose lease this ticker holds now."""
