@@ -21,6 +21,12 @@ against what was written: OK or FAIL (exit status 1).
 
     python bench/bench_projector.py [--schedules 20000] [--backlog 50000]
         [--rate 20000] [--seconds 20] [--service-root DIR]
+        [--partitions P --projectors N]
+
+``--partitions P --projectors N``: the schedules spread over P partitions, each fire
+appended to its schedule's partition, and N projector processes dividing the
+partitions by their leases (projections/shared.py); lag is the largest partition's,
+CPU the sum of the processes'.
 
 ``--service-root`` runs the projector of another checkout (to compare before/after).
 """
@@ -109,18 +115,20 @@ class Writer:
         self.script = self.redis.register_script(fire_script_source())
 
     async def fire(self, count: int) -> None:
+        """``count`` fires, each appended to its schedule's partition's log."""
         while count > 0:
             n = min(count, FIRES_PER_CALL)
-            args: list[Any] = [
-                self.keys.aggregate_events(0, "schedule", ""),
-                "w",
-                "2026-01-01T00:00:00Z",
-            ]
+            calls: dict[int, list[Any]] = {}
             for i in range(self.fired, self.fired + n):
                 sid = schedule_id(i % self.schedules)
+                p = self.keys.partition_of(sid)
+                args = calls.setdefault(
+                    p, [self.keys.aggregate_events(p, "schedule", ""), "w", "2026-01-01T00:00:00Z"]
+                )
                 args += [sid, f"r-{i:09d}", f"2026-01-01T00:{i % 60:02d}:00Z"]
                 self.per_schedule[sid] = self.per_schedule.get(sid, 0) + 1
-            await self.script(keys=[self.keys.log(0), self.keys.chain(0)], args=args)
+            for p, args in calls.items():
+                await self.script(keys=[self.keys.log(p), self.keys.chain(p)], args=args)
             self.fired += n
             count -= n
 
@@ -173,17 +181,28 @@ class Lag:
         self.keys = keys
 
     async def checkpoint(self) -> str:
-        return as_text(await self.redis.hget(self.keys.checkpoint(0), "position") or b"")
+        """Every partition's view checkpoint, joined: it changes when any moves."""
+        raws = [
+            await self.redis.hget(self.keys.checkpoint(p), "position")
+            for p in range(self.keys.partitions)
+        ]
+        return ",".join(as_text(raw or b"") for raw in raws)
 
     async def seconds(self) -> tuple[float, str]:
-        position = await self.checkpoint()
-        start = f"({position}" if position else "-"
-        pending: Any = await self.redis.xrange(self.keys.log(0), min=start, count=1)
-        if not pending:
-            return 0.0, position
+        """The largest lag over the partitions."""
+        positions = (await self.checkpoint()).split(",")
+        oldest: int | None = None
+        for p, position in enumerate(positions):
+            start = f"({position}" if position else "-"
+            pending: Any = await self.redis.xrange(self.keys.log(p), min=start, count=1)
+            if pending:
+                at = int(as_text(pending[0][0]).split("-")[0])
+                oldest = at if oldest is None else min(oldest, at)
+        if oldest is None:
+            return 0.0, ",".join(positions)
         seconds, micros = await self.redis.time()
         now_ms = int(seconds) * 1000 + int(micros) // 1000
-        return max(0.0, (now_ms - int(as_text(pending[0][0]).split("-")[0])) / 1000), position
+        return max(0.0, (now_ms - oldest) / 1000), ",".join(positions)
 
     async def caught_up(self, timeout_s: float) -> float | None:
         """Seconds until the views reach the log's end (None: not within ``timeout_s``)."""
@@ -202,17 +221,28 @@ async def redis_cpu(redis: Redis) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-def start_projector(url: str, root: Path, work: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "REDIS_URL": url, "PYTHONPATH": str(root)}
+def start_projector(
+    url: str, root: Path, work: Path, partitions: int = 1, n: int = 0
+) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "REDIS_URL": url,
+        "PYTHONPATH": str(root),
+        "CRONSTREAM_PARTITIONS": str(partitions),
+    }
     args = [sys.executable, "-m", "service", "serve", "--roles", "projector"]
-    args += ["--log-level", "WARNING", "--data-dir", str(work / "data")]
-    with open(work / "projector.log", "wb") as log:
+    args += ["--log-level", "WARNING", "--data-dir", str(work / f"data{n}")]
+    with open(work / f"projector{n}.log", "wb") as log:
         return subprocess.Popen(
             args, cwd=root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
         )
 
 
-async def drain(lag: Lag, events: int, pid: int) -> tuple[float, float, float] | None:
+def cpu_of(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) or 0.0 for pid in pids)
+
+
+async def drain(lag: Lag, events: int, pids: list[int]) -> tuple[float, float, float] | None:
     """(seconds, events/s, projector CPU seconds) from the first checkpoint move to the
     log's end (so the process's start is not counted)."""
     before = await lag.checkpoint()
@@ -221,11 +251,11 @@ async def drain(lag: Lag, events: int, pid: int) -> tuple[float, float, float] |
         if deadline.expired():
             return None
         await asyncio.sleep(0.005)
-    started, cpu0 = time.monotonic(), cpu_seconds(pid) or 0.0
+    started, cpu0 = time.monotonic(), cpu_of(pids)
     if await lag.caught_up(DRAIN_TIMEOUT_S) is None:
         return None
     seconds = time.monotonic() - started
-    return seconds, events / seconds, (cpu_seconds(pid) or 0.0) - cpu0
+    return seconds, events / seconds, cpu_of(pids) - cpu0
 
 
 async def sample(lag: Lag, every_s: float, stop: asyncio.Event, into: list[float]) -> None:
@@ -248,7 +278,7 @@ async def check(redis: Redis, keys: Keyspace, writer: Writer) -> list[str]:
         count = record["info"]["action_count"] if record else None
         if count != writer.per_schedule.get(sid, 0):
             problems.append(f"{sid}: action_count {count}, {writer.per_schedule.get(sid, 0)} fired")
-    runs = int(await redis.zcard(keys.view(0, "runs")))
+    runs = sum([int(await redis.zcard(keys.view(p, "runs"))) for p in range(keys.partitions)])
     if runs != writer.fired:
         problems.append(f"runs index holds {runs}, {writer.fired} fired")
     return problems
@@ -256,12 +286,13 @@ async def check(redis: Redis, keys: Keyspace, writer: Writer) -> list[str]:
 
 async def bench(args: argparse.Namespace, url: str, work: Path) -> int:
     redis = Redis.from_url(url, socket_timeout=60, max_connections=CREATE_CONCURRENCY + 8)
-    keys = Keyspace()
+    keys = Keyspace(partitions=args.partitions)
     await check_keyspace(redis, keys)
     created = await create(redis, keys, args.schedules)
     from projections.projector import Projector
 
-    await Projector(redis, keys).catch_up(0)
+    for p in range(keys.partitions):
+        await Projector(redis, keys).catch_up(p)
     print(f"created and projected {args.schedules} schedules ({created:.1f}s to create)")
     writer, lag = Writer(redis, keys, args.schedules), Lag(redis, keys)
     started = time.perf_counter()
@@ -270,11 +301,15 @@ async def bench(args: argparse.Namespace, url: str, work: Path) -> int:
         f"backlog: {args.backlog} fires = {3 * args.backlog} events appended in "
         f"{time.perf_counter() - started:.1f}s"
     )
-    process = start_projector(url, Path(args.service_root), work)
+    root = Path(args.service_root)
+    processes = [
+        start_projector(url, root, work, args.partitions, n) for n in range(args.projectors)
+    ]
     try:
-        return await measure(args, redis, keys, writer, lag, process)
+        return await measure(args, redis, keys, writer, lag, [p.pid for p in processes])
     finally:
-        stop_process(process)
+        for process in processes:
+            stop_process(process)
         await redis.aclose()
 
 
@@ -284,10 +319,10 @@ async def measure(
     keys: Keyspace,
     writer: Writer,
     lag: Lag,
-    process: subprocess.Popen[bytes],
+    pids: list[int],
 ) -> int:
     redis0 = await redis_cpu(redis)
-    drained = await drain(lag, 3 * args.backlog, process.pid)
+    drained = await drain(lag, 3 * args.backlog, pids)
     if drained is None:
         print("drain: FAIL (the projector did not reach the log's end in time)")
         return 1
@@ -300,12 +335,12 @@ async def measure(
     samples: list[float] = []
     stop = asyncio.Event()
     sampler = asyncio.create_task(sample(lag, args.sample_ms / 1000, stop, samples))
-    cpu0, redis0 = cpu_seconds(process.pid) or 0.0, await redis_cpu(redis)
+    cpu0, redis0 = cpu_of(pids), await redis_cpu(redis)
     fired, window = await writer.at_rate(args.rate, args.seconds)
     stop.set()
     await sampler
     tail = await lag.caught_up(CATCH_UP_TIMEOUT_S)
-    cpu1, redis1 = cpu_seconds(process.pid) or 0.0, await redis_cpu(redis)
+    cpu1, redis1 = cpu_of(pids), await redis_cpu(redis)
     events = 3 * fired
     print(
         f"sustained: {fired / window:,.0f} fires/s = {events / window:,.0f} events/s appended "
@@ -343,11 +378,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--sample-ms", type=int, default=50)
     parser.add_argument("--service-root", default=str(REPO_ROOT), help="checkout to run")
+    parser.add_argument("--partitions", type=int, default=1)
+    parser.add_argument(
+        "--projectors", type=int, default=1, help="projector processes dividing the partitions"
+    )
     args = parser.parse_args(argv)
     print(machine_line())
     print(
-        f"projector: {args.schedules} schedules, backlog {args.backlog} fires, "
-        f"{args.rate:,.0f} fires/s for {args.seconds:.0f}s, projector from {args.service_root}"
+        f"projector: {args.schedules} schedules in {args.partitions} partition(s), backlog "
+        f"{args.backlog} fires, {args.rate:,.0f} fires/s for {args.seconds:.0f}s, "
+        f"{args.projectors} projector process(es) from {args.service_root}"
     )
     with tempfile.TemporaryDirectory(prefix="cronstream-bench-") as tmp:
         with redis_server(Path(tmp) / "redis", appendonly=True) as server:
