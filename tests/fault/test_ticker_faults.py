@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -13,15 +12,10 @@ import orjson
 import pytest
 import redis as sync_redis
 
-from migrations.keyspace import check_keyspace
-from service.commands import SCHEDULES, WORKFLOWS, CommandService, ProjectionWaiter, RequestContext
-from service.domain import schedule as sched
-from service.domain import workflow as wf
-from service.domain.spec import Spec
 from service.domain.timeutil import parse_instant
 from service.store.embedded import RedisProcess, start_redis_server
-from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
+from tests import every_second
 from tests.process import Service, wait_until
 
 pytestmark = pytest.mark.slow
@@ -37,35 +31,8 @@ def redis_proc(tmp_path: Path) -> Iterator[RedisProcess]:
     server.stop()
 
 
-def create_schedules(url: str, count: int, spec: str = "* * * * * *") -> list[str]:
-    async def go() -> list[str]:
-        from redis.asyncio import Redis
-
-        client = Redis.from_url(url)
-        try:
-            await check_keyspace(client, KEYS)  # stamp the fresh keyspace, as serve would
-            commands = CommandService(
-                EventStore(client, KEYS), ProjectionWaiter(client, KEYS), wait_timeout_s=0
-            )
-            workflow = wf.WorkflowConfig.model_validate({"target": {"type": "none"}})
-            await commands.execute(WORKFLOWS, "w", wf.PutWorkflow("w", workflow), RequestContext())
-            config = sched.ScheduleConfig.model_validate(
-                {
-                    "workflow_id": "w",
-                    "spec": Spec(cron=[spec]).model_dump(mode="json"),
-                    "policy": {"catchup": "all", "overlap": "allow_all"},
-                }
-            )
-            sids = [f"s{i:03d}" for i in range(count)]
-            for sid in sids:
-                await commands.execute(
-                    SCHEDULES, sid, sched.CreateSchedule(sid, config), RequestContext()
-                )
-            return sids
-        finally:
-            await client.aclose()
-
-    return asyncio.run(go())
+def create_schedules(url: str, count: int) -> list[str]:
+    return every_second.create_schedules(url, KEYS, count)
 
 
 def tickers(tmp_path: Path, url: str, n: int) -> list[Service]:
