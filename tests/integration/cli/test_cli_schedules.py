@@ -114,7 +114,8 @@ def test_describe_shows_spec_policy_state_next_and_recent_actions(
         report = described()
         recent = report["recent_actions"]
         fired = [r for r in recent if r["trigger"] == "schedule" and r["run_status"] == "succeeded"]
-        if len(fired) >= 2 and any(r["trigger"] == "manual" for r in recent):
+        counted = report["schedule"]["info"]["action_count"]  # the view may trail the log
+        if len(fired) >= 2 and any(r["trigger"] == "manual" for r in recent) and counted >= 2:
             break
         assert time.monotonic() < deadline, recent
         time.sleep(0.2)
@@ -122,7 +123,6 @@ def test_describe_shows_spec_policy_state_next_and_recent_actions(
     nominal = [parse_instant(r["nominal_time"]) for r in recent]
     assert nominal == sorted(nominal)  # as instants: "…18Z" comes before "…18.013Z"
     assert len(report["next_actions"]) == 3
-    assert report["schedule"]["info"]["action_count"] >= 2
 
     assert run(capsys, "schedule", "pause", "desc", "--note", "maintenance", *url)[0] == 0
     code, out, _ = run(capsys, "schedule", "describe", "desc", *url)
