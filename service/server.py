@@ -23,6 +23,7 @@ from service.notify.notifier import Notifier
 from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
 from service.store.tokens import NewToken, TokenStore, new_token
+from service.tasks import cancel_and_wait
 from service.ticker.ticker import Ticker
 from service.worker.worker import Worker
 
@@ -230,8 +231,4 @@ async def _cancel_all(tasks: list[asyncio.Task[None]], grace_s: float = 15.0) ->
     """Give the role loops (which watch ``stop``) a bounded time to finish, then cancel."""
     if tasks:
         await asyncio.wait(tasks, timeout=grace_s)
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await cancel_and_wait(tasks)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -44,6 +43,7 @@ from service.store.eventstore import EventStore
 from service.store.keys import Keyspace
 from service.store.namespaces import NamespaceQuotas, TokenNamespaces
 from service.store.tokens import TokenStore
+from service.tasks import cancel_and_wait
 
 
 def create_app(
@@ -133,8 +133,4 @@ async def _projectors(app: web.Application) -> AsyncIterator[None]:
     ]
     yield
     stop.set()
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await cancel_and_wait(tasks)

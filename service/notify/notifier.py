@@ -4,7 +4,6 @@ process, started and stopped together."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import socket
@@ -20,6 +19,7 @@ from service.notify.delivery import Delivery
 from service.notify.subscriber import Subscriber
 from service.store.keys import Keyspace
 from service.store.notifications import NotificationStore
+from service.tasks import cancel_and_wait
 from service.worker.targets.http import make_session
 
 
@@ -90,8 +90,4 @@ class Notifier:
             try:
                 await asyncio.gather(*tasks)
             finally:
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+                await cancel_and_wait(tasks)

@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from service.store.eventstore import as_text
 from service.store.keys import Keyspace
 from service.store.scripts import load_script
+from service.tasks import cancel_and_wait
 from service.ticker.lease import Lease
 
 ROLE = "tickers"
@@ -82,11 +83,7 @@ async def hold_until_stopped(
     try:
         await stop.wait()
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
         # each on its own: on a cluster with a node down, the others' leases still go
         for lease in leases:
             with contextlib.suppress(RedisError, OSError):

@@ -14,7 +14,6 @@ run are one step, and a worker whose run was reclaimed meanwhile is refused.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -35,6 +34,7 @@ from service.domain.workflow import WorkflowConfig
 from service.store.keys import Keyspace
 from service.store.runs import MAX_DELIVERIES, RunStore, StartedAttempt
 from service.store.secrets import SigningSecrets as StoredSecrets
+from service.tasks import cancel_and_wait
 from service.worker.attempt import Attempts
 from service.worker.breaker import CircuitBreaker
 from service.worker.consumer import Consumer
@@ -123,11 +123,7 @@ class Worker:
                 )
             await stop.wait()
         finally:
-            for task in loops:
-                task.cancel()
-            for task in loops:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await cancel_and_wait(loops)
             await self.drain(self.drain_timeout_s)
             await session.close()
 
