@@ -18,7 +18,7 @@ from typing import Any, Final
 
 import orjson
 
-from service.store.snapshots import COMPACT_V1, FORMAT_KEY, difference
+from service.store.snapshots import COMPACT_V1, FORMAT_KEY, difference, overlay
 
 Record = dict[str, Any]
 
@@ -73,7 +73,6 @@ _TEMPLATE_JSON: Final = orjson.dumps(SCHEDULE_RECORD_V1)
 _PARTS_JSON: Final = {
     key: orjson.dumps(part) for key, part in SCHEDULE_RECORD_V1.items() if type(part) is dict
 }
-_MISSING: Final = object()
 
 
 def encode(name: str, record: Record) -> bytes:
@@ -91,21 +90,4 @@ def decode(name: str, raw: bytes | str) -> Record:
     if not name.startswith(SCHEDULE_PREFIX) or record.get(FORMAT_KEY) != COMPACT_V1:
         return record
     del record[FORMAT_KEY]
-    return _overlay(orjson.loads(_TEMPLATE_JSON), record)
-
-
-def _overlay(fresh: Record, stored: Record) -> Record:
-    """``stored`` over ``fresh`` (a copy of the template, in sorted key order), nested
-    dicts merged too; a dict that gained keys is put in sorted key order, as a record
-    written with sorted keys reads."""
-    grown = False
-    for key, item in stored.items():
-        base = fresh.get(key, _MISSING)
-        if base is _MISSING:
-            grown = True
-            fresh[key] = item
-        elif type(base) is dict and type(item) is dict:
-            fresh[key] = _overlay(base, item)
-        else:
-            fresh[key] = item
-    return {key: fresh[key] for key in sorted(fresh)} if grown else fresh
+    return overlay(orjson.loads(_TEMPLATE_JSON), record, sort_keys=True)

@@ -118,10 +118,10 @@ def expand(kind: str, stored: dict[str, Any]) -> dict[str, Any]:
         return stored
     template, optional = _TEMPLATES[kind]
     body = {k: v for k, v in stored.items() if k != FORMAT_KEY}
-    out = merged(body, template)
+    out = overlay(_fresh(template), body)
     for key, base in optional.items():
         if isinstance(out.get(key), dict):
-            out[key] = merged(out[key], base)
+            out[key] = overlay(_fresh(base), out[key])
     if out.get("declared") is SAME_AS_CONFIG:
         out["declared"] = _fresh(out["config"])
     return out
@@ -173,22 +173,24 @@ def difference(
     return out
 
 
-def merged(
-    stored: dict[str, Any], template: dict[str, Any], *, sort_keys: bool = False
+def overlay(
+    fresh: dict[str, Any], stored: dict[str, Any], *, sort_keys: bool = False
 ) -> dict[str, Any]:
-    """``stored`` over ``template``, nested dicts merged too; with ``sort_keys`` each
-    merged dict's keys in sorted order (as a record written with sorted keys read)."""
-    out: dict[str, Any] = {}
-    for key, base in template.items():
-        item = stored.get(key, _MISSING)
-        if item is _MISSING:
-            out[key] = _fresh(base)
-        elif isinstance(base, dict) and isinstance(item, dict):
-            out[key] = merged(item, base, sort_keys=sort_keys)
+    """``stored`` over ``fresh``, a copy of a template that this changes and returns;
+    nested dicts are merged too. Keys keep the template's order, a stored key the
+    template lacks comes after them; with ``sort_keys`` a dict that gained such a key is
+    put in sorted key order (as a record written with sorted keys reads)."""
+    grown = False
+    for key, item in stored.items():
+        base = fresh.get(key, _MISSING)
+        if base is _MISSING:
+            grown = True
+            fresh[key] = item
+        elif type(base) is dict and type(item) is dict:
+            fresh[key] = overlay(base, item, sort_keys=sort_keys)
         else:
-            out[key] = item
-    out.update((key, item) for key, item in stored.items() if key not in template)
-    return {key: out[key] for key in sorted(out)} if sort_keys else out
+            fresh[key] = item
+    return {key: fresh[key] for key in sorted(fresh)} if sort_keys and grown else fresh
 
 
 def _fresh(default: Any) -> Any:

@@ -49,12 +49,17 @@ async def create(redis: Redis, ids: list[str]) -> None:
         await commands.execute(SCHEDULES, sid, sched.CreateSchedule(sid, config), RequestContext())
 
 
-def viewed(redis: Redis, ids: list[str]) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        names = [KEYS.view(KEYS.partition_of(sid), f"schedule:{sid}") for sid in ids]
+async def created_and_viewed(redis: Redis, prefix: str, what: str) -> list[str]:
+    """Create 16 schedules ``<prefix>00``… and wait until every one has its view."""
+    ids = [f"{prefix}{i:02d}" for i in range(16)]
+    await create(redis, ids)
+    names = [KEYS.view(KEYS.partition_of(sid), f"schedule:{sid}") for sid in ids]
+
+    async def viewed() -> bool:
         return bool(await redis.exists(*names) == len(names))
 
-    return check
+    await until(viewed, 10, what)
+    return ids
 
 
 async def test_projector_processes_divide_the_partitions_and_take_over_a_leaving_ones(
@@ -68,16 +73,12 @@ async def test_projector_processes_divide_the_partitions_and_take_over_a_leaving
         await until(_held(first, 4), 5, "the only projector to hold every partition")
         running.append(asyncio.create_task(second.run(stop_second)))
         await until(_split(first, second), 5, "two projectors to hold two partitions each")
-        ids = [f"s{i:02d}" for i in range(16)]
+        ids = await created_and_viewed(redis, "s", "every schedule's view, from both projectors")
         assert {KEYS.partition_of(sid) for sid in ids} == set(range(4))
-        await create(redis, ids)
-        await until(viewed(redis, ids), 10, "every schedule's view, from both projectors")
         stop_second.set()
         await running[1]
         await until(_held(first, 4), 5, "the projector left to take every partition")
-        later = [f"t{i:02d}" for i in range(16)]
-        await create(redis, later)
-        await until(viewed(redis, later), 10, "the later schedules' views")
+        await created_and_viewed(redis, "t", "the later schedules' views")
     finally:
         stop_first.set()
         stop_second.set()
@@ -116,9 +117,7 @@ async def test_a_dead_projectors_partitions_are_followed_once_its_leases_expire(
     task = asyncio.create_task(alive.run(stop))
     try:
         await until(_held(alive, 4), 5, "the live projector to take the dead one's partitions")
-        ids = [f"d{i:02d}" for i in range(16)]
-        await create(redis, ids)
-        await until(viewed(redis, ids), 10, "every schedule's view")
+        await created_and_viewed(redis, "d", "every schedule's view")
     finally:
         stop.set()
         await task
