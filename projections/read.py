@@ -226,9 +226,7 @@ class ViewReader:
         more = await self._newest(where.index(), _member(found[-1]), 1) if found else []
         return found, (_member(found[-1]) if found and more else None)
 
-    async def _newest(
-        self, index: str, before: str | None, limit: int
-    ) -> list[tuple[str, int]]:
+    async def _newest(self, index: str, before: str | None, limit: int) -> list[tuple[str, int]]:
         """The ``limit`` newest members of ``index`` over every partition, each with the
         partition that holds it."""
         high = f"({before}" if before else "+"

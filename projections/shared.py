@@ -25,13 +25,12 @@ from redis.exceptions import RedisError
 from projections.projector import BLOCK_MS, Projector
 from service.store.keys import Keyspace
 from service.ticker.lease import DEFAULT_TTL_MS, Lease
-from service.ticker.membership import Membership, hold_until_stopped
+from service.ticker.membership import FairShare, Membership, hold_until_stopped, retry_delay
 
 log = logging.getLogger(__name__)
 
 ROLE = "projector"
 MEMBERS = "projectors"
-RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class SharedProjector:
@@ -49,11 +48,12 @@ class SharedProjector:
         self.projector = projector or Projector(redis, keys)
         self.leases = [Lease(redis, keys, p, ttl_ms, owner, ROLE) for p in range(keys.partitions)]
         self.membership = Membership(redis, keys, owner, ttl_ms, MEMBERS)
+        self.share = FairShare(self.membership, self.leases, ROLE)
         # a follow blocks at most this long, so a lease is renewed well before it lapses
         self.block_ms = min(BLOCK_MS, ttl_ms // 5)
 
     def held(self) -> list[int]:
-        return [lease.partition for lease in self.leases if lease.held()]
+        return self.share.held()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Follow this process's share of the partitions until ``stop``; then free the
@@ -61,23 +61,10 @@ class SharedProjector:
         with contextlib.suppress(RedisError, OSError):
             await self.membership.beat()
         tasks = [
-            asyncio.create_task(self._heartbeat(stop), name="projector-members"),
+            asyncio.create_task(self.share.heartbeat(stop), name="projector-members"),
             *(asyncio.create_task(self._follow(lease, stop)) for lease in self.leases),
         ]
         await hold_until_stopped(self.membership, self.leases, tasks, stop)
-
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
-        failures = 0
-        while not stop.is_set():
-            try:
-                await self.membership.beat()
-                failures, pause = 0, self.membership.interval_s
-            except (RedisError, OSError) as exc:
-                log.warning("projectors: heartbeat failed (%s)", exc)
-                pause = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
-                failures += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=pause)
 
     async def _follow(self, lease: Lease, stop: asyncio.Event) -> None:
         """Hold the partition's lease while within this process's share, and follow its
@@ -85,7 +72,8 @@ class SharedProjector:
         failures = 0
         while not stop.is_set():
             try:
-                if await self._keep(lease):
+                held = await (self.share.keep(lease) if lease.held() else self.share.take(lease))
+                if held:
                     await self.projector.step(lease.partition, block_ms=self.block_ms)
                 else:
                     with contextlib.suppress(TimeoutError):
@@ -93,21 +81,7 @@ class SharedProjector:
                 failures = 0
             except (RedisError, OSError) as exc:
                 log.warning("projector partition %d: redis unavailable (%s)", lease.partition, exc)
-                delay = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+                delay = retry_delay(failures)
                 failures += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
-
-    async def _keep(self, lease: Lease) -> bool:
-        """Take the lease when free and within the share, renew it when due, give it up
-        when this process holds more than its share; True while it is held."""
-        share = self.membership.share()
-        if not lease.held():
-            return len(self.held()) < share and await lease.acquire()
-        if not lease.renew_due():
-            return True
-        if len(self.held()) > share:
-            await lease.release()
-            log.info("projector partition %d: lease released to rebalance", lease.partition)
-            return False
-        return await lease.renew()

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -30,7 +31,16 @@ from service.store.scripts import load_script
 from service.tasks import cancel_and_wait
 from service.ticker.lease import Lease
 
+log = logging.getLogger(__name__)
+
 ROLE = "tickers"
+RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
+"""Waits before the next try after 1, 2, … failures in a row (the last one repeats)."""
+
+
+def retry_delay(failures: int) -> float:
+    """The wait after ``failures`` failures in a row before this one (0: the first)."""
+    return RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
 
 
 def fair_share(partitions: int, members: int) -> int:
@@ -70,6 +80,76 @@ class Membership:
     async def leave(self) -> None:
         await self._script(keys=[self.key], args=["leave", self.owner, self.ttl_ms])
         self.members = [self.owner]
+
+
+class FairShare:
+    """A member's leases, one per partition, kept to its fair share of them: it takes free
+    ones while below the share and gives a surplus one up at renewal time, so that a
+    member that joins gets its share. ``name`` says whose (``ticker``, ``projector``)."""
+
+    def __init__(self, membership: Membership, leases: Sequence[Lease], name: str) -> None:
+        self.membership = membership
+        self.leases = leases
+        self.name = name
+        self._acquiring = 0  # acquisitions in flight, counted against the share
+
+    def held(self) -> list[int]:
+        """The partitions whose lease this member holds now."""
+        return [lease.partition for lease in self.leases if lease.held()]
+
+    async def take(self, lease: Lease) -> bool:
+        """Acquire a free lease if below the share; True when taken. The partitions'
+        loops take leases concurrently: those in flight count, so none overshoots."""
+        if len(self.held()) + self._acquiring >= self.membership.share():
+            return False
+        self._acquiring += 1
+        try:
+            return await lease.acquire()
+        finally:
+            self._acquiring -= 1
+
+    async def keep(self, lease: Lease) -> bool:
+        """At renewal time: give the lease up if more than the share is held, else renew
+        it; True while it is still held."""
+        if not lease.renew_due():
+            return True
+        if len(self.held()) > self.membership.share():
+            await lease.release()
+            log.info("%s partition %d: lease released to rebalance", self.name, lease.partition)
+        elif await lease.renew():
+            return True
+        else:
+            log.warning(
+                "%s partition %d: lease renewal refused; stepping down", self.name, lease.partition
+            )
+        return False
+
+    async def heartbeat(
+        self, stop: asyncio.Event, changed: Callable[[], None] | None = None
+    ) -> None:
+        """Keep this member counted until ``stop``, calling ``changed`` when members come
+        or go. Whatever fails (a cluster that is down answers CLUSTERDOWN), the heartbeat
+        goes on: a member whose heartbeats stop loses its share to the others."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                if await self.membership.beat():
+                    log.info(
+                        "%ss: %d live, this one's share %d of %d partition(s)",
+                        self.name,
+                        len(self.membership.members),
+                        self.membership.share(),
+                        len(self.leases),
+                    )
+                    if changed is not None:
+                        changed()
+                failures, pause = 0, self.membership.interval_s
+            except Exception as exc:
+                log.warning("%ss: heartbeat failed (%s)", self.name, exc)
+                pause = retry_delay(failures)
+                failures += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=pause)
 
 
 async def hold_until_stopped(

@@ -33,7 +33,12 @@ from service.store.fires import FireReply, FireScript
 from service.store.keys import Keyspace
 from service.ticker.due import DueBatch, DueReader
 from service.ticker.lease import DEFAULT_TTL_MS, Lease
-from service.ticker.membership import Membership, hold_until_stopped
+from service.ticker.membership import (
+    FairShare,
+    Membership,
+    hold_until_stopped,
+    retry_delay,
+)
 
 log = logging.getLogger(__name__)
 activity = ActivityLog(logging.getLogger("cronstream.fires"))
@@ -42,7 +47,6 @@ lag = ActivityLog(logging.getLogger("cronstream.ticker"))
 BATCH_SIZE = 500
 BEHIND_LOG_MS = 1000  # a tick this far behind says so in the log
 MAX_SLEEP_S = 1.0
-RETRY_DELAYS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 STATS_SAMPLES = 10_000
 UNKNOWN_TARGET = "http"  # a workflow not found: its runs are queued, and fail in the worker
 
@@ -123,7 +127,7 @@ class Ticker:
         owner = owner or Lease.new_owner()
         self.leases = [Lease(redis, keys, p, lease_ttl_ms, owner) for p in range(keys.partitions)]
         self.membership = Membership(redis, keys, owner, lease_ttl_ms)
-        self._acquiring = 0  # lease acquisitions in flight, counted against the share
+        self.share = FairShare(self.membership, self.leases, "ticker")
         self.script = FireScript(redis, keys)
         self.due = DueReader(redis, keys, clock, batch_size)
         self.stats = TickStats()
@@ -203,7 +207,12 @@ class Ticker:
         except Exception:
             await asyncio.gather(firing, reading, return_exceptions=True)
             raise
-        replies = await firing
+        try:
+            replies = await firing
+        except BaseException:
+            reading.cancel()  # not left running (or failing unheard) behind the error
+            await asyncio.gather(reading, return_exceptions=True)
+            raise
         try:
             following = await reading
         except Exception:
@@ -343,7 +352,7 @@ class Ticker:
             await self.membership.beat()  # be counted before taking any lease
         tasks = [
             asyncio.create_task(self._listen(stop), name="ticker-wake"),
-            asyncio.create_task(self._heartbeat(stop), name="ticker-members"),
+            asyncio.create_task(self.share.heartbeat(stop, self._wake_all), name="ticker-members"),
             *(
                 asyncio.create_task(self._partition_loop(p, stop), name=f"ticker-{p}")
                 for p in range(self.keys.partitions)
@@ -353,43 +362,17 @@ class Ticker:
 
     def held(self) -> list[int]:
         """The partitions whose lease this ticker holds now."""
-        return [lease.partition for lease in self.leases if lease.held()]
+        return self.share.held()
 
-    async def _heartbeat(self, stop: asyncio.Event) -> None:
-        """Keep this ticker counted; when members come or go, let every partition loop
-        look again at once (take a freed lease, or give up a surplus one)."""
-        failures = 0
-        while not stop.is_set():
-            try:
-                if await self.membership.beat():
-                    log.info(
-                        "tickers: %d live, this one's share %d of %d partition(s)",
-                        len(self.membership.members),
-                        self.membership.share(),
-                        self.keys.partitions,
-                    )
-                    for wake in self._wake:
-                        wake.set()
-                failures = 0
-                pause = self.membership.interval_s
-            except Exception as exc:
-                # whatever fails (a cluster that is down answers CLUSTERDOWN), the heartbeat
-                # goes on: a ticker whose heartbeats stop loses its share to the others
-                log.warning("tickers: heartbeat failed (%s)", exc)
-                pause = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
-                failures += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=pause)
+    def _wake_all(self) -> None:
+        """Members came or went: every partition loop looks again at once (takes a freed
+        lease, or gives up a surplus one)."""
+        for wake in self._wake:
+            wake.set()
 
     async def _take(self, lease: Lease) -> bool:
         """Acquire a free lease if this ticker is below its share; True when held."""
-        if len(self.held()) + self._acquiring >= self.membership.share():
-            return False
-        self._acquiring += 1
-        try:
-            taken = await lease.acquire()
-        finally:
-            self._acquiring -= 1
+        taken = await self.share.take(lease)
         if taken:
             log.info(
                 "partition %d: lease acquired, epoch %d",
@@ -401,19 +384,11 @@ class Ticker:
         return taken
 
     async def _keep(self, lease: Lease) -> bool:
-        """At renewal time: give the lease up if this ticker holds more than its share
-        (so a joining ticker gets it), else renew it; True while it is still held."""
-        if not lease.renew_due():
-            return True
-        if len(self.held()) > self.membership.share():
-            await lease.release()
-            log.info("partition %d: lease released to rebalance", lease.partition)
-        elif await lease.renew():
-            return True
-        else:
-            log.warning("partition %d: lease renewal refused; stepping down", lease.partition)
-        telemetry.LEASE_HELD.labels(str(lease.partition)).set(0)
-        return False
+        """Renew the lease at renewal time, or give it up to rebalance; True while held."""
+        kept = await self.share.keep(lease)
+        if not kept:
+            telemetry.LEASE_HELD.labels(str(lease.partition)).set(0)
+        return kept
 
     async def _partition_loop(self, partition: int, stop: asyncio.Event) -> None:
         lease = self.leases[partition]
@@ -449,7 +424,7 @@ class Ticker:
 
     async def _back_off(self, lease: Lease, failures: int) -> None:
         """Wait before trying again, never past the lease's renewal time."""
-        backoff = RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)]
+        backoff = retry_delay(failures)
         await self._sleep(lease.partition, min(backoff, lease.ttl_ms / 3000))
 
     async def _sleep(self, partition: int, seconds: float) -> None:
@@ -476,4 +451,4 @@ class Ticker:
                             self._wake[channels[as_text(message["channel"])]].set()
             except (RedisError, OSError):
                 failures += 1
-                await asyncio.sleep(RETRY_DELAYS_S[min(failures, len(RETRY_DELAYS_S) - 1)])
+                await asyncio.sleep(retry_delay(failures))

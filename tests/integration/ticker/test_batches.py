@@ -4,6 +4,7 @@ never holds the same schedules; a backlog catches up by each schedule's policy."
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -27,6 +28,33 @@ async def create(api: TestClient, sid: str, workflow: str = "wf", **body: Any) -
     payload = {"id": sid, "workflow_id": workflow, "spec": {"cron": ["* * * * *"]}, **body}
     r = await api.post("/v1/schedules", json=payload)
     assert r.status == 201, await r.text()
+
+
+async def due_once(
+    api: TestClient,
+    redis: Redis,
+    keys: Keyspace,
+    clock: FixedClock,
+    count: int,
+    *,
+    minutes: int = 1,
+    policy: dict[str, Any] | None = None,
+    batch_size: int | None = None,
+) -> tuple[Ticker, list[str]]:
+    """``count`` every-minute schedules ``s00``… (target ``none``), planned by the first
+    tick of a ticker holding the lease; then the clock moves ``minutes`` on."""
+    body: dict[str, Any] = {"policy": policy} if policy else {}
+    sids = [f"s{i:02d}" for i in range(count)]
+    await setup(api, sids[0], target="none", **body)
+    for sid in sids[1:]:
+        await create(api, sid, **body)
+    sized: dict[str, Any] = {"batch_size": batch_size} if batch_size else {}
+    ticker = Ticker(redis, keys, clock=clock, **sized)
+    for lease in ticker.leases:
+        assert await lease.acquire()
+    await ticker.tick(0)
+    clock.advance(minutes * MINUTE)
+    return ticker, sids
 
 
 async def snapshot(redis: Redis) -> dict[bytes, tuple[bytes, int]]:
@@ -110,14 +138,7 @@ async def test_a_batch_decides_as_one_call_per_schedule_would(
 async def test_a_lost_lease_stops_the_batches_of_a_tick(
     api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
 ) -> None:
-    await setup(api, "s00", target="none")
-    sids = ["s00", *(f"s{i:02d}" for i in range(1, 12))]
-    for sid in sids[1:]:
-        await create(api, sid)
-    old = Ticker(redis, keys, clock=clock, batch_size=4)
-    assert await old.leases[0].acquire()
-    await old.tick(0)
-    clock.advance(MINUTE)
+    old, sids = await due_once(api, redis, keys, clock, 12, batch_size=4)
     new = Ticker(redis, keys, clock=clock)
     calls: list[list[FireRequest]] = []
     original = old.script.run_many
@@ -146,13 +167,7 @@ async def test_a_lost_lease_stops_the_batches_of_a_tick(
 async def test_a_batch_read_while_one_is_fired_starts_after_it(
     api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
 ) -> None:
-    await setup(api, "s00", target="none")
-    for i in range(1, 10):
-        await create(api, f"s{i:02d}")
-    ticker = Ticker(redis, keys, clock=clock, batch_size=4)
-    assert await ticker.leases[0].acquire()
-    await ticker.tick(0)
-    clock.advance(MINUTE)
+    ticker, _ = await due_once(api, redis, keys, clock, 10, batch_size=4)
     first = await ticker.due.read(0)
     second = await ticker.due.read(0, after=first)
     third = await ticker.due.read(0, after=second)
@@ -169,14 +184,10 @@ async def test_a_backlog_catches_up_by_policy_in_batches(
     api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
 ) -> None:
     policy = {"catchup": "all", "catchup_window": "1h", "catchup_max": 3}
-    await setup(api, "s00", target="none", policy=policy)
-    sids = ["s00", *(f"s{i:02d}" for i in range(1, 30))]
-    for sid in sids[1:]:
-        await create(api, sid, policy=policy)
-    ticker = Ticker(redis, keys, clock=clock, batch_size=8)
-    assert await ticker.leases[0].acquire()
-    await ticker.tick(0)
-    clock.advance(10 * MINUTE)  # down ten minutes: ten times due per schedule
+    # down ten minutes: ten times due per schedule
+    ticker, sids = await due_once(
+        api, redis, keys, clock, 30, minutes=10, policy=policy, batch_size=8
+    )
     assert await ticker.tick(0) == 30  # one tick, in four batches
     assert ticker.stats.ticks == 4 + 4 and ticker.stats.stale == 0  # no two batches met
     for sid in sids:  # never more than catchup_max at once: the latest three
@@ -189,13 +200,7 @@ async def test_a_backlog_catches_up_by_policy_in_batches(
 async def test_a_batch_fired_before_redis_failed_is_counted(
     api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
 ) -> None:
-    await setup(api, "s00", target="none")
-    for i in range(1, 8):
-        await create(api, f"s{i:02d}")
-    ticker = Ticker(redis, keys, clock=clock, batch_size=4)
-    assert await ticker.leases[0].acquire()
-    await ticker.tick(0)
-    clock.advance(MINUTE)
+    ticker, _ = await due_once(api, redis, keys, clock, 8, batch_size=4)
     reads = 0
     original = ticker.due.read
 
@@ -215,12 +220,7 @@ async def test_a_batch_fired_before_redis_failed_is_counted(
 async def test_a_batch_that_fails_halfway_leaves_the_chain_whole(
     api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
 ) -> None:
-    await setup(api, "s00", target="none")
-    for i in range(1, 3):
-        await create(api, f"s{i:02d}")
-    ticker = await leader(redis, keys, clock)
-    await ticker.tick(0)
-    clock.advance(MINUTE)
+    ticker, _ = await due_once(api, redis, keys, clock, 3)
     # the second schedule's event index is not a list: noting its entries there fails
     # after they were appended, halfway through the call; Redis keeps what the call
     # wrote until then
@@ -244,12 +244,8 @@ async def test_a_backlog_is_fired_in_calls_of_bounded_size(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(fires, "BATCH_FIRES_MAX", 25)
-    await setup(api, "s00", target="none", policy={"catchup": "all"})
-    for i in range(1, 12):
-        await create(api, f"s{i:02d}", policy={"catchup": "all"})
-    ticker = await leader(redis, keys, clock)
-    await ticker.tick(0)
-    clock.advance(10 * MINUTE)  # ten times due per schedule
+    # ten times due per schedule
+    ticker, _ = await due_once(api, redis, keys, clock, 12, minutes=10, policy={"catchup": "all"})
     calls = await script_calls(redis)
     await ticker.tick(0)
     # the due read, then six calls of two schedules' twenty fires each, where one call
@@ -271,12 +267,7 @@ async def test_a_batch_is_sent_at_once_and_again_once_redis_lost_the_script(
     """No round trip asking whether the script is loaded comes before a batch (it kept
     the next batch's planning from overlapping this one's firing); a Redis that lost its
     scripts (restarted, flushed) gets the script loaded and the batch sent again."""
-    await setup(api, "s00", target="none")
-    for i in range(1, 4):
-        await create(api, f"s{i:02d}")
-    ticker = await leader(redis, keys, clock)
-    await ticker.tick(0)
-    clock.advance(MINUTE)
+    ticker, _ = await due_once(api, redis, keys, clock, 4)
     checks = await script_checks(redis)
     await ticker.tick(0)
     assert ticker.stats.fired == 4
@@ -301,3 +292,33 @@ async def test_schedules_with_the_same_config_share_one_parsed_config(
     first, second, other = (ticker.due.config(d) for d in batch.schedules)
     assert first is not None and first is second and first.spec.cron == ["* * * * *"]
     assert other is not None and other.spec.cron == ["*/5 * * * *"]
+
+
+async def test_a_failed_fire_leaves_no_read_running_behind_it(
+    api: TestClient, redis: Redis, keys: Keyspace, clock: FixedClock
+) -> None:
+    """The read of the batch after next goes out with a fire; when the fire fails, that
+    read is ended with it, not left running (or failing unheard) after the tick."""
+    ticker, _ = await due_once(api, redis, keys, clock, 12, batch_size=4)
+    reads = 0
+    ended = asyncio.Event()
+    original = ticker.due.read
+
+    async def slow_third(partition: int, after: Any = None) -> Any:
+        nonlocal reads
+        reads += 1
+        if reads < 3:
+            return await original(partition, after)
+        try:
+            await asyncio.Event().wait()  # the read sent beside the first fire
+        finally:
+            ended.set()
+
+    async def failing(requests: list[FireRequest]) -> list[FireReply]:
+        raise RedisConnectionError("connection lost")
+
+    ticker.due.read = slow_third  # type: ignore[method-assign]
+    ticker.script.run_many = failing  # type: ignore[method-assign]
+    with pytest.raises(RedisConnectionError):
+        await ticker.tick(0)
+    assert reads == 3 and ended.is_set()

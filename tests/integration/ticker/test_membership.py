@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 
 from service.store.keys import Keyspace
 from service.ticker.lease import Lease
-from service.ticker.membership import Membership, fair_share
+from service.ticker.membership import FairShare, Membership, fair_share
 from service.ticker.ticker import Ticker
 
 TTL_MS = 600
@@ -109,3 +109,21 @@ async def test_a_released_lease_is_announced_on_the_partitions_wake_channel(
         message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
     assert message is not None and message["data"] == b"released"
     assert await redis.get(KEYS.lease(2)) is None
+
+
+@pytest.mark.parametrize(("role", "members"), [("", "tickers"), ("projector", "projectors")])
+async def test_leases_taken_at_once_stop_at_the_share(
+    redis: Redis, role: str, members: str
+) -> None:
+    """The partitions' loops take leases concurrently: with two members, one that tries
+    all four at once takes two, not four (and a projector's share is kept alike)."""
+    other = Membership(redis, KEYS, "other", TTL_MS, members)
+    await other.beat()
+    membership = Membership(redis, KEYS, "mine", TTL_MS, members)
+    await membership.beat()
+    leases = [Lease(redis, KEYS, p, TTL_MS, "mine", role) for p in range(KEYS.partitions)]
+    share = FairShare(membership, leases, role or "ticker")
+    assert membership.share() == 2
+    taken = await asyncio.gather(*(share.take(lease) for lease in leases))
+    assert sum(taken) == 2 and len(share.held()) == 2
+    assert await redis.exists(*(KEYS.lease(p, role) for p in range(KEYS.partitions))) == 2
