@@ -1,7 +1,8 @@
--- Leases for the ticker of one partition, with a fencing epoch.
+-- Leases of one partition (the ticker's, or another role's), with a fencing epoch.
 --
--- KEYS[1]  cs:{p}:lease   KEYS[2]  cs:{p}:epoch
--- KEYS[3]  the partition's wake channel (pub/sub)  cs:{p}:due:wake, told of a release
+-- KEYS[1]  cs:{p}:lease[:role]   KEYS[2]  cs:{p}:epoch[:role]
+-- KEYS[3]  (the ticker's only) the partition's wake channel (pub/sub) cs:{p}:due:wake,
+--          told of a release
 -- ARGV[1]  'acquire' | 'renew' | 'release'   ARGV[2] owner token   ARGV[3] TTL ms
 --
 -- acquire: if nobody holds the lease, take it (SET NX PX) and increment the epoch;
@@ -31,7 +32,9 @@ elseif action == 'renew' then
 elseif action == 'release' then
   if redis.call('GET', KEYS[1]) == ARGV[2] then
     redis.call('DEL', KEYS[1])
-    redis.call('PUBLISH', KEYS[3], 'released')
+    if KEYS[3] then
+      redis.call('PUBLISH', KEYS[3], 'released')
+    end
     return 1
   end
   return 0

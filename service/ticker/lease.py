@@ -71,10 +71,9 @@ class Lease:
 
     async def _call(self, action: str) -> int:
         p, role = self.partition, self.role
-        lease = self.keys.lease(p, role)
-        # a freed ticker lease wakes the tickers; another role's has a channel of its own
-        told = f"{lease}:freed" if role else self.keys.wake(p)
-        keys = [lease, self.keys.epoch(p, role), told]
+        keys = [self.keys.lease(p, role), self.keys.epoch(p, role)]
+        if not role:
+            keys.append(self.keys.wake(p))  # a freed ticker lease wakes the tickers at once
         return int(await self._script(keys=keys, args=[action, self.owner, self.ttl_ms]))
 
     async def acquire(self) -> bool:

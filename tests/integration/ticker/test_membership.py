@@ -127,3 +127,17 @@ async def test_leases_taken_at_once_stop_at_the_share(
     taken = await asyncio.gather(*(share.take(lease) for lease in leases))
     assert sum(taken) == 2 and len(share.held()) == 2
     assert await redis.exists(*(KEYS.lease(p, role) for p in range(KEYS.partitions))) == 2
+
+
+async def test_a_released_projector_lease_wakes_no_one(redis: Redis) -> None:
+    """Only a ticker's lease is announced (tickers wait on the wake channel); a projector
+    process looks for free leases on its own, so its release publishes nothing."""
+    lease = Lease(redis, KEYS, 1, TTL_MS, "giver", "projector")
+    assert await lease.acquire()
+    async with redis.pubsub() as pubsub:
+        await pubsub.psubscribe("*")
+        await pubsub.get_message(timeout=1)  # the subscription's confirmation
+        await lease.release()
+        assert await redis.get(KEYS.lease(1, "projector")) is None
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+    assert message is None
